@@ -1,0 +1,1 @@
+"""xraymodel: the ResNet-50 chest X-ray classifier tool chain (TensorFlow imported lazily)."""

@@ -1,0 +1,1 @@
+"""Rollout analysis: metric providers (Prometheus), built-in PromQL, sandboxed custom query templates."""

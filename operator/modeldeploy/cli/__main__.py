@@ -1,0 +1,6 @@
+"""``python -m modeldeploy.cli`` == ``modeldeploy``."""
+import sys
+
+from modeldeploy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,309 @@
+"""TF Serving objects of one ModelDeployment (pure): a ConfigMap and a Deployment per model version, one Service.
+
+Each version runs in its own Deployment (`<name>-v<version>`, pods labelled app=<name>,
+version=v<version>) so Istio can split traffic between versions by subset. Pods:
+- run `tensorflow_model_server` with the rendered model/monitoring(/batching) config files;
+- are ready only when the pinned model version is loaded (HTTP GET /v1/models/<m>/versions/<v>);
+- request `nvidia.com/gpu` and land on T4 nodes (nodeSelector nvidia.com/gpu.product, toleration for
+  the nvidia.com/gpu NoSchedule taint) unless gpu.count is 0 or the GPU-shortage CPU fallback is on;
+- read the model from s3:// or gs:// (credentials from a Secret, by reference only), a PVC mounted
+  read-only, or a path inside the image;
+- run as non-root with a read-only root filesystem and every capability dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from modeldeploy.render import Target, VersionPlan, names
+from modeldeploy.render import tfserving_config as tfc
+
+GRPC_PORT = 8500
+HTTP_PORT = 8501
+PVC_MOUNT = "/models"
+GCP_SECRET_MOUNT = "/var/secrets/google"
+RUN_AS_USER = 1000
+
+DEFAULT_REQUESTS = {"cpu": "1", "memory": "4Gi"}
+DEFAULT_LIMITS = {"memory": "8Gi"}
+CPU_FALLBACK_REQUESTS = {"cpu": "4", "memory": "8Gi"}
+CPU_FALLBACK_LIMITS = {"memory": "12Gi"}
+
+
+def _meta(target: Target, name: str, labels: dict[str, str], annotations: dict[str, str] | None = None) -> dict:
+    meta = {
+        "name": name,
+        "namespace": target.namespace,
+        "labels": dict(sorted(labels.items())),
+    }
+    if annotations:
+        meta["annotations"] = dict(sorted(annotations.items()))
+    owners = target.owner_references()
+    if owners:
+        meta["ownerReferences"] = owners
+    return meta
+
+
+def model_base_path(target: Target) -> str:
+    """base_path as TF Serving inside the pod sees it."""
+    model = target.spec.model
+    if model.storage_scheme == "pvc":
+        _, path = model.pvc_claim_and_path
+        return f"{PVC_MOUNT}/{path}".rstrip("/") if path else PVC_MOUNT
+    return model.base_path.rstrip("/")
+
+
+def config_files(target: Target, plan: VersionPlan) -> dict[str, str]:
+    """File name -> text of the TF Serving config files of one version."""
+    spec = target.spec
+    files = {
+        tfc.MODEL_CONFIG_FILE: tfc.model_config(
+            model_name=spec.model.name,
+            base_path=model_base_path(target),
+            version=plan.version,
+            label=plan.role,
+            deployment=names.deployment_name(target.name, plan.version),
+        ),
+        tfc.MONITORING_FILE: tfc.monitoring_config(),
+    }
+    if spec.serving.batching is not None:
+        files[tfc.BATCHING_FILE] = tfc.batching_config(spec.serving.batching)
+    return files
+
+
+def configmap(target: Target, plan: VersionPlan) -> dict:
+    labels = {
+        **names.common_labels(target.name),
+        names.LABEL_MODEL_VERSION: str(plan.version),
+        names.LABEL_COMPONENT: "tfserving-config",
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(target, names.configmap_name(target.name, plan.version), labels),
+        "data": config_files(target, plan),
+    }
+
+
+def _server_args(target: Target) -> list[str]:
+    args = [
+        f"--port={GRPC_PORT}",
+        f"--rest_api_port={HTTP_PORT}",
+        f"--model_config_file={tfc.CONFIG_DIR}/{tfc.MODEL_CONFIG_FILE}",
+        f"--monitoring_config_file={tfc.CONFIG_DIR}/{tfc.MONITORING_FILE}",
+        # The role label ("stable"/"canary") names a version while it loads, and moves on promotion:
+        # re-read the model config file so that a relabel needs no restart.
+        "--allow_version_labels_for_unavailable_models=true",
+        "--model_config_file_poll_wait_seconds=30",
+    ]
+    if target.spec.serving.batching is not None:
+        args += ["--enable_batching=true", f"--batching_parameters_file={tfc.CONFIG_DIR}/{tfc.BATCHING_FILE}"]
+    return args
+
+
+def _storage(target: Target) -> tuple[list[dict], list[dict], list[dict]]:
+    """(env, volumes, volumeMounts) for the model store. Secrets by reference only, never values."""
+    model = target.spec.model
+    env: list[dict] = []
+    volumes: list[dict] = []
+    mounts: list[dict] = []
+    if model.storage_scheme == "s3":
+        s3 = model.s3
+        if s3 is not None:
+            if s3.region:
+                env.append({"name": "AWS_REGION", "value": s3.region})
+            if s3.endpoint:
+                env.append({"name": "S3_ENDPOINT", "value": s3.endpoint})
+            env.append({"name": "S3_USE_HTTPS", "value": "1" if s3.use_https else "0"})
+            env.append({"name": "S3_VERIFY_SSL", "value": "1" if s3.verify_ssl else "0"})
+        if model.credentials_secret:
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                env.append(
+                    {"name": key, "valueFrom": {"secretKeyRef": {"name": model.credentials_secret, "key": key}}}
+                )
+    elif model.storage_scheme == "gs":
+        if model.credentials_secret:
+            volumes.append(
+                {
+                    "name": "gcp-credentials",
+                    "secret": {"secretName": model.credentials_secret, "items": [{"key": "key.json", "path": "key.json"}]},
+                }
+            )
+            mounts.append({"name": "gcp-credentials", "mountPath": GCP_SECRET_MOUNT, "readOnly": True})
+            env.append({"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{GCP_SECRET_MOUNT}/key.json"})
+    elif model.storage_scheme == "pvc":
+        claim, _ = model.pvc_claim_and_path
+        volumes.append({"name": "model-store", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+        mounts.append({"name": "model-store", "mountPath": PVC_MOUNT, "readOnly": True})
+    return env, volumes, mounts
+
+
+def _resources(target: Target, plan: VersionPlan) -> dict:
+    serving = target.spec.serving
+    gpu = serving.gpu.count if not plan.cpu_fallback else 0
+    requests = dict(CPU_FALLBACK_REQUESTS if plan.cpu_fallback else DEFAULT_REQUESTS)
+    limits = dict(CPU_FALLBACK_LIMITS if plan.cpu_fallback else DEFAULT_LIMITS)
+    requests.update({k: str(v) for k, v in serving.resources.requests.items()})
+    limits.update({k: str(v) for k, v in serving.resources.limits.items()})
+    if gpu > 0:
+        limits["nvidia.com/gpu"] = str(gpu)
+        requests["nvidia.com/gpu"] = str(gpu)
+    else:
+        limits.pop("nvidia.com/gpu", None)
+        requests.pop("nvidia.com/gpu", None)
+    return {"requests": dict(sorted(requests.items())), "limits": dict(sorted(limits.items()))}
+
+
+def _placement(target: Target, plan: VersionPlan) -> tuple[dict[str, str], list[dict]]:
+    serving = target.spec.serving
+    node_selector: dict[str, str] = {}
+    tolerations: list[dict] = []
+    product = serving.gpu.effective_product
+    if product and not plan.cpu_fallback:
+        node_selector["nvidia.com/gpu.product"] = product
+        tolerations.append({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"})
+    node_selector.update(serving.node_selector)
+    for tol in serving.tolerations:
+        tolerations.append(tol.model_dump(by_alias=True, exclude_none=True))
+    return dict(sorted(node_selector.items())), tolerations
+
+
+def _probes(target: Target, plan: VersionPlan) -> dict:
+    model = target.spec.model.name
+    slow = plan.cpu_fallback  # CPU pods load and answer slower: longer timeouts
+    version_path = f"/v1/models/{model}/versions/{plan.version}"
+    return {
+        # Ready only once THIS model version is loaded and AVAILABLE (not a TCP probe).
+        "readinessProbe": {
+            "httpGet": {"path": version_path, "port": HTTP_PORT},
+            "periodSeconds": 5,
+            "timeoutSeconds": 10 if slow else 3,
+            "failureThreshold": 3,
+        },
+        # Loading a large SavedModel from object storage takes minutes: hold liveness off until loaded.
+        "startupProbe": {
+            "httpGet": {"path": version_path, "port": HTTP_PORT},
+            "periodSeconds": 10,
+            "timeoutSeconds": 10 if slow else 3,
+            "failureThreshold": 90 if slow else 60,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": f"/v1/models/{model}", "port": HTTP_PORT},
+            "periodSeconds": 15,
+            "timeoutSeconds": 15 if slow else 5,
+            "failureThreshold": 4,
+        },
+    }
+
+
+def config_hash(files: dict[str, str]) -> str:
+    """Hash of the config files that need a restart to take effect (the model config is polled)."""
+    restart_files = {k: v for k, v in files.items() if k != tfc.MODEL_CONFIG_FILE}
+    return hashlib.sha256(json.dumps(restart_files, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def deployment(target: Target, plan: VersionPlan) -> dict:
+    spec = target.spec
+    serving = spec.serving
+    name = names.deployment_name(target.name, plan.version)
+    selector = names.selector_labels(target.name, plan.version)
+    labels = {
+        **names.common_labels(target.name),
+        **selector,
+        names.LABEL_MODEL_VERSION: str(plan.version),
+        names.LABEL_ROLE: plan.role,
+        names.LABEL_COMPONENT: "tfserving",
+    }
+    pod_labels = {**serving.pod_labels, **labels}
+    pod_annotations = {
+        **serving.pod_annotations,
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(HTTP_PORT),
+        "prometheus.io/path": tfc.METRICS_PATH,
+        names.ANNOTATION_CONFIG_HASH: config_hash(config_files(target, plan)),
+    }
+    env, volumes, mounts = _storage(target)
+    node_selector, tolerations = _placement(target, plan)
+    image = serving.cpu_image if (plan.cpu_fallback or serving.gpu.count == 0) else serving.image
+    container = {
+        "name": "tfserving",
+        "image": image,
+        "imagePullPolicy": serving.image_pull_policy,
+        "command": ["tensorflow_model_server"],
+        "args": _server_args(target),
+        "ports": [
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+        ],
+        "env": env,
+        "resources": _resources(target, plan),
+        **_probes(target, plan),
+        "volumeMounts": [
+            {"name": "tfserving-config", "mountPath": tfc.CONFIG_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+            *mounts,
+        ],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if not env:
+        del container["env"]
+    pod_spec: dict = {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationGracePeriodSeconds": 30,
+        "containers": [container],
+        "volumes": [
+            {"name": "tfserving-config", "configMap": {"name": names.configmap_name(target.name, plan.version)}},
+            {"name": "tmp", "emptyDir": {}},
+            *volumes,
+        ],
+    }
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    if serving.service_account_name:
+        pod_spec["serviceAccountName"] = serving.service_account_name
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(target, name, labels),
+        "spec": {
+            "replicas": plan.replicas,
+            "revisionHistoryLimit": 3,
+            "progressDeadlineSeconds": max(60, int(spec.analysis.progress_deadline_seconds)),
+            "selector": {"matchLabels": selector},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": dict(sorted(pod_labels.items())), "annotations": dict(sorted(pod_annotations.items()))},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def service(target: Target) -> dict:
+    labels = {**names.common_labels(target.name), names.LABEL_COMPONENT: "tfserving"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(target, names.service_name(target.name), labels),
+        "spec": {
+            "selector": {"app": target.name},
+            "ports": [
+                {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"},
+                {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"},
+            ],
+        },
+    }
