@@ -271,6 +271,10 @@ class ModelDeploymentSpec(_Model):
     rollback: RollbackSpec = RollbackSpec()
     paused: bool = False
 
+    @property
+    def evaluation_interval_seconds(self) -> float:
+        return parse_duration(self.evaluation.interval) if self.evaluation else 60.0
+
 
 # --------------------------------------------------------------------------------------------
 # Parsing and semantic rules

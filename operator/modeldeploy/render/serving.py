@@ -215,7 +215,8 @@ def deployment(target: Target, plan: VersionPlan) -> dict:
         names.LABEL_ROLE: plan.role,
         names.LABEL_COMPONENT: "tfserving",
     }
-    pod_labels = {**serving.pod_labels, **labels}
+    # The pod template carries no role label: promotion must not restart the new stable's pods.
+    pod_labels = {**serving.pod_labels, **{k: v for k, v in labels.items() if k != names.LABEL_ROLE}}
     pod_annotations = {
         **serving.pod_annotations,
         "prometheus.io/scrape": "true",

@@ -1,0 +1,179 @@
+"""Runs one analysis: every configured metric queried from Prometheus, judged, data sufficiency applied.
+
+- Traffic metrics (latency, errorRate, custom queries) need at least `minRequests` requests to the
+  new version in the window; fewer is NO DATA.
+- Evaluator metrics (accuracy, accuracyDrift, predictionPSI) need a golden-set evaluation of the new
+  (and, for drift, the stable) version within the window; otherwise NO DATA.
+- Prometheus unreachable or a bad query: NO DATA with the reason (never a pass).
+- Fail-fast checks use only metrics with `failFast` bounds, a short window and a data floor scaled
+  to that window (at least 10 requests), so one slow request cannot roll a version back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import math
+
+from modeldeploy.analysis import builtins
+from modeldeploy.analysis.prometheus import PrometheusClient, QueryResult
+from modeldeploy.analysis.templates import TemplateProblem, render_query
+from modeldeploy.analysis.verdict import AnalysisResult, MetricResult, judge, no_data
+from modeldeploy.durations import format_duration
+from modeldeploy.rollout import fail_fast_metrics
+from modeldeploy.spec import EVALUATOR_BUILTINS, MetricSpec, ModelDeploymentSpec
+
+FAIL_FAST_MIN_REQUESTS = 10
+
+
+def fail_fast_window_seconds(spec: ModelDeploymentSpec) -> float:
+    a = spec.analysis
+    return max(4 * a.scrape_interval_seconds, 2 * a.fail_fast_interval_seconds)
+
+
+def fail_fast_min_requests(spec: ModelDeploymentSpec) -> int:
+    a = spec.analysis
+    scaled = a.min_requests * fail_fast_window_seconds(spec) / a.interval_seconds
+    return max(FAIL_FAST_MIN_REQUESTS, math.ceil(scaled))
+
+
+def evaluation_window_seconds(spec: ModelDeploymentSpec, window: float) -> float:
+    interval = 60.0 if spec.evaluation is None else spec.evaluation_interval_seconds
+    return max(window, 2.5 * interval)
+
+
+async def analyse(
+    spec: ModelDeploymentSpec,
+    ctx: builtins.QueryContext,
+    client: PrometheusClient | None,
+    now: datetime.datetime,
+    *,
+    kind: str = "interval",
+) -> AnalysisResult:
+    """Query, judge and summarise the metrics of one analysis (`kind` interval or failFast)."""
+    metrics = spec.analysis.metrics if kind == "interval" else fail_fast_metrics(spec)
+    if client is None:
+        results = tuple(no_data(m.name, "no Prometheus configured for the operator", min=m.min, max=m.max) for m in metrics)
+        return AnalysisResult(at=now, metrics=results, kind=kind)
+
+    if kind == "interval":
+        windows = {m.name: spec.analysis.window_seconds(m) for m in metrics}
+        min_requests = spec.analysis.min_requests
+    else:
+        w = fail_fast_window_seconds(spec)
+        windows = {m.name: w for m in metrics}
+        min_requests = fail_fast_min_requests(spec)
+
+    traffic = [m for m in metrics if m.builtin not in EVALUATOR_BUILTINS]
+    evaluator = [m for m in metrics if m.builtin in EVALUATOR_BUILTINS]
+
+    # Data sufficiency first: one request-count query per distinct window.
+    request_windows = sorted({windows[m.name] for m in traffic})
+    eval_window = evaluation_window_seconds(spec, max(windows.values(), default=0.0))
+    needs_stable_eval = any(m.builtin in ("accuracyDrift", "predictionPSI") for m in evaluator)
+    count_queries = [client.query(builtins.requests_query(ctx, format_duration(w))) for w in request_windows]
+    if evaluator:
+        count_queries.append(client.query(builtins.evaluation_samples_query(ctx, format_duration(eval_window))))
+        if needs_stable_eval:
+            count_queries.append(
+                client.query(builtins.evaluation_samples_query(ctx, format_duration(eval_window), ctx.stable_version))
+            )
+    metric_queries = [_metric_query(m, spec, ctx, windows[m.name]) for m in metrics]
+    answers = await asyncio.gather(*count_queries, *[client.query(q) if isinstance(q, str) else _failed(q) for q in metric_queries])
+    counts, values = answers[: len(count_queries)], answers[len(count_queries):]
+
+    requests_by_window = dict(zip(request_windows, counts[: len(request_windows)]))
+    canary_samples = counts[len(request_windows)] if evaluator else None
+    stable_samples = counts[len(request_windows) + 1] if evaluator and needs_stable_eval else None
+
+    results: list[MetricResult] = []
+    for metric, answer in zip(metrics, values):
+        lo, hi = (metric.min, metric.max) if kind == "interval" else (metric.fail_fast.min, metric.fail_fast.max)
+        if answer.error:
+            results.append(no_data(metric.name, answer.error, min=lo, max=hi))
+            continue
+        shortfall = None
+        if metric.builtin in EVALUATOR_BUILTINS:
+            shortfall = _evaluation_shortfall(metric, canary_samples, stable_samples, ctx, eval_window)
+        else:
+            shortfall = _request_shortfall(requests_by_window[windows[metric.name]], min_requests, windows[metric.name])
+        results.append(judge(metric.name, answer.value, min=lo, max=hi, data_shortfall=shortfall))
+
+    canary_requests = None
+    if request_windows:
+        first = requests_by_window[request_windows[-1]]
+        canary_requests = first.value if first.ok else 0.0
+    evaluation = {}
+    if evaluator and kind == "interval":
+        evaluation = await _evaluation_figures(client, ctx)
+    return AnalysisResult(at=now, metrics=tuple(results), requests=canary_requests, kind=kind, evaluation=evaluation)
+
+
+async def _failed(problem: QueryResult) -> QueryResult:
+    return problem
+
+
+def _metric_query(metric: MetricSpec, spec: ModelDeploymentSpec, ctx: builtins.QueryContext, window: float) -> str | QueryResult:
+    w = format_duration(window)
+    if metric.builtin:
+        return builtins.builtin_query(metric.builtin, ctx, w, metric.effective_quantile)
+    try:
+        return render_query(
+            metric.query or "",
+            {
+                "namespace": ctx.namespace,
+                "name": ctx.name,
+                "modelName": ctx.model_name,
+                "stableVersion": str(ctx.stable_version),
+                "canaryVersion": str(ctx.canary_version),
+                "interval": w,
+                "service": ctx.service,
+            },
+        )
+    except TemplateProblem as exc:
+        return QueryResult(error=f"query template: {exc}")
+
+
+def _request_shortfall(count: QueryResult, min_requests: int, window: float) -> str | None:
+    if count.error:
+        return count.error
+    served = count.value if count.ok else 0.0
+    if min_requests > 0 and served < min_requests:
+        return f"{served:.0f} requests in {format_duration(window)} < minRequests {min_requests}"
+    return None
+
+
+def _evaluation_shortfall(metric: MetricSpec, canary: QueryResult | None, stable: QueryResult | None,
+                          ctx: builtins.QueryContext, window: float) -> str | None:
+    for version, count in ((ctx.canary_version, canary), (ctx.stable_version, stable)):
+        if count is None:
+            continue
+        if count.error:
+            return count.error
+        if not count.ok or count.value <= 0:
+            return f"no golden-set evaluation of version {version} in the last {format_duration(window)}"
+        if metric.builtin == "accuracy":
+            break  # accuracy needs only the canary's evaluation
+    return None
+
+
+async def _evaluation_figures(client: PrometheusClient, ctx: builtins.QueryContext) -> dict:
+    """AUROC per finding of both versions and the drift figures, for the audit trail."""
+    figures: dict = {}
+    for role, version in (("canary", ctx.canary_version), ("stable", ctx.stable_version)):
+        sel = builtins.evaluator_selector(ctx, version)
+        per_finding = await client.query_vector(f"{builtins.EVALUATOR_METRIC_PREFIX}auroc{sel}")
+        mean = await client.query_vector(f"{builtins.EVALUATOR_METRIC_PREFIX}auroc_mean{sel}")
+        entry: dict = {"version": version}
+        if mean:
+            entry["aurocMean"] = round(mean[0][1], 4)
+        if per_finding:
+            entry["aurocPerFinding"] = {labels.get("finding", "?"): round(v, 4) for labels, v in sorted(per_finding, key=lambda x: x[0].get("finding", ""))}
+        figures[role] = entry
+    psi = await client.query_vector(
+        f"{builtins.EVALUATOR_METRIC_PREFIX}psi"
+        + builtins.evaluator_selector(ctx, ctx.canary_version, f'baseline_version="v{ctx.stable_version}"')
+    )
+    if psi:
+        figures["psiPerFinding"] = {labels.get("finding", "?"): round(v, 4) for labels, v in psi}
+    return figures

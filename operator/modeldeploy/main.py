@@ -1,0 +1,111 @@
+"""kopf handlers — thin: wire clients into memo, hand each ModelDeployment to the Reconciler.
+
+Run it with `modeldeploy operator` (or `kopf run -m modeldeploy.main`). Handlers:
+- startup/cleanup: one Settings, one Kubernetes client, one Prometheus client, the metrics server;
+- an index of the TF Serving Deployments we own, so readiness is known without API reads;
+- one async daemon per ModelDeployment running the reconcile loop (create, update and resume
+  all land there: the daemon starts for new and pre-existing objects and is woken on changes);
+- event handlers that wake that daemon when the ModelDeployment or one of its Deployments changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from modeldeploy import GROUP, PLURAL, VERSION
+from modeldeploy.analysis.prometheus import PrometheusClient
+from modeldeploy.kube import Kube
+from modeldeploy.metrics import OperatorMetrics
+from modeldeploy.reconciler import Reconciler, deployment_summary
+from modeldeploy.render import names
+from modeldeploy.settings import Settings
+
+OWNED = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    config = Settings.from_env()
+    # We post our own Events with distinct reasons; kopf's per-handler log Events would be noise
+    # (and writes on every pass).
+    settings.posting.enabled = False
+    settings.persistence.finalizer = "modeldeploy.io/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modeldeploy.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="modeldeploy.io", key="last-handled-configuration"
+    )
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 30
+    if config.peering:
+        settings.peering.name = config.peering
+        settings.peering.mandatory = True
+        settings.peering.priority = 100
+    else:
+        settings.peering.standalone = True
+    kube = Kube(workers=config.kube_workers)
+    prometheus = PrometheusClient(config.prometheus_url, timeout=config.prometheus_timeout) if config.prometheus_url else None
+    metrics = OperatorMetrics()
+    metrics.serve(config.metrics_host, config.metrics_port)
+    memo.settings = config
+    memo.kube = kube
+    memo.prometheus = prometheus
+    memo.metrics = metrics
+    memo.reconciler = Reconciler(kube, prometheus, config, metrics)
+    logger.info("modeldeploy operator started (prometheus=%s, metrics=%s:%s)",
+                config.prometheus_url or "none", config.metrics_host, config.metrics_port)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    if getattr(memo, "prometheus", None) is not None:
+        await memo.prometheus.aclose()
+    if getattr(memo, "kube", None) is not None:
+        memo.kube.close()
+
+
+@kopf.on.probe(id="reconciler")
+def reconciler_alive(memo: kopf.Memo, **_: Any) -> bool:
+    """Liveness detail for the kopf health endpoint (--liveness)."""
+    return getattr(memo, "reconciler", None) is not None
+
+
+@kopf.index("apps", "v1", "deployments", labels=OWNED)
+def serving_deployments(namespace: str, labels: dict, body: kopf.Body, **_: Any) -> dict:
+    """(namespace, ModelDeployment name) -> [(version, Deployment summary)]."""
+    owner = labels.get(names.LABEL_OWNER)
+    version = labels.get(names.LABEL_MODEL_VERSION)
+    if not owner or not version or not str(version).isdigit():
+        return {}
+    return {(namespace, owner): (int(version), deployment_summary(body))}
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=OWNED)
+def deployment_changed(namespace: str, labels: dict, memo: kopf.Memo, **_: Any) -> None:
+    owner = labels.get(names.LABEL_OWNER)
+    if owner and getattr(memo, "reconciler", None) is not None:
+        memo.reconciler.wake(namespace, owner)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def modeldeployment_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    if getattr(memo, "reconciler", None) is not None:
+        memo.reconciler.wake(namespace, name)
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0, initial_delay=0)
+async def rollout(
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
+    logger: logging.Logger,
+    serving_deployments: kopf.Index,
+    **_: Any,
+) -> None:
+    """The ModelDeployment's reconcile loop (runs for as long as the object exists)."""
+    await memo.reconciler.run(body, stopped, serving_deployments, logger)
+    await asyncio.sleep(0)

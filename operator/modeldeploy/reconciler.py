@@ -1,0 +1,276 @@
+"""One ModelDeployment's control loop: read -> validate -> measure -> decide (pure) -> write status -> act.
+
+kopf runs one `run()` per ModelDeployment (an async daemon); events on the ModelDeployment or on
+its Deployments wake it early. Each pass:
+1. takes the freshest body (kopf's live view, or a GET when our own last write is not in it yet);
+2. validates the spec (schema + CEL + semantic, cached per generation); invalid -> phase Invalid,
+   a Warning Event, and no child is touched;
+3. observes the version Deployments (from kopf's index: no API reads) and, when due, runs an
+   analysis or a fail-fast check against Prometheus;
+4. `rollout.decide()` computes the next status and the objects it implies;
+5. writes the status first (one merge patch, only if it changed), then applies the children
+   (idempotent: zero writes when they match), deletes Deployments no longer wanted, emits Events,
+   and clears a handled manual action annotation.
+A pass with nothing to change makes zero API writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from modeldeploy.analysis import builtins
+from modeldeploy.analysis.prometheus import PrometheusClient
+from modeldeploy.analysis.runner import analyse
+from modeldeploy.kube import KINDS, Kube
+from modeldeploy.metrics import OperatorMetrics
+from modeldeploy.render import Target, desired_objects, names
+from modeldeploy.rollout import (
+    DeploymentState,
+    Observation,
+    analysis_due,
+    decide,
+    decide_invalid,
+    fail_fast_applies,
+)
+from modeldeploy.settings import Settings
+from modeldeploy.spec import ModelDeploymentSpec
+from modeldeploy.status import now_utc, status_patch
+from modeldeploy.validation import ValidationResult, validate_spec
+
+ACTION_BY = "modeldeploy.io/action-by"
+DEPLOYMENT = KINDS[("apps/v1", "Deployment")]
+CONFIGMAP = KINDS[("v1", "ConfigMap")]
+
+
+@dataclass
+class _Memory:
+    """Per-ModelDeployment in-memory caches. Never state: losing them costs reads, not correctness."""
+
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    validated_generation: Any = None
+    validated_spec_json: str | None = None
+    validation: ValidationResult | None = None
+    written_rv: str | None = None  # resourceVersion our last write produced
+    written_body: dict | None = None
+    applied_fingerprint: str | None = None
+    applied_at: float = 0.0
+    last_fail_fast: float = 0.0
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, prometheus: PrometheusClient | None, settings: Settings, metrics: OperatorMetrics):
+        self.kube = kube
+        self.prometheus = prometheus
+        self.settings = settings
+        self.metrics = metrics
+        self._memory: dict[tuple[str, str], _Memory] = {}
+
+    def _mem(self, namespace: str, name: str) -> _Memory:
+        return self._memory.setdefault((namespace, name), _Memory())
+
+    def wake(self, namespace: str, name: str) -> None:
+        mem = self._memory.get((namespace, name))
+        if mem is not None:
+            mem.wake.set()
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._memory.pop((namespace, name), None)
+        self.metrics.forget(namespace, name)
+
+    # ---- the loop ------------------------------------------------------------------------------
+
+    async def run(self, body: kopf.Body, stopped: kopf.DaemonStopped, index: Any, logger: logging.Logger) -> None:
+        """Reconcile until kopf stops this daemon (object deleted, operator exiting or paused by a peer)."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        mem = self._mem(namespace, name)
+        backoff = 0.5
+        try:
+            while not stopped:
+                mem.wake.clear()
+                started = time.perf_counter()
+                try:
+                    wake_in = await self.reconcile(body, index, logger)
+                    backoff = 0.5
+                except kopf.TemporaryError as exc:
+                    self.metrics.reconcile_errors.labels("temporary").inc()
+                    logger.warning("reconcile will retry: %s", exc)
+                    wake_in = max(0.2, float(exc.delay or 1.0))
+                except kopf.PermanentError as exc:
+                    self.metrics.reconcile_errors.labels("permanent").inc()
+                    logger.error("reconcile failed: %s", exc)
+                    wake_in = self.settings.resync_seconds
+                except Exception:  # noqa: BLE001 - never let one bad pass kill the daemon
+                    self.metrics.reconcile_errors.labels("unexpected").inc()
+                    logger.exception("unexpected error in reconcile; backing off %.1fs", backoff)
+                    wake_in = backoff
+                    backoff = min(backoff * 2, 30.0)
+                finally:
+                    self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+                await self._sleep(mem, stopped, wake_in)
+        finally:
+            if stopped.reason is not None and stopped.reason.name == "DONE":  # object deleted
+                self.forget(namespace, name)
+
+    async def _sleep(self, mem: _Memory, stopped: kopf.DaemonStopped, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        waits = [asyncio.ensure_future(mem.wake.wait()), asyncio.ensure_future(stopped.wait())]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    # ---- one pass --------------------------------------------------------------------------------
+
+    async def reconcile(self, live_body: kopf.Body | dict, index: Any, logger: logging.Logger, now: datetime.datetime | None = None) -> float:
+        body = await self._fresh_body(live_body)
+        if body is None:
+            return self.settings.resync_seconds  # deleted meanwhile
+        meta = body["metadata"]
+        namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
+        mem = self._mem(namespace, name)
+        status = dict(body.get("status") or {})
+        now = now or now_utc()
+
+        validation = self._validate(mem, body)
+        if not validation.ok:
+            message = "invalid spec: " + "; ".join(str(p) for p in validation.problems)
+            new_status, events = decide_invalid(status, message, now, generation)
+            await self._write_status(mem, body, status, new_status)
+            for event in events:
+                await self.kube.emit_event(body, type=event.type, reason=event.reason, message=event.message)
+            self.metrics.record_status(namespace, name, new_status)
+            return self.settings.resync_seconds
+        spec = validation.spec
+        assert spec is not None
+
+        annotations = meta.get("annotations") or {}
+        action = annotations.get(names.ANNOTATION_ACTION)
+        observation = Observation(
+            deployments=self._deployments(index, namespace, name),
+            action=action,
+            action_by=annotations.get(ACTION_BY),
+        )
+        observation = await self._measure(spec, body, status, observation, mem, now, logger)
+
+        decision = decide(spec, status, observation, now, generation)
+        await self._write_status(mem, body, status, decision.status)
+
+        target = Target(name=name, namespace=namespace, spec=spec, uid=meta.get("uid"))
+        await self._apply_children(mem, target, decision, observation)
+
+        for event in decision.events:
+            log = logger.warning if event.type == "Warning" else logger.info
+            log("%s: %s", event.reason, event.message)
+            await self.kube.emit_event(body, type=event.type, reason=event.reason, message=event.message)
+            if event.reason == "Promoted":
+                self.metrics.promotions.labels(namespace, name).inc()
+            elif event.reason in ("RolledBack", "Aborted"):
+                self.metrics.rollbacks.labels(namespace, name, event.reason).inc()
+        if decision.action_handled:
+            result = await self.kube.patch_modeldeployment(
+                namespace, name, {"metadata": {"annotations": {names.ANNOTATION_ACTION: None, ACTION_BY: None}}}
+            )
+            mem.written_rv = (result.get("metadata") or {}).get("resourceVersion")
+            mem.written_body = result
+        self.metrics.record_status(namespace, name, decision.status, spec)
+        return decision.wake_in
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    async def _fresh_body(self, live_body: kopf.Body | dict) -> dict | None:
+        """kopf's live body, unless our own last write is not in it yet (then the one we wrote, or a GET)."""
+        body = dict(live_body)
+        body["metadata"] = dict(live_body["metadata"])
+        mem = self._mem(body["metadata"]["namespace"], body["metadata"]["name"])
+        if mem.written_rv is None or body["metadata"].get("resourceVersion") == mem.written_rv:
+            return body
+        fresh = await self.kube.get_modeldeployment(body["metadata"]["namespace"], body["metadata"]["name"])
+        if fresh is not None:
+            mem.written_rv = fresh["metadata"].get("resourceVersion")
+        return fresh
+
+    def _validate(self, mem: _Memory, body: dict) -> ValidationResult:
+        spec = body.get("spec") or {}
+        spec_json = json.dumps(spec, sort_keys=True)
+        if mem.validation is None or mem.validated_spec_json != spec_json:
+            mem.validation = validate_spec(spec, name=body["metadata"]["name"])
+            mem.validated_spec_json = spec_json
+        return mem.validation
+
+    def _deployments(self, index: Any, namespace: str, name: str) -> dict[int, DeploymentState]:
+        out: dict[int, DeploymentState] = {}
+        for version, summary in (index.get((namespace, name), []) if index is not None else []):
+            out[version] = DeploymentState.from_object(version, summary)
+        return out
+
+    async def _measure(self, spec: ModelDeploymentSpec, body: dict, status: dict, obs: Observation,
+                       mem: _Memory, now: datetime.datetime, logger: logging.Logger) -> Observation:
+        """Run an interval analysis or a fail-fast check if one is due."""
+        kind = None
+        if analysis_due(spec, status, now):
+            kind = "interval"
+        elif fail_fast_applies(spec, status) and time.monotonic() - mem.last_fail_fast >= spec.analysis.fail_fast_interval_seconds * 0.9:
+            kind = "failFast"
+        if kind is None:
+            return obs
+        meta = body["metadata"]
+        ctx = builtins.QueryContext(
+            namespace=meta["namespace"], name=meta["name"], model_name=spec.model.name,
+            stable_version=status["stableVersion"], canary_version=status["canaryVersion"],
+        )
+        started = time.perf_counter()
+        result = await analyse(spec, ctx, self.prometheus, now, kind=kind)
+        self.metrics.analysis_seconds.observe(time.perf_counter() - started)
+        self.metrics.record_analysis(meta["namespace"], meta["name"], result)
+        if kind == "failFast":
+            mem.last_fail_fast = time.monotonic()
+            logger.debug("fail-fast check: %s", result.summary())
+            return Observation(obs.deployments, None, result, obs.action, obs.action_by)
+        logger.info("analysis (%s): %s", result.verdict, result.summary())
+        return Observation(obs.deployments, result, None, obs.action, obs.action_by)
+
+    async def _write_status(self, mem: _Memory, body: dict, old: dict, new: dict) -> None:
+        patch = status_patch(old, new)
+        if not patch:
+            return
+        meta = body["metadata"]
+        result = await self.kube.patch_status(meta["namespace"], meta["name"], patch)
+        mem.written_rv = (result.get("metadata") or {}).get("resourceVersion")
+        mem.written_body = result
+
+    async def _apply_children(self, mem: _Memory, target: Target, decision: Any, obs: Observation) -> None:
+        objects = desired_objects(target, list(decision.versions), decision.route)
+        fingerprint = hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()
+        wanted_versions = {plan.version for plan in decision.versions}
+        stale = [v for v, dep in obs.deployments.items() if dep.exists and v not in wanted_versions]
+        fresh_enough = time.monotonic() - mem.applied_at < self.settings.resync_seconds
+        if fingerprint == mem.applied_fingerprint and fresh_enough and not stale:
+            return
+        for obj in objects:
+            await self.kube.apply(obj)
+        for version in stale:
+            await self.kube.delete(DEPLOYMENT, target.namespace, names.deployment_name(target.name, version))
+            await self.kube.delete(CONFIGMAP, target.namespace, names.configmap_name(target.name, version))
+        mem.applied_fingerprint = fingerprint
+        mem.applied_at = time.monotonic()
+
+
+def deployment_summary(body: dict) -> dict:
+    """What the index keeps of a Deployment: enough for readiness decisions."""
+    meta = body.get("metadata") or {}
+    return {
+        "metadata": {"generation": meta.get("generation"), "name": meta.get("name")},
+        "spec": {"replicas": (body.get("spec") or {}).get("replicas", 1)},
+        "status": dict(body.get("status") or {}),
+    }

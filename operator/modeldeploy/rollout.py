@@ -1,0 +1,648 @@
+"""The rollout state machine, PURE: decide(spec, status, observation, now) -> Decision.
+
+Everything the operator does follows from this function. It reads only its arguments (the status
+is the only state store; the observation is what was just measured: Deployment readiness,
+analysis results, a manual action) and returns the next status, the Deployments and routes that
+status implies, the Events to emit and when to look again. The caller writes the status FIRST and
+then makes the children match it, so the operator can die at any line and resume from the status.
+
+Strategies (spec.strategy.type):
+- Canary: weight steps[0..n]; each step needs one passing analysis; after the last, promote.
+- ABTest: requests matching headers/cookies go to the new version for `iterations` analyses.
+- BlueGreen: the new version gets no live traffic (preview header only) for `iterations`
+  analyses, then takes 100% at once.
+- Shadow: `mirrorPercent` of live traffic is mirrored to the new version (responses discarded)
+  for `iterations` analyses, then promote.
+
+Safety rules:
+- promotion needs a passing analysis with data for every metric (no data is never a pass);
+- `failureThreshold` failed checks roll back; onNoData: hold | fail | rollback;
+- a fail-fast breach rolls back at once, also while paused;
+- pods not ready within progressDeadline roll back;
+- a version change mid-rollout restarts cleanly from the current stable version;
+- a rolled-back version is never retried automatically (manual `retry`, or a new version).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modeldeploy.analysis.verdict import AnalysisResult
+from modeldeploy.durations import parse_duration
+from modeldeploy.render import RoutePlan, VersionPlan
+from modeldeploy.spec import ModelDeploymentSpec
+from modeldeploy.status import (
+    append_history,
+    history_record,
+    seconds_since,
+    set_condition,
+    to_timestamp,
+)
+
+RESYNC_SECONDS = 60.0  # idle re-check (drift repair, readiness); makes no writes when nothing changed
+READINESS_POLL_SECONDS = 2.0
+
+MANUAL_ACTIONS = ("promote", "promote-full", "abort", "pause", "resume", "retry")
+
+# Keys of status.rollout that belong to one rollout (reset when a new one starts).
+_PER_ROLLOUT_KEYS = ("startedAt", "readyAt", "stepStartedAt", "lastAnalysisAt", "analyses", "failedHold", "noDataStreak")
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """What is observed of one version's Deployment."""
+
+    version: int
+    exists: bool = True
+    desired: int = 1
+    ready: int = 0
+    updated: int = 0
+    available: int = 0
+    observed_current: bool = True  # status.observedGeneration caught up with metadata.generation
+
+    @property
+    def is_ready(self) -> bool:
+        return self.exists and self.observed_current and self.ready >= max(1, self.desired) and self.updated >= max(1, self.desired)
+
+    @classmethod
+    def from_object(cls, version: int, obj: dict | None) -> DeploymentState:
+        if obj is None:
+            return cls(version=version, exists=False, desired=0)
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        generation = (obj.get("metadata") or {}).get("generation") or 0
+        observed = status.get("observedGeneration")
+        return cls(
+            version=version,
+            exists=True,
+            desired=int(spec.get("replicas", 1) or 0),
+            ready=int(status.get("readyReplicas") or 0),
+            updated=int(status.get("updatedReplicas") or 0),
+            available=int(status.get("availableReplicas") or 0),
+            observed_current=observed is None or int(observed) >= int(generation),
+        )
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the controller measured just before deciding."""
+
+    deployments: Mapping[int, DeploymentState] = field(default_factory=dict)
+    analysis: AnalysisResult | None = None  # a full interval analysis, when one was due and ran
+    fail_fast: AnalysisResult | None = None  # a fail-fast check, when one ran
+    action: str | None = None  # value of the modeldeploy.io/action annotation
+    action_by: str | None = None  # who asked (modeldeploy.io/action-by), for the audit trail
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: dict[str, Any]
+    versions: tuple[VersionPlan, ...]
+    route: RoutePlan
+    events: tuple[Event, ...] = ()
+    action_handled: bool = False
+    wake_in: float = RESYNC_SECONDS
+
+
+# --------------------------------------------------------------------------------------------
+# Timing questions the controller asks before it measures anything
+# --------------------------------------------------------------------------------------------
+
+def canary_live(status: Mapping[str, Any]) -> bool:
+    """A rollout whose new version is ready and routed (analysis applies)."""
+    rollout = status.get("rollout") or {}
+    return status.get("canaryVersion") is not None and bool(rollout.get("readyAt")) and not rollout.get("failedHold")
+
+
+def analysis_due(spec: ModelDeploymentSpec, status: Mapping[str, Any], now: datetime.datetime) -> bool:
+    """Whether a full analysis should run now (one interval after the step began or the last analysis)."""
+    if not canary_live(status):
+        return False
+    return seconds_until_analysis(spec, status, now) <= 0
+
+
+def seconds_until_analysis(spec: ModelDeploymentSpec, status: Mapping[str, Any], now: datetime.datetime) -> float:
+    rollout = status.get("rollout") or {}
+    since_step = seconds_since(rollout.get("stepStartedAt"), now)
+    since_analysis = seconds_since(rollout.get("lastAnalysisAt"), now)
+    elapsed = min(x for x in (since_step, since_analysis, float("inf")) if x is not None)
+    if elapsed == float("inf"):
+        return 0.0
+    return spec.analysis.interval_seconds - elapsed
+
+
+def fail_fast_metrics(spec: ModelDeploymentSpec) -> tuple:
+    return tuple(m for m in spec.analysis.metrics if m.fail_fast is not None)
+
+
+def fail_fast_applies(spec: ModelDeploymentSpec, status: Mapping[str, Any]) -> bool:
+    return canary_live(status) and bool(fail_fast_metrics(spec))
+
+
+# --------------------------------------------------------------------------------------------
+# decide()
+# --------------------------------------------------------------------------------------------
+
+class _Ctx:
+    """Mutable working copy used while deciding (never escapes decide())."""
+
+    def __init__(self, spec: ModelDeploymentSpec, status: Mapping[str, Any], now: datetime.datetime, generation: int | None):
+        self.spec = spec
+        self.now = now
+        self.generation = generation
+        self.st: dict[str, Any] = copy.deepcopy(dict(status or {}))
+        self.st.setdefault("rollout", {})
+        self.events: list[Event] = []
+        self.wake: list[float] = [RESYNC_SECONDS]
+
+    @property
+    def r(self) -> dict[str, Any]:
+        return self.st["rollout"]
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        self.events.append(Event(type_, reason, message))
+
+    def history(self, **kwargs: Any) -> None:
+        self.st["history"] = append_history(self.st.get("history"), history_record(now=self.now, **kwargs))
+
+    def wake_in(self, seconds: float) -> None:
+        self.wake.append(max(0.05, seconds))
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.spec.paused or self.r.get("paused"))
+
+
+def decide(
+    spec: ModelDeploymentSpec,
+    status: Mapping[str, Any],
+    observation: Observation,
+    now: datetime.datetime,
+    generation: int | None = None,
+) -> Decision:
+    ctx = _Ctx(spec, status, now, generation)
+    st = ctx.st
+    if generation is not None:
+        st["observedGeneration"] = generation
+    target = spec.model.version
+
+    if st.get("stableVersion") is None:  # first contact: the spec's version becomes the stable one
+        st["stableVersion"] = target
+        st["strategy"] = spec.strategy.type
+        ctx.event("Normal", "Deploying", f"deploying model version {target} (first version)")
+
+    handled = False
+    if observation.action:
+        handled = True
+        _manual_action(ctx, observation.action.strip(), observation)
+
+    _follow_spec_version(ctx)
+    _progress(ctx, observation)
+    _finish_promotion(ctx)
+    _mark_initialized(ctx, observation)
+    _phase_and_conditions(ctx, observation)
+
+    versions, route = plans(spec, st)
+    if st.get("canaryVersion") is not None and not (ctx.r.get("readyAt")):
+        ctx.wake_in(READINESS_POLL_SECONDS)
+    if canary_live(st):
+        ctx.wake_in(seconds_until_analysis(spec, st, now))
+        if fail_fast_metrics(spec):
+            ctx.wake_in(spec.analysis.fail_fast_interval_seconds)
+    if st["phase"] == "Initializing":
+        ctx.wake_in(READINESS_POLL_SECONDS)
+    scale_down_at = seconds_since(ctx.r.get("scaleDownAt"), now)
+    if scale_down_at is not None:
+        ctx.wake_in(-scale_down_at)
+    if not ctx.r:
+        st.pop("rollout")
+    return Decision(
+        status=st,
+        versions=versions,
+        route=route,
+        events=tuple(ctx.events),
+        action_handled=handled,
+        wake_in=min(ctx.wake),
+    )
+
+
+def decide_invalid(status: Mapping[str, Any], message: str, now: datetime.datetime, generation: int | None) -> tuple[dict[str, Any], list[Event]]:
+    """Status for a spec that fails validation: phase Invalid, Ready=False/InvalidSpec. Children untouched."""
+    st = copy.deepcopy(dict(status or {}))
+    events: list[Event] = []
+    if st.get("phase") != "Invalid" or st.get("message") != message:
+        events.append(Event("Warning", "InvalidSpec", message))
+    st["phase"] = "Invalid"
+    st["message"] = message
+    if generation is not None:
+        st["observedGeneration"] = generation
+    st["conditions"] = set_condition(st.get("conditions") or [], "Ready", False, "InvalidSpec", message, generation, now)
+    return st, events
+
+
+# ---- manual actions ---------------------------------------------------------------------------
+
+def _manual_action(ctx: _Ctx, action: str, obs: Observation) -> None:
+    st, r = ctx.st, ctx.r
+    who = f" by {obs.action_by}" if obs.action_by else ""
+    canary = st.get("canaryVersion")
+    if action not in MANUAL_ACTIONS:
+        ctx.event("Warning", "UnknownAction", f"ignored modeldeploy.io/action {action!r}; use one of {', '.join(MANUAL_ACTIONS)}")
+        return
+    if action == "pause":
+        if not r.get("paused"):
+            r["paused"] = True
+            ctx.event("Normal", "Paused", f"progression paused{who} (automatic rollback still fires)")
+            ctx.history(version=canary or st["stableVersion"], action="paused", reason=f"manual pause{who}")
+        return
+    if action == "resume":
+        if r.get("paused") or ctx.spec.paused:
+            r.pop("paused", None)
+            note = " (spec.paused is still true)" if ctx.spec.paused else ""
+            ctx.event("Normal", "Resumed", f"progression resumed{who}{note}")
+            ctx.history(version=canary or st["stableVersion"], action="resumed", reason=f"manual resume{who}")
+        return
+    if action == "abort":
+        if canary is None:
+            ctx.event("Warning", "ActionIgnored", "abort: no rollout in progress")
+            return
+        _rollback(ctx, reason=f"manual abort{who}", action="aborted", metrics=_last_metrics(st))
+        return
+    if action == "retry":
+        failed = r.get("rolledBackVersion")
+        if failed is None and not r.get("failedHold"):
+            ctx.event("Warning", "ActionIgnored", "retry: nothing rolled back or failed to retry")
+            return
+        if r.get("failedHold") and canary is not None:
+            for key in _PER_ROLLOUT_KEYS:
+                r.pop(key, None)
+            st["failedChecks"] = 0
+            _start_rollout(ctx, canary, note=f"retry{who}")
+        else:
+            r.pop("rolledBackVersion", None)
+            ctx.event("Normal", "Retried", f"retrying version {failed}{who}")
+        ctx.history(version=failed or canary, action="retried", reason=f"manual retry{who}")
+        return
+    # promote / promote-full
+    if canary is None or not r.get("readyAt"):
+        ctx.event("Warning", "ActionIgnored", f"{action}: no rollout with a ready new version")
+        return
+    r.pop("failedHold", None)
+    if action == "promote-full":
+        _promote(ctx, reason=f"manual promote-full{who}", manual=True)
+    else:
+        _advance(ctx, reason=f"manual promote{who}", manual=True)
+
+
+# ---- following spec.model.version -------------------------------------------------------------
+
+def _follow_spec_version(ctx: _Ctx) -> None:
+    st, r, spec = ctx.st, ctx.r, ctx.spec
+    target = spec.model.version
+    stable = st["stableVersion"]
+    canary = st.get("canaryVersion")
+    if canary is not None and canary != target:
+        if target == stable:
+            reason = f"spec.model.version set back to the stable version {stable}"
+            _rollback(ctx, reason=reason, action="aborted", metrics=_last_metrics(st), remember=False)
+        else:
+            ctx.history(version=canary, action="superseded", from_version=stable, strategy=st.get("strategy"),
+                        reason=f"spec.model.version changed to {target} during the rollout", metrics=_last_metrics(st))
+            ctx.event("Normal", "RolloutSuperseded", f"rollout of version {canary} superseded by version {target}; restarting from stable {stable}")
+            _clear_canary(ctx)
+        canary = None
+    if target == stable:
+        if r.get("rolledBackVersion") is not None:
+            r.pop("rolledBackVersion")
+        return
+    if canary is None and r.get("rolledBackVersion") != target and not ctx.paused:
+        _start_rollout(ctx, target)
+
+
+def _start_rollout(ctx: _Ctx, version: int, note: str = "") -> None:
+    st, r = ctx.st, ctx.r
+    for key in _PER_ROLLOUT_KEYS:
+        r.pop(key, None)
+    r.pop("rolledBackVersion", None)
+    st["canaryVersion"] = version
+    st["canaryWeight"] = 0
+    st["step"] = 0
+    st["failedChecks"] = 0
+    st["strategy"] = ctx.spec.strategy.type
+    st.pop("lastAnalysis", None)
+    r["startedAt"] = to_timestamp(ctx.now)
+    r["analyses"] = 0
+    extra = f" ({note})" if note else ""
+    ctx.event("Normal", "RolloutStarted",
+              f"rolling out version {version} over stable {st['stableVersion']} with strategy {ctx.spec.strategy.type}{extra}")
+
+
+def _clear_canary(ctx: _Ctx) -> None:
+    st, r = ctx.st, ctx.r
+    for key in _PER_ROLLOUT_KEYS:
+        r.pop(key, None)
+    st.pop("canaryVersion", None)
+    st["canaryWeight"] = 0
+    st["step"] = 0
+    st["failedChecks"] = 0
+
+
+# ---- progressing a rollout --------------------------------------------------------------------
+
+def _initial_weight(spec: ModelDeploymentSpec) -> int:
+    if spec.strategy.type == "Canary":
+        return spec.strategy.canary.steps[0]
+    return 0
+
+
+def _progress(ctx: _Ctx, obs: Observation) -> None:
+    st, r, spec = ctx.st, ctx.r, ctx.spec
+    canary = st.get("canaryVersion")
+    if canary is None or r.get("failedHold"):
+        return
+    if not r.get("readyAt"):
+        dep = obs.deployments.get(canary)
+        if dep is not None and dep.is_ready:
+            r["readyAt"] = to_timestamp(ctx.now)
+            r["stepStartedAt"] = to_timestamp(ctx.now)
+            st["canaryWeight"] = _initial_weight(spec)
+            st["step"] = 0
+            ctx.event("Normal", "CanaryReady", f"version {canary} is ready; {_route_text(spec, st)}")
+            return
+        elapsed = seconds_since(r.get("startedAt"), ctx.now) or 0.0
+        deadline = spec.analysis.progress_deadline_seconds
+        if elapsed > deadline:
+            ready = f"{dep.ready}/{dep.desired} pods ready" if dep is not None and dep.exists else "no Deployment"
+            _rollback(ctx, reason=f"ProgressDeadlineExceeded: version {canary} not ready within {spec.analysis.progress_deadline} ({ready})",
+                      metrics=[])
+        else:
+            ctx.wake_in(min(READINESS_POLL_SECONDS, deadline - elapsed + 0.05))
+        return
+
+    # Fail fast first: promotion is careful, rollback is fast.
+    if obs.fail_fast is not None and obs.fail_fast.verdict == "fail":
+        breach = "; ".join(f"{m.name} {m.reason}" for m in obs.fail_fast.failed)
+        st["lastAnalysis"] = _analysis_status(obs.fail_fast)
+        _fail(ctx, reason=f"fail-fast threshold crossed: {breach}", metrics=[m.to_status() for m in obs.fail_fast.metrics], immediate=True)
+        return
+
+    result = obs.analysis
+    if result is None:
+        return
+    st["lastAnalysis"] = _analysis_status(result)
+    r["lastAnalysisAt"] = to_timestamp(ctx.now)
+    r["analyses"] = int(r.get("analyses") or 0) + 1
+    verdict = result.verdict
+    if verdict == "pass":
+        r.pop("noDataStreak", None)
+        if ctx.paused:
+            return
+        _advance(ctx, reason=f"analysis passed: {result.summary()}")
+    elif verdict == "fail":
+        r.pop("noDataStreak", None)
+        breach = "; ".join(f"{m.name} {m.reason}" for m in result.failed)
+        st["failedChecks"] = int(st.get("failedChecks") or 0) + 1
+        if st["failedChecks"] >= spec.analysis.failure_threshold:
+            _fail(ctx, reason=f"analysis failed {st['failedChecks']} time(s) (threshold {spec.analysis.failure_threshold}): {breach}",
+                  metrics=[m.to_status() for m in result.metrics])
+        else:
+            ctx.event("Warning", "AnalysisFailed",
+                      f"check {st['failedChecks']}/{spec.analysis.failure_threshold} failed: {breach}")
+    else:  # noData
+        streak = int(r.get("noDataStreak") or 0) + 1
+        r["noDataStreak"] = streak
+        missing = "; ".join(f"{m.name}: {m.reason}" for m in result.missing)
+        policy = spec.analysis.on_no_data
+        if policy == "rollback":
+            _fail(ctx, reason=f"no data (onNoData rollback): {missing}", metrics=[m.to_status() for m in result.metrics], immediate=True)
+        elif policy == "fail":
+            st["failedChecks"] = int(st.get("failedChecks") or 0) + 1
+            if st["failedChecks"] >= spec.analysis.failure_threshold:
+                _fail(ctx, reason=f"no data counted as failure {st['failedChecks']} time(s): {missing}",
+                      metrics=[m.to_status() for m in result.metrics])
+            else:
+                ctx.event("Warning", "NoData", f"no data, counted as failed check {st['failedChecks']}/{spec.analysis.failure_threshold}: {missing}")
+        elif streak == 1:  # hold: say it once per streak, not every interval
+            ctx.event("Warning", "NoData", f"holding at {_route_text(spec, st)}: {missing}")
+
+
+def _advance(ctx: _Ctx, reason: str, manual: bool = False) -> None:
+    st, r, spec = ctx.st, ctx.r, ctx.spec
+    kind = spec.strategy.type
+    if kind == "Canary":
+        steps = spec.strategy.canary.steps
+        step = int(st.get("step") or 0)
+        if step + 1 < len(steps):
+            st["step"] = step + 1
+            st["canaryWeight"] = steps[step + 1]
+            r["stepStartedAt"] = to_timestamp(ctx.now)
+            r.pop("lastAnalysisAt", None)
+            ctx.event("Normal", "StepAdvanced", f"version {st['canaryVersion']} to {steps[step + 1]}% ({reason})")
+            return
+        _promote(ctx, reason=reason, manual=manual)
+        return
+    iterations = {
+        "ABTest": spec.strategy.ab_test.iterations,
+        "BlueGreen": spec.strategy.blue_green.iterations,
+        "Shadow": spec.strategy.shadow.iterations,
+    }[kind]
+    done = int(st.get("step") or 0) + 1
+    if manual or done >= iterations:
+        st["step"] = min(done, iterations)
+        _promote(ctx, reason=reason, manual=manual)
+        return
+    st["step"] = done
+    ctx.event("Normal", "StepAdvanced", f"{kind} iteration {done}/{iterations} passed ({reason})")
+
+
+def _promote(ctx: _Ctx, reason: str, manual: bool = False) -> None:
+    st, r, spec = ctx.st, ctx.r, ctx.spec
+    canary = st["canaryVersion"]
+    old = st["stableVersion"]
+    last = st.get("lastAnalysis") or {}
+    analyses = int(r.get("analyses") or 0)
+    why = reason if manual else f"{analyses} passing analyses; last: {reason}"
+    ctx.history(version=canary, action="promoted", from_version=old, strategy=st.get("strategy"),
+                reason=why, metrics=list(last.get("metrics") or []),
+                evaluation=(last.get("evaluation") or None))
+    _clear_canary(ctx)
+    st["stableVersion"] = canary
+    if old != canary:
+        r["previousStable"] = old
+        r["scaleDownAt"] = to_timestamp(ctx.now + datetime.timedelta(seconds=parse_duration(spec.strategy.scale_down_delay)))
+    ctx.event("Normal", "Promoted", f"version {canary} promoted to stable (was {old}): {why}")
+
+
+def _fail(ctx: _Ctx, reason: str, metrics: list[dict], immediate: bool = False) -> None:
+    """A failed rollout: roll back, or hold at the failing step when automatic rollback is off."""
+    if ctx.spec.rollback.automatic:
+        _rollback(ctx, reason=reason, metrics=metrics)
+        return
+    st, r = ctx.st, ctx.r
+    if not r.get("failedHold"):
+        r["failedHold"] = True
+        ctx.event("Warning", "AnalysisFailed",
+                  f"{reason}; automatic rollback is off: holding version {st['canaryVersion']} at {st.get('canaryWeight', 0)}% "
+                  "for a human (kubectl modeldeploy abort|promote|retry)")
+
+
+def _rollback(ctx: _Ctx, reason: str, metrics: list[dict], action: str = "rolledBack", remember: bool = True) -> None:
+    st, r = ctx.st, ctx.r
+    canary = st["canaryVersion"]
+    stable = st["stableVersion"]
+    ctx.history(version=canary, action=action, from_version=stable, strategy=st.get("strategy"), reason=reason, metrics=metrics)
+    _clear_canary(ctx)
+    if remember:
+        r["rolledBackVersion"] = canary
+    if action == "aborted":
+        ctx.event("Warning", "Aborted", f"rollout of version {canary} aborted; 100% back on stable {stable}: {reason}")
+    else:
+        ctx.event("Warning", "RolledBack", f"version {canary} rolled back; 100% back on stable {stable}: {reason}")
+
+
+def _finish_promotion(ctx: _Ctx) -> None:
+    r = ctx.r
+    due = seconds_since(r.get("scaleDownAt"), ctx.now)
+    if due is not None and due >= 0:
+        r.pop("scaleDownAt")
+        ctx.event("Normal", "ScaledDown", f"previous version {r.get('previousStable')} scaled to zero after the drain delay")
+
+
+def _mark_initialized(ctx: _Ctx, obs: Observation) -> None:
+    st, r = ctx.st, ctx.r
+    if r.get("initialized"):
+        return
+    stable = st["stableVersion"]
+    dep = obs.deployments.get(stable)
+    if dep is not None and dep.is_ready:
+        r["initialized"] = True
+        ctx.history(version=stable, action="deployed", reason=f"first version {stable} ready ({dep.ready} pods)",
+                    strategy=st.get("strategy"))
+        ctx.event("Normal", "Deployed", f"version {stable} is serving ({dep.ready} pods ready)")
+
+
+# ---- phase, conditions, plans -----------------------------------------------------------------
+
+def _route_text(spec: ModelDeploymentSpec, st: Mapping[str, Any]) -> str:
+    kind = spec.strategy.type
+    if kind == "Canary":
+        return f"{st.get('canaryWeight', 0)}% of traffic"
+    if kind == "ABTest":
+        return "A/B test match routes"
+    if kind == "Shadow":
+        return f"{spec.strategy.shadow.mirror_percent}% of traffic mirrored"
+    return "preview only (no live traffic)"
+
+
+def _phase_and_conditions(ctx: _Ctx, obs: Observation) -> None:
+    st, r, spec, now, gen = ctx.st, ctx.r, ctx.spec, ctx.now, ctx.generation
+    canary = st.get("canaryVersion")
+    stable = st["stableVersion"]
+    target = spec.model.version
+    stable_dep = obs.deployments.get(stable)
+    stable_ready = stable_dep is not None and stable_dep.is_ready
+
+    if canary is not None and r.get("failedHold"):
+        phase, message = "Failed", f"rollout of version {canary} failed; holding for a human decision"
+    elif ctx.paused and (canary is not None or target != stable):
+        what = f"rollout of version {canary}" if canary is not None else f"rollout of version {target}"
+        phase, message = "Paused", f"{what} paused"
+    elif canary is not None:
+        if r.get("readyAt"):
+            phase, message = "Progressing", f"version {canary}: {_route_text(spec, st)}"
+        else:
+            phase, message = "Progressing", f"waiting for version {canary} to become ready"
+    elif r.get("scaleDownAt"):
+        phase, message = "Promoting", f"version {stable} promoted; draining version {r.get('previousStable')}"
+    elif r.get("rolledBackVersion") is not None and r.get("rolledBackVersion") == target:
+        phase, message = "RolledBack", f"version {target} was rolled back; serving stable {stable} (set a new version or retry)"
+    elif ctx.paused:
+        phase, message = "Paused", f"serving version {stable}; paused"
+    elif not r.get("initialized"):
+        phase, message = "Initializing", f"waiting for version {stable} to become ready"
+    else:
+        phase, message = "Stable", f"serving version {stable}"
+    st["phase"] = phase
+    st["message"] = message
+
+    conds = st.get("conditions") or []
+    if stable_ready:
+        conds = set_condition(conds, "Ready", True, "StableAvailable", f"version {stable} ready ({stable_dep.ready} pods)", gen, now)
+    else:
+        detail = f"{stable_dep.ready}/{stable_dep.desired} pods ready" if stable_dep and stable_dep.exists else "Deployment not created yet"
+        conds = set_condition(conds, "Ready", False, "StableNotReady", f"version {stable}: {detail}", gen, now)
+    if canary is not None:
+        conds = set_condition(conds, "Progressing", True, "RolloutInProgress" if phase == "Progressing" else phase, message, gen, now)
+    else:
+        conds = set_condition(conds, "Progressing", False, "NoRollout", f"serving version {stable}", gen, now)
+    if phase in ("RolledBack", "Failed"):
+        conds = set_condition(conds, "Degraded", True, phase, message, gen, now)
+    else:
+        conds = set_condition(conds, "Degraded", False, "AsExpected", "no failed rollout pending", gen, now)
+    st["conditions"] = conds
+    st.setdefault("canaryWeight", 0)
+    st.setdefault("step", 0)
+    st.setdefault("failedChecks", 0)
+
+
+def plans(spec: ModelDeploymentSpec, st: Mapping[str, Any]) -> tuple[tuple[VersionPlan, ...], RoutePlan]:
+    """The Deployments and the routing that a status implies (pure; used on every pass)."""
+    r = st.get("rollout") or {}
+    replicas = spec.serving.replicas
+    stable = st["stableVersion"]
+    canary = st.get("canaryVersion")
+    out: dict[int, VersionPlan] = {stable: VersionPlan(stable, "stable", replicas)}
+    if canary is not None and canary != stable:
+        out[canary] = VersionPlan(canary, "canary", replicas)
+    previous = r.get("previousStable")
+    if previous is not None and previous not in out:
+        draining = bool(r.get("scaleDownAt"))
+        out[previous] = VersionPlan(previous, "previous", replicas if draining else 0)
+    rolled_back = r.get("rolledBackVersion")
+    if rolled_back is not None and rolled_back not in out:
+        out[rolled_back] = VersionPlan(rolled_back, "rolledback", 0)
+    versions = tuple(out[v] for v in sorted(out))
+
+    routed_canary = canary if (canary is not None and r.get("readyAt")) else None
+    kind = st.get("strategy") or spec.strategy.type
+    preview = tuple(sorted(v.version for v in versions if v.replicas > 0))
+    if routed_canary is None:
+        route = RoutePlan(stable=stable, preview=preview)
+    elif kind == "ABTest":
+        route = RoutePlan(stable=stable, canary=routed_canary, match=tuple(spec.strategy.ab_test.match), preview=preview)
+    elif kind == "Shadow":
+        route = RoutePlan(stable=stable, canary=routed_canary, mirror_percent=spec.strategy.shadow.mirror_percent, preview=preview)
+    elif kind == "BlueGreen":
+        route = RoutePlan(stable=stable, canary=routed_canary, canary_weight=0, preview=preview)
+    else:
+        route = RoutePlan(stable=stable, canary=routed_canary, canary_weight=int(st.get("canaryWeight") or 0), preview=preview)
+    return versions, route
+
+
+def _analysis_status(result: AnalysisResult) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "time": to_timestamp(result.at),
+        "verdict": result.verdict,
+        "kind": result.kind,
+        "metrics": [m.to_status() for m in result.metrics],
+    }
+    if result.requests is not None:
+        out["requests"] = round(float(result.requests), 1)
+    if result.evaluation:
+        out["evaluation"] = result.evaluation
+    return out
+
+
+def _last_metrics(st: Mapping[str, Any]) -> list[dict]:
+    return list((st.get("lastAnalysis") or {}).get("metrics") or [])
