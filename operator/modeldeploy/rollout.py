@@ -553,8 +553,11 @@ def _phase_and_conditions(ctx: _Ctx, obs: Observation) -> None:
     stable_dep = obs.deployments.get(stable)
     stable_ready = stable_dep is not None and stable_dep.is_ready
 
+    rolled_back = canary is None and r.get("rolledBackVersion") is not None and r.get("rolledBackVersion") == target
     if canary is not None and r.get("failedHold"):
         phase, message = "Failed", f"rollout of version {canary} failed; holding for a human decision"
+    elif rolled_back:
+        phase, message = "RolledBack", f"version {target} was rolled back; serving stable {stable} (set a new version or retry)"
     elif ctx.paused and (canary is not None or target != stable):
         what = f"rollout of version {canary}" if canary is not None else f"rollout of version {target}"
         phase, message = "Paused", f"{what} paused"
@@ -565,8 +568,6 @@ def _phase_and_conditions(ctx: _Ctx, obs: Observation) -> None:
             phase, message = "Progressing", f"waiting for version {canary} to become ready"
     elif r.get("scaleDownAt"):
         phase, message = "Promoting", f"version {stable} promoted; draining version {r.get('previousStable')}"
-    elif r.get("rolledBackVersion") is not None and r.get("rolledBackVersion") == target:
-        phase, message = "RolledBack", f"version {target} was rolled back; serving stable {stable} (set a new version or retry)"
     elif ctx.paused:
         phase, message = "Paused", f"serving version {stable}; paused"
     elif not r.get("initialized"):

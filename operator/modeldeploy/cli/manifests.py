@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import yaml
 
-from modeldeploy import KIND
+from modeldeploy import GROUP, KIND
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,7 +52,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             failed = True
             continue
         for where, doc in docs:
-            if isinstance(doc, dict) and doc.get("kind") not in (None, KIND):
+            if isinstance(doc, dict) and not str(doc.get("apiVersion", GROUP)).startswith(GROUP):
                 if not args.quiet:
                     print(f"{where}: skipped ({doc.get('kind')})")
                 continue

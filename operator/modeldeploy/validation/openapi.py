@@ -75,7 +75,13 @@ def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
 
 def _default_in_place(schema: dict[str, Any], value: Any) -> None:
     if isinstance(value, dict):
-        for key, sub in (schema.get("properties") or {}).items():
+        # Like the API server: nulls of non-nullable fields are pruned before defaulting.
+        props = schema.get("properties") or {}
+        for key in [k for k, v in value.items() if v is None]:
+            sub = props.get(key) or (schema.get("additionalProperties") if isinstance(schema.get("additionalProperties"), dict) else {})
+            if not sub.get("nullable"):
+                del value[key]
+        for key, sub in props.items():
             if key not in value and "default" in sub:
                 value[key] = copy.deepcopy(sub["default"])
             if key in value:
@@ -92,7 +98,13 @@ def _default_in_place(schema: dict[str, Any], value: Any) -> None:
 
 def schema_problems(schema: dict[str, Any], value: Any, prefix: tuple = ()) -> list[Problem]:
     """Every schema violation of `value`, each naming its field path."""
-    validator = jsonschema.Draft202012Validator(to_json_schema(schema))
+    converted = to_json_schema(schema)
+    if not prefix and converted.get("type") == "object":
+        # The API server always accepts these at the root of an object, whatever the CRD lists.
+        converted.setdefault("properties", {})
+        for key, kind in (("apiVersion", "string"), ("kind", "string"), ("metadata", "object")):
+            converted["properties"].setdefault(key, {"type": kind})
+    validator = jsonschema.Draft202012Validator(converted)
     problems = []
     for error in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path))):
         path = format_path(prefix + tuple(error.absolute_path)) or "<root>"

@@ -1,0 +1,252 @@
+"""Rendered manifests: golden files, Istio's own CRD schemas, kubernetes-validate --strict, TF Serving protos.
+
+Set UPDATE_GOLDEN=1 to rewrite the golden files after an intended change (then review the diff).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import kubernetes_validate
+import pytest
+import yaml
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+
+from modeldeploy.cli.manifests import dump_yaml
+from modeldeploy.render import RoutePlan, Target, VersionPlan, desired_objects, istio, serving
+from modeldeploy.render import tfserving_config as tfc
+from modeldeploy.rollout import plans
+from modeldeploy.spec import MatchRule
+from modeldeploy.validation import validate_manifest
+from modeldeploy.validation.openapi import schema_problems
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "data" / "golden"
+THIRD_PARTY = ROOT / "tests" / "data" / "thirdparty-crds"
+K8S_VERSION = "1.33"
+
+
+def load_target(path: str = "examples/resnet50.yaml", uid: str | None = "0f6a7b9e-1111-4c4c-9d9d-123456789abc", **spec_edits) -> Target:
+    doc = yaml.safe_load((ROOT / path).read_text())
+    for dotted, value in spec_edits.items():
+        node = doc["spec"]
+        keys = dotted.split("__")
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    result = validate_manifest(doc)
+    assert result.ok, result.problems
+    return Target(name=doc["metadata"]["name"], namespace=doc["metadata"]["namespace"], spec=result.spec, uid=uid)
+
+
+def states():
+    """(golden name, target, status) for the states DevOps will see in a GitOps diff."""
+    base = load_target()
+    yield "stable", base, {"stableVersion": 2}
+    yield "canary-25", base, {"stableVersion": 2, "canaryVersion": 3, "canaryWeight": 25, "rollout": {"readyAt": "x"}}
+    ab = load_target(strategy={"type": "ABTest", "abTest": {"match": [
+        {"headers": {"x-model-variant": {"exact": "canary"}}}, {"headers": {"cookie": {"regex": "^(.*?;)?(variant=b)(;.*)?$"}}}]}})
+    yield "abtest", ab, {"stableVersion": 2, "canaryVersion": 3, "strategy": "ABTest", "rollout": {"readyAt": "x"}}
+    shadow = load_target(strategy={"type": "Shadow", "shadow": {"mirrorPercent": 50}})
+    yield "shadow", shadow, {"stableVersion": 2, "canaryVersion": 3, "strategy": "Shadow", "rollout": {"readyAt": "x"}}
+    pvc = load_target(model__basePath="pvc://model-store/resnet50", model__credentialsSecret=None, model__s3=None,
+                      serving__gpu={"count": 0}, serving__batching=None)
+    yield "pvc-cpu", pvc, {"stableVersion": 2}
+
+
+STATES = list(states())
+
+
+@pytest.mark.parametrize("name,target,status", STATES, ids=[s[0] for s in STATES])
+def test_golden(name, target, status):
+    versions, route = plans(target.spec, status)
+    text = dump_yaml(desired_objects(target, list(versions), route))
+    path = GOLDEN / f"{name}.yaml"
+    if os.environ.get("UPDATE_GOLDEN") or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text(), f"rendered {name} differs from {path} (UPDATE_GOLDEN=1 to accept)"
+
+
+def _crd_schema(filename: str, version: str = "v1") -> dict:
+    for doc in yaml.safe_load_all((THIRD_PARTY / filename).read_text()):
+        if doc and doc.get("kind") == "CustomResourceDefinition":
+            for v in doc["spec"]["versions"]:
+                if v["name"] == version:
+                    return v["schema"]["openAPIV3Schema"]
+    raise LookupError(filename)
+
+
+ISTIO_SCHEMAS = {
+    "VirtualService": _crd_schema("istio-virtualservice.yaml"),
+    "DestinationRule": _crd_schema("istio-destinationrule.yaml"),
+}
+
+
+def all_rendered():
+    for name, target, status in STATES:
+        versions, route = plans(target.spec, status)
+        for obj in desired_objects(target, list(versions), route):
+            yield f"{name}/{obj['kind']}/{obj['metadata']['name']}", obj
+
+
+RENDERED = list(all_rendered())
+
+
+@pytest.mark.parametrize("where,obj", RENDERED, ids=[w for w, _ in RENDERED])
+def test_rendered_objects_validate_against_their_schemas(where, obj):
+    if obj["apiVersion"].startswith("networking.istio.io/"):
+        problems = schema_problems(ISTIO_SCHEMAS[obj["kind"]], obj)
+        assert not problems, [str(p) for p in problems]
+    else:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def test_schema_check_is_able_to_fail():
+    vs = istio.virtual_service(load_target(), RoutePlan(stable=2, canary=3, canary_weight=10))
+    vs["spec"]["http"][0]["route"][0]["wieght"] = 5  # typo: Istio's schema rejects unknown fields
+    assert schema_problems(ISTIO_SCHEMAS["VirtualService"], vs)
+    dep = serving.deployment(load_target(), VersionPlan(2, "stable", 1))
+    dep["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = 3
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(dep, K8S_VERSION, strict=True)
+
+
+def test_weights_always_sum_to_100():
+    target = load_target()
+    for weight in range(0, 101, 5):
+        routes = istio.http_routes(target, RoutePlan(stable=2, canary=3, canary_weight=weight))
+        primary = routes[-1]
+        assert sum(r["weight"] for r in primary["route"]) == 100
+        assert istio.read_weights({"spec": {"http": routes}}).get("v3", 0) == weight
+
+
+def test_deployment_gpu_placement_probes_and_security():
+    target = load_target()
+    dep = serving.deployment(target, VersionPlan(3, "canary", 2))
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert dep["metadata"]["name"] == "resnet50-cxr-v3"
+    assert dep["spec"]["selector"]["matchLabels"] == {"app": "resnet50-cxr", "version": "v3"}
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "Tesla-T4"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/v1/models/resnet50_chest_xray/versions/3", "port": 8501}
+    assert "tcpSocket" not in c["readinessProbe"]
+    assert c["args"][:4] == [
+        "--port=8500", "--rest_api_port=8501",
+        "--model_config_file=/etc/tfserving/model_config.pbtxt",
+        "--monitoring_config_file=/etc/tfserving/monitoring.pbtxt",
+    ]
+    assert "--enable_batching=true" in c["args"] and "--batching_parameters_file=/etc/tfserving/batching.pbtxt" in c["args"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["allowPrivilegeEscalation"] is False
+    ann = dep["spec"]["template"]["metadata"]["annotations"]
+    assert ann["prometheus.io/path"] == "/monitoring/prometheus/metrics" and ann["prometheus.io/port"] == "8501"
+    assert dep["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
+    # credentials by reference only
+    env = {e["name"]: e for e in c["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "model-store-credentials", "key": "AWS_ACCESS_KEY_ID"}
+    assert "value" not in env["AWS_SECRET_ACCESS_KEY"]
+
+
+def test_node_selector_override_and_extra_tolerations():
+    target = load_target(serving__nodeSelector={"nvidia.com/gpu.product": "NVIDIA-A10G", "pool": "inference"},
+                         serving__tolerations=[{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}])
+    pod = serving.deployment(target, VersionPlan(2, "stable", 1))["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A10G", "pool": "inference"}
+    assert [t["key"] for t in pod["tolerations"]] == ["nvidia.com/gpu", "dedicated"]
+
+
+def test_cpu_only_and_cpu_fallback_have_no_gpu():
+    for target, plan in ((load_target(serving__gpu={"count": 0}), VersionPlan(2, "stable", 1)),
+                         (load_target(serving__gpu={"count": 1, "fallbackToCPU": True}), VersionPlan(2, "stable", 1, cpu_fallback=True))):
+        pod = serving.deployment(target, plan)["spec"]["template"]["spec"]
+        c = pod["containers"][0]
+        assert "nvidia.com/gpu" not in c["resources"]["limits"]
+        assert "nodeSelector" not in pod and "tolerations" not in pod
+        assert c["image"] == "tensorflow/serving:2.21.0"
+
+
+def test_pvc_storage_mounted_read_only():
+    target = load_target(model__basePath="pvc://model-store/resnet50", model__credentialsSecret=None, model__s3=None)
+    dep = serving.deployment(target, VersionPlan(2, "stable", 1))
+    vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert vols["model-store"]["persistentVolumeClaim"] == {"claimName": "model-store", "readOnly": True}
+    files = serving.config_files(target, VersionPlan(2, "stable", 1))
+    assert 'base_path: "/models/resnet50"' in files[tfc.MODEL_CONFIG_FILE]
+
+
+def test_gcs_credentials_mounted_from_secret():
+    target = load_target(model__basePath="gs://bucket/resnet50", model__s3=None)
+    c = serving.deployment(target, VersionPlan(2, "stable", 1))["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/var/secrets/google/key.json"} in c["env"]
+
+
+def test_promotion_does_not_change_the_pod_template():
+    target = load_target()
+    as_canary = serving.deployment(target, VersionPlan(3, "canary", 2))
+    as_stable = serving.deployment(target, VersionPlan(3, "stable", 2))
+    assert as_canary["spec"]["template"] == as_stable["spec"]["template"]
+
+
+def test_abtest_match_and_preview_routes_come_first():
+    target = load_target()
+    match = (MatchRule.model_validate({"headers": {"x-model-variant": {"exact": "canary"}}}),)
+    routes = istio.http_routes(target, RoutePlan(stable=2, canary=3, match=match, preview=(2, 3)))
+    assert [r["name"] for r in routes] == ["preview-v2", "preview-v3", "ab-test", "primary"]
+    assert routes[2]["match"] == [{"headers": {"x-model-variant": {"exact": "canary"}}}]
+    assert routes[2]["route"][0]["destination"]["subset"] == "v3"
+
+
+# ---- TF Serving text protos, parsed with message definitions mirroring TF Serving's .proto files ----
+
+def _tfserving_messages():
+    """ModelServerConfig comes from tensorflow-serving-api; MonitoringConfig and BatchingParameters are
+    not shipped there, so they are declared here with TF Serving's field names and types."""
+    from google.protobuf import wrappers_pb2
+    from tensorflow_serving.config import model_server_config_pb2
+
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+    f = descriptor_pb2.FileDescriptorProto(name="tfs_mirror.proto", package="tensorflow.serving", syntax="proto3",
+                                          dependency=["google/protobuf/wrappers.proto"])
+    T = descriptor_pb2.FieldDescriptorProto
+    prom = f.message_type.add(name="PrometheusConfig")
+    prom.field.add(name="enable", number=1, type=T.TYPE_BOOL, label=T.LABEL_OPTIONAL)
+    prom.field.add(name="path", number=2, type=T.TYPE_STRING, label=T.LABEL_OPTIONAL)
+    mon = f.message_type.add(name="MonitoringConfig")
+    mon.field.add(name="prometheus_config", number=1, type=T.TYPE_MESSAGE, type_name=".tensorflow.serving.PrometheusConfig", label=T.LABEL_OPTIONAL)
+    bp = f.message_type.add(name="BatchingParameters")
+    for number, name in ((1, "max_batch_size"), (2, "batch_timeout_micros"), (3, "num_batch_threads"), (4, "max_enqueued_batches")):
+        bp.field.add(name=name, number=number, type=T.TYPE_MESSAGE, type_name=".google.protobuf.Int64Value", label=T.LABEL_OPTIONAL)
+    bp.field.add(name="allowed_batch_sizes", number=6, type=T.TYPE_INT64, label=T.LABEL_REPEATED)
+    bp.field.add(name="pad_variable_length_inputs", number=7, type=T.TYPE_BOOL, label=T.LABEL_OPTIONAL)
+    pool.Add(f)
+    get = message_factory.GetMessageClass
+    return (model_server_config_pb2.ModelServerConfig,
+            get(pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig")),
+            get(pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")))
+
+
+def test_tfserving_configs_parse_as_their_protos():
+    pytest.importorskip("tensorflow_serving", reason="tensorflow-serving-api is installed by scripts/setup.sh")
+    ModelServerConfig, MonitoringConfig, BatchingParameters = _tfserving_messages()
+    target = load_target()
+    files = serving.config_files(target, VersionPlan(3, "canary", 2))
+    cfg = text_format.Parse(files[tfc.MODEL_CONFIG_FILE], ModelServerConfig())
+    (model,) = cfg.model_config_list.config
+    assert (model.name, model.base_path, model.model_platform) == ("resnet50_chest_xray", "s3://models/resnet50", "tensorflow")
+    assert list(model.model_version_policy.specific.versions) == [3]
+    assert dict(model.version_labels) == {"canary": 3}
+    mon = text_format.Parse(files[tfc.MONITORING_FILE], MonitoringConfig())
+    assert mon.prometheus_config.enable and mon.prometheus_config.path == "/monitoring/prometheus/metrics"
+    bp = text_format.Parse(files[tfc.BATCHING_FILE], BatchingParameters())
+    assert (bp.max_batch_size.value, bp.batch_timeout_micros.value, bp.num_batch_threads.value, bp.max_enqueued_batches.value) == (32, 2000, 4, 4)
+    with pytest.raises(text_format.ParseError):  # the parse is strict: a typo would be caught
+        text_format.Parse(files[tfc.BATCHING_FILE].replace("max_batch_size", "max_batch_sise"), BatchingParameters())
+
+
+def test_model_name_with_quotes_is_escaped():
+    text = tfc.model_config(model_name="a", base_path='/m/"x"', version=1, label="stable", deployment="d")
+    assert 'base_path: "/m/\\"x\\""' in text

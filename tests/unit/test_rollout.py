@@ -1,0 +1,359 @@
+"""Table-driven tests of the pure rollout state machine, rollout.decide(): every transition.
+
+Times are seconds after T0; statuses are built by playing decide() forward, exactly as the operator
+does (status in, status out), so these tests also prove the status alone is enough state.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from modeldeploy.analysis.verdict import AnalysisResult, judge, no_data
+from modeldeploy.rollout import DeploymentState, Observation, analysis_due, decide, decide_invalid, plans
+from modeldeploy.validation import validate_spec
+
+T0 = datetime.datetime(2026, 11, 25, 12, 0, 0, tzinfo=datetime.timezone.utc)
+
+
+def at(seconds: float) -> datetime.datetime:
+    return T0 + datetime.timedelta(seconds=seconds)
+
+
+def make_spec(version: int = 2, strategy: dict | None = None, analysis: dict | None = None, **extra):
+    spec = {
+        "model": {"name": "m", "basePath": "s3://b/m", "version": version},
+        "serving": {"replicas": 2},
+        "strategy": strategy or {"type": "Canary", "canary": {"steps": [10, 50, 100]}},
+        "analysis": {
+            "interval": "10s", "failureThreshold": 2, "progressDeadline": "60s", "minRequests": 10,
+            "metrics": [
+                {"name": "latency", "builtin": "latency", "quantile": 0.95, "max": 100, "failFast": {"max": 400}},
+                {"name": "errors", "builtin": "errorRate", "max": 1},
+            ],
+            **(analysis or {}),
+        },
+        **extra,
+    }
+    result = validate_spec(spec)
+    assert result.ok, result.problems
+    return result.spec
+
+
+def ready(*versions: int, replicas: int = 2) -> dict[int, DeploymentState]:
+    return {v: DeploymentState(version=v, desired=replicas, ready=replicas, updated=replicas, available=replicas) for v in versions}
+
+
+def not_ready(version: int) -> DeploymentState:
+    return DeploymentState(version=version, desired=2, ready=0, updated=2)
+
+
+def passing(t: float) -> AnalysisResult:
+    return AnalysisResult(at=at(t), metrics=(judge("latency", 40.0, min=None, max=100), judge("errors", 0.1, min=None, max=1)), requests=500)
+
+
+def failing(t: float) -> AnalysisResult:
+    return AnalysisResult(at=at(t), metrics=(judge("latency", 250.0, min=None, max=100), judge("errors", 0.1, min=None, max=1)), requests=500)
+
+
+def nodata(t: float) -> AnalysisResult:
+    return AnalysisResult(at=at(t), metrics=(no_data("latency", "0 requests < minRequests 10"), judge("errors", 0.1, min=None, max=1)), requests=0)
+
+
+def reasons(decision) -> list[str]:
+    return [e.reason for e in decision.events]
+
+
+def stable_status(version: int = 1) -> dict:
+    """A ModelDeployment that has been serving `version` for a while."""
+    spec = make_spec(version=version)
+    d = decide(spec, {}, Observation(deployments=ready(version)), at(-100), generation=1)
+    assert d.status["phase"] == "Stable"
+    return d.status
+
+
+def progressing(spec, t_ready: float = 5.0) -> dict:
+    """Status of a rollout 1 -> 2 whose canary became ready at t_ready."""
+    st = stable_status(1)
+    d = decide(spec, st, Observation(deployments=ready(1) | {2: not_ready(2)}), at(0), generation=2)
+    d = decide(spec, d.status, Observation(deployments=ready(1, 2)), at(t_ready), generation=2)
+    return d.status
+
+
+# ---------------------------------------------------------------------------------------------
+
+def test_first_version_initializing_then_stable_with_deployed_history():
+    spec = make_spec(version=3)
+    d = decide(spec, {}, Observation(deployments={}), at(0), generation=1)
+    assert d.status["phase"] == "Initializing"
+    assert d.status["stableVersion"] == 3
+    assert [v.version for v in d.versions] == [3]
+    assert d.route.stable == 3 and d.route.canary is None
+    assert "Deploying" in reasons(d)
+    d2 = decide(spec, d.status, Observation(deployments=ready(3)), at(5), generation=1)
+    assert d2.status["phase"] == "Stable"
+    assert [h["action"] for h in d2.status["history"]] == ["deployed"]
+    assert "Deployed" in reasons(d2)
+    ready_cond = next(c for c in d2.status["conditions"] if c["type"] == "Ready")
+    assert ready_cond["status"] == "True" and ready_cond["observedGeneration"] == 1
+
+
+def test_idle_resync_changes_nothing():
+    st = stable_status(1)
+    spec = make_spec(version=1)
+    d = decide(spec, st, Observation(deployments=ready(1)), at(500), generation=1)
+    assert d.status == st
+    assert d.events == ()
+
+
+def test_version_change_starts_rollout_and_waits_for_readiness():
+    st = stable_status(1)
+    spec = make_spec(version=2)
+    d = decide(spec, st, Observation(deployments=ready(1)), at(0), generation=2)
+    assert d.status["phase"] == "Progressing"
+    assert d.status["canaryVersion"] == 2 and d.status["canaryWeight"] == 0
+    assert {v.version: (v.role, v.replicas) for v in d.versions} == {1: ("stable", 2), 2: ("canary", 2)}
+    assert d.route.canary is None  # no traffic before the canary is ready
+    assert "RolloutStarted" in reasons(d)
+    assert d.wake_in <= 2.0
+
+
+def test_canary_ready_gets_first_step_weight():
+    spec = make_spec(version=2)
+    st = progressing(spec)
+    assert st["canaryWeight"] == 10 and st["step"] == 0
+    _, route = plans(spec, st)
+    assert (route.stable, route.canary, route.canary_weight) == (1, 2, 10)
+
+
+@pytest.mark.parametrize(
+    "steps_passed, weight, phase",
+    [(1, 50, "Progressing"), (2, 100, "Progressing"), (3, 0, "Promoting")],
+)
+def test_each_passing_analysis_advances_one_step_then_promotes(steps_passed, weight, phase):
+    spec = make_spec(version=2)
+    st = progressing(spec)
+    t = 5.0
+    for _ in range(steps_passed):
+        t += 10
+        assert analysis_due(spec, st, at(t))
+        st = decide(spec, st, Observation(deployments=ready(1, 2), analysis=passing(t)), at(t), generation=2).status
+    assert st["phase"] == phase
+    assert st["canaryWeight"] == weight
+    if phase == "Promoting":
+        assert st["stableVersion"] == 2 and "canaryVersion" not in st
+        promoted = st["history"][-1]
+        assert promoted["action"] == "promoted" and promoted["version"] == 2 and promoted["fromVersion"] == 1
+        assert {m["name"] for m in promoted["metrics"]} == {"latency", "errors"}  # audit: what justified it
+
+
+def test_analysis_not_due_before_interval():
+    spec = make_spec(version=2)
+    st = progressing(spec, t_ready=5)
+    assert not analysis_due(spec, st, at(14))
+    assert analysis_due(spec, st, at(15))
+
+
+def test_promotion_drains_old_version_then_stable():
+    spec = make_spec(version=2, strategy={"type": "Canary", "canary": {"steps": [50]}, "scaleDownDelay": "30s"})
+    st = progressing(spec)
+    d = decide(spec, st, Observation(deployments=ready(1, 2), analysis=passing(15)), at(15), generation=2)
+    assert d.status["phase"] == "Promoting"
+    assert {v.version: v.replicas for v in d.versions} == {1: 2, 2: 2}
+    assert d.route.stable == 2 and d.route.canary is None
+    d2 = decide(spec, d.status, Observation(deployments=ready(1, 2)), at(46), generation=2)
+    assert d2.status["phase"] == "Stable"
+    assert {v.version: v.replicas for v in d2.versions} == {1: 0, 2: 2}
+    assert "ScaledDown" in reasons(d2)
+
+
+def test_failed_checks_below_threshold_hold_then_rollback():
+    spec = make_spec(version=2)
+    st = progressing(spec)
+    d = decide(spec, st, Observation(deployments=ready(1, 2), analysis=failing(15)), at(15), generation=2)
+    assert d.status["failedChecks"] == 1 and d.status["canaryWeight"] == 10
+    assert "AnalysisFailed" in reasons(d)
+    d = decide(spec, d.status, Observation(deployments=ready(1, 2), analysis=failing(25)), at(25), generation=2)
+    st = d.status
+    assert st["phase"] == "RolledBack"
+    assert st["canaryWeight"] == 0 and "canaryVersion" not in st
+    assert st["history"][-1]["action"] == "rolledBack"
+    assert any(m["name"] == "latency" and m["passed"] is False for m in st["history"][-1]["metrics"])
+    assert {v.version: v.replicas for v in d.versions} == {1: 2, 2: 0}  # canary scaled to zero
+    assert d.route.canary is None and d.route.stable == 1
+    assert "RolledBack" in reasons(d)
+
+
+def test_rolled_back_version_is_not_retried_automatically():
+    spec = make_spec(version=2, analysis={"failureThreshold": 1})
+    st = progressing(spec)
+    st = decide(spec, st, Observation(deployments=ready(1, 2), analysis=failing(15)), at(15), generation=2).status
+    d = decide(spec, st, Observation(deployments=ready(1, 2)), at(100), generation=2)
+    assert d.status["phase"] == "RolledBack" and "canaryVersion" not in d.status
+    assert d.events == ()
+
+
+def test_fail_fast_rolls_back_at_once_even_while_paused():
+    spec = make_spec(version=2, analysis={"failureThreshold": 5})
+    st = progressing(spec)
+    st["rollout"]["paused"] = True
+    ff = AnalysisResult(at=at(7), metrics=(judge("latency", 900.0, min=None, max=400),), kind="failFast", requests=50)
+    d = decide(spec, st, Observation(deployments=ready(1, 2), fail_fast=ff), at(7), generation=2)
+    assert d.status["phase"] == "RolledBack"
+    assert "fail-fast" in d.status["history"][-1]["reason"]
+
+
+@pytest.mark.parametrize(
+    "policy, expected_phase, failed_checks, event",
+    [("hold", "Progressing", 0, "NoData"), ("fail", "Progressing", 1, "NoData"), ("rollback", "RolledBack", 0, "RolledBack")],
+)
+def test_no_data_policies(policy, expected_phase, failed_checks, event):
+    spec = make_spec(version=2, analysis={"onNoData": policy})
+    st = progressing(spec)
+    d = decide(spec, st, Observation(deployments=ready(1, 2), analysis=nodata(15)), at(15), generation=2)
+    assert d.status["phase"] == expected_phase
+    assert d.status["failedChecks"] == failed_checks
+    assert event in reasons(d)
+    if expected_phase == "Progressing":
+        assert d.status["canaryWeight"] == 10  # never advanced on missing data
+
+
+def test_no_data_hold_reports_once_per_streak():
+    spec = make_spec(version=2)
+    st = progressing(spec)
+    d1 = decide(spec, st, Observation(deployments=ready(1, 2), analysis=nodata(15)), at(15), generation=2)
+    d2 = decide(spec, d1.status, Observation(deployments=ready(1, 2), analysis=nodata(25)), at(25), generation=2)
+    assert "NoData" in reasons(d1) and "NoData" not in reasons(d2)
+
+
+def test_never_promoted_while_any_metric_lacks_data_even_at_last_step():
+    spec = make_spec(version=2, strategy={"type": "Canary", "canary": {"steps": [100]}})
+    st = progressing(spec)
+    for t in (15, 25, 35, 45):
+        st = decide(spec, st, Observation(deployments=ready(1, 2), analysis=nodata(t)), at(t), generation=2).status
+    assert st["phase"] == "Progressing" and st["stableVersion"] == 1
+
+
+def test_progress_deadline_rolls_back_with_reason():
+    st = stable_status(1)
+    spec = make_spec(version=2)
+    d = decide(spec, st, Observation(deployments=ready(1) | {2: not_ready(2)}), at(0), generation=2)
+    d = decide(spec, d.status, Observation(deployments=ready(1) | {2: not_ready(2)}), at(30), generation=2)
+    assert d.status["phase"] == "Progressing"
+    d = decide(spec, d.status, Observation(deployments=ready(1) | {2: not_ready(2)}), at(61), generation=2)
+    assert d.status["phase"] == "RolledBack"
+    assert "ProgressDeadlineExceeded" in d.status["history"][-1]["reason"]
+    assert "0/2 pods ready" in d.status["history"][-1]["reason"]
+
+
+def test_version_change_mid_rollout_restarts_from_stable():
+    spec2 = make_spec(version=2)
+    st = progressing(spec2)
+    st = decide(spec2, st, Observation(deployments=ready(1, 2), analysis=passing(15)), at(15), generation=2).status
+    assert st["canaryWeight"] == 50
+    spec3 = make_spec(version=3)
+    d = decide(spec3, st, Observation(deployments=ready(1, 2)), at(20), generation=3)
+    assert d.status["canaryVersion"] == 3 and d.status["canaryWeight"] == 0 and d.status["stableVersion"] == 1
+    assert d.status["history"][-1]["action"] == "superseded" and d.status["history"][-1]["version"] == 2
+    assert d.route.canary is None  # v3 gets no traffic until ready; v2 none at all
+    assert 2 not in {v.version for v in d.versions}  # the superseded version's Deployment is removed
+    assert reasons(d)[:2] == ["RolloutSuperseded", "RolloutStarted"]
+
+
+def test_version_set_back_to_stable_aborts():
+    spec2 = make_spec(version=2)
+    st = progressing(spec2)
+    d = decide(make_spec(version=1), st, Observation(deployments=ready(1, 2)), at(8), generation=3)
+    assert d.status["phase"] == "Stable" and "canaryVersion" not in d.status
+    assert d.status["history"][-1]["action"] == "aborted"
+
+
+@pytest.mark.parametrize(
+    "strategy, route_check",
+    [
+        ({"type": "ABTest", "abTest": {"match": [{"headers": {"x-variant": {"exact": "b"}}}], "iterations": 2}},
+         lambda r: r.match and r.canary_weight == 0 and r.mirror_percent == 0),
+        ({"type": "BlueGreen", "blueGreen": {"iterations": 2}},
+         lambda r: not r.match and r.canary_weight == 0 and r.mirror_percent == 0 and 2 in r.preview),
+        ({"type": "Shadow", "shadow": {"mirrorPercent": 40, "iterations": 2}},
+         lambda r: r.mirror_percent == 40 and r.canary_weight == 0),
+    ],
+    ids=["abtest", "bluegreen", "shadow"],
+)
+def test_iteration_strategies_route_and_promote_after_n(strategy, route_check):
+    spec = make_spec(version=2, strategy=strategy)
+    st = progressing(spec)
+    _, route = plans(spec, st)
+    assert route.canary == 2 and route_check(route)
+    st = decide(spec, st, Observation(deployments=ready(1, 2), analysis=passing(15)), at(15), generation=2).status
+    assert st["step"] == 1 and st["phase"] == "Progressing"
+    st = decide(spec, st, Observation(deployments=ready(1, 2), analysis=passing(25)), at(25), generation=2).status
+    assert st["phase"] == "Promoting" and st["stableVersion"] == 2
+
+
+@pytest.mark.parametrize(
+    "action, setup, expected",
+    [
+        ("promote", None, {"canaryWeight": 50, "phase": "Progressing"}),
+        ("promote-full", None, {"stableVersion": 2, "phase": "Promoting"}),
+        ("abort", None, {"phase": "RolledBack", "stableVersion": 1}),
+        ("pause", None, {"phase": "Paused"}),
+    ],
+)
+def test_manual_actions(action, setup, expected):
+    spec = make_spec(version=2)
+    st = progressing(spec)
+    d = decide(spec, st, Observation(deployments=ready(1, 2), action=action, action_by="alice"), at(7), generation=2)
+    assert d.action_handled
+    for key, value in expected.items():
+        assert d.status.get(key) == value, (key, d.status)
+    if action in ("promote-full", "abort", "pause"):
+        assert "by alice" in d.status["history"][-1]["reason"]
+
+
+def test_pause_freezes_progression_and_resume_continues():
+    spec = make_spec(version=2)
+    st = progressing(spec)
+    st = decide(spec, st, Observation(deployments=ready(1, 2), action="pause"), at(6), generation=2).status
+    st = decide(spec, st, Observation(deployments=ready(1, 2), analysis=passing(16)), at(16), generation=2).status
+    assert st["phase"] == "Paused" and st["canaryWeight"] == 10
+    st = decide(spec, st, Observation(deployments=ready(1, 2), action="resume"), at(17), generation=2).status
+    assert st["phase"] == "Progressing"
+    st = decide(spec, st, Observation(deployments=ready(1, 2), analysis=passing(27)), at(27), generation=2).status
+    assert st["canaryWeight"] == 50
+
+
+def test_failure_with_automatic_rollback_off_holds_for_a_human():
+    spec = make_spec(version=2, analysis={"failureThreshold": 1}, rollback={"automatic": False})
+    st = progressing(spec)
+    d = decide(spec, st, Observation(deployments=ready(1, 2), analysis=failing(15)), at(15), generation=2)
+    assert d.status["phase"] == "Failed" and d.status["canaryWeight"] == 10
+    assert not analysis_due(spec, d.status, at(100))
+    d2 = decide(spec, d.status, Observation(deployments=ready(1, 2), action="abort"), at(30), generation=2)
+    assert d2.status["phase"] == "RolledBack" and d2.status["history"][-1]["action"] == "aborted"
+
+
+def test_retry_after_rollback_restarts_rollout():
+    spec = make_spec(version=2, analysis={"failureThreshold": 1})
+    st = progressing(spec)
+    st = decide(spec, st, Observation(deployments=ready(1, 2), analysis=failing(15)), at(15), generation=2).status
+    d = decide(spec, st, Observation(deployments=ready(1) | {2: not_ready(2)}, action="retry"), at(40), generation=2)
+    assert d.status["phase"] == "Progressing" and d.status["canaryVersion"] == 2
+    assert [h["action"] for h in d.status["history"]][-2:] == ["rolledBack", "retried"]
+
+
+def test_unknown_action_is_reported_and_cleared():
+    st = stable_status(1)
+    d = decide(make_spec(version=1), st, Observation(deployments=ready(1), action="yolo"), at(1), generation=1)
+    assert d.action_handled and "UnknownAction" in reasons(d)
+
+
+def test_invalid_status_touches_only_status():
+    st, events = decide_invalid(stable_status(1), "invalid spec: spec.x: bad", at(0), 7)
+    assert st["phase"] == "Invalid"
+    ready_cond = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert (ready_cond["status"], ready_cond["reason"], ready_cond["observedGeneration"]) == ("False", "InvalidSpec", 7)
+    assert [e.reason for e in events] == ["InvalidSpec"]
+    st2, events2 = decide_invalid(st, "invalid spec: spec.x: bad", at(5), 7)
+    assert st2 == st and events2 == []  # no repeated Warning
