@@ -12,6 +12,7 @@ import os
 import pathlib
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -355,6 +356,21 @@ async def test_watch_from_evicted_resource_version_is_410_gone() -> None:
         assert [line['type'] for line in lines] == ['MODIFIED'] * 3
 
 
+async def test_watch_bookmarks_and_initial_events() -> None:
+    async with serve(bookmark_interval=0.2) as server, aiohttp.ClientSession() as session:
+        path = '/api/v1/namespaces/bm/configmaps'
+        await session.post(server.base_url + path, json={'metadata': {'name': 'c'}})
+        params = {'watch': 'true', 'sendInitialEvents': 'true', 'resourceVersionMatch': 'NotOlderThan',
+                  'allowWatchBookmarks': 'true', 'timeoutSeconds': '2'}
+        async with session.get(server.base_url + path, params=params) as response:
+            lines = [json.loads(line) async for line in response.content if line.strip()]
+        assert [line['type'] for line in lines[:2]] == ['ADDED', 'BOOKMARK']
+        assert lines[1]['object']['metadata']['annotations'] == {'k8s.io/initial-events-end': 'true'}
+        idle = [line for line in lines[2:] if line['type'] == 'BOOKMARK']
+        assert idle and all(line['object']['metadata']['resourceVersion'] == str(server.store.rv) for line in idle)
+        assert len(lines) == 2 + len(idle)
+
+
 # --- deletion, finalizers, garbage collection ------------------------------------------------------
 
 def test_finalizers_delay_deletion_until_removed(apiserver: ApiServerProcess, ns: str) -> None:
@@ -514,6 +530,12 @@ def test_fault_injection_rate_and_stats(apiserver: ApiServerProcess, ns: str) ->
         assert stats['faults_injected'] == sum(failures.values())
         assert stats['faults_by_status'] == {str(code): count for code, count in failures.items()}
         assert stats['requests_by_verb']['get'] == total
+        # Even at a 100% error rate: discovery and /_emulator/* are never faulted.
+        apiserver.set_faults(errorRate=1.0, statuses=[503])
+        assert http_error(apiserver.request, 'GET', '/api/v1/namespaces/default').code == 503
+        for path in ('/api', '/apis', '/api/v1', f'/apis/{GROUP}/{VERSION}', '/version', '/openapi/v3'):
+            apiserver.request('GET', path)
+        assert apiserver.stats()['faults']['errorRate'] == 1.0
     finally:
         apiserver.clear_faults()
     assert apiserver.request('GET', '/_emulator/faults')['errorRate'] == 0.0
@@ -559,9 +581,9 @@ async def test_request_log_stays_bounded_and_latency_flat() -> None:
                 await response.read()
                 assert response.status == 200
             latencies.append(time.perf_counter() - started)
-        first, last = sum(latencies[:500]) / 500, sum(latencies[-500:]) / 500
-        print(f'\nGET latency: first 500 {first * 1000:.3f} ms, last 500 {last * 1000:.3f} ms')
-        assert last < first * 2 + 0.0005
+        first, last = statistics.median(latencies[:500]), statistics.median(latencies[-500:])
+        print(f'\nGET latency (median): first 500 {first * 1000:.3f} ms, last 500 {last * 1000:.3f} ms')
+        assert last < first * 2 + 0.001  # stock kmock: ~14 ms at 500 logged requests, ~146 ms at 3,000
         assert len(server._requests) <= 200
         assert server.stats()['requests_by_verb']['get'] == 5000
 

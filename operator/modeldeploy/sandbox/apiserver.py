@@ -39,14 +39,14 @@ import attrs
 import kmock
 import yaml
 
+from modeldeploy.sandbox import apiserver_discovery as discovery
 from modeldeploy.sandbox import apiserver_proto as protobuf
 from modeldeploy.sandbox import apiserver_table as tables
 from modeldeploy.sandbox.apiserver_faults import FaultConfig, FaultInjector, RequestStats
 from modeldeploy.sandbox.apiserver_patch import PatchError, PatchFormatError, json_patch, merge_patch, \
     strategic_merge_patch
 from modeldeploy.sandbox.apiserver_process import ApiServerProcess, write_kubeconfig
-from modeldeploy.sandbox.apiserver_store import ApiError, Obj, ResourceDef, Store, Watcher, builtin_def, \
-    version_priority
+from modeldeploy.sandbox.apiserver_store import ApiError, Obj, ResourceDef, Store, Watcher, builtin_def
 
 __all__ = ['ApiServer', 'ApiServerProcess', 'ApiError', 'FaultConfig', 'serve', 'main', 'write_kubeconfig']
 
@@ -106,6 +106,7 @@ class ApiServer(kmock.KubernetesEmulator):
 
     history_limit: int = 1000  # watch events retained per resource (older RVs answer 410)
     request_log_limit: int = 200  # kmock's request log is trimmed to this many entries
+    bookmark_interval: float = 10.0  # idle watches with allowWatchBookmarks=true get a BOOKMARK so often
     store: Store = attrs.field(init=False)
     request_stats: RequestStats = attrs.field(init=False, factory=RequestStats)
     faults: FaultInjector = attrs.field(init=False, factory=FaultInjector)
@@ -291,7 +292,8 @@ class ApiServer(kmock.KubernetesEmulator):
             if path in ('/healthz', '/livez', '/readyz'):
                 return aiohttp.web.Response(text='ok')
             if path == '/openapi/v3' or path.startswith('/openapi/v3/'):
-                return _json(self._openapi_v3(path[len('/openapi/v3'):].strip('/')))
+                group_version = path[len('/openapi/v3'):].strip('/')
+                return _json(self._found(discovery.openapi_v3(self.store.defs.values(), group_version)))
             if path.startswith('/openapi/'):
                 raise ApiError(404, 'the server could not find the requested resource')
             route = self._route(request, path)
@@ -584,6 +586,8 @@ class ApiServer(kmock.KubernetesEmulator):
                 await response.write(chunk)
             loop = asyncio.get_running_loop()
             deadline = None if timeout is None else loop.time() + timeout
+            bookmarks = params.get('allowWatchBookmarks') == 'true'
+            last_sent = loop.time()
             while True:
                 wait = 1.0 if deadline is None else min(1.0, deadline - loop.time())
                 if wait <= 0:
@@ -593,7 +597,14 @@ class ApiServer(kmock.KubernetesEmulator):
                 except TimeoutError:
                     if raw.transport is None or raw.transport.is_closing():
                         break  # the client has gone away
+                    if bookmarks and watcher.queue.empty() and loop.time() - last_sent >= self.bookmark_interval:
+                        # Everything up to the current RV has been delivered: let the client resume from it.
+                        await response.write(json.dumps({'type': 'BOOKMARK', 'object': {
+                            'apiVersion': rdef.api_version, 'kind': rdef.kind,
+                            'metadata': {'resourceVersion': str(self.store.rv)}}}).encode() + b'\n')
+                        last_sent = loop.time()
                     continue
+                last_sent = loop.time()
                 items = [item]
                 while items[-1] is not None and not watcher.queue.empty():
                     items.append(watcher.queue.get_nowait())
@@ -610,90 +621,28 @@ class ApiServer(kmock.KubernetesEmulator):
             self._watchers.discard(watcher)
         return response
 
-    # --- HTTP: discovery (kmock's endpoints, with proper preferred versions and subresources) --------
-
-    def _versions(self) -> dict[str, list[str]]:
-        groups: dict[str, set[str]] = {}
-        for rdef in self.store.defs.values():
-            groups.setdefault(rdef.group, set()).add(rdef.version)
-        return {group: sorted(versions, key=version_priority) for group, versions in groups.items()}
-
-    def _group_doc(self, group: str, versions: list[str]) -> Obj:
-        entries = [{'groupVersion': f'{group}/{version}', 'version': version} for version in versions]
-        return {'name': group, 'versions': entries, 'preferredVersion': entries[0]}
+    # --- HTTP: discovery (kmock's endpoints, documents from apiserver_discovery) -----------------------
 
     async def _serve_apis(self, request: kmock.Request) -> Obj:
-        groups = [self._group_doc(group, versions) for group, versions in sorted(self._versions().items()) if group]
-        return {'kind': 'APIGroupList', 'apiVersion': 'v1', 'groups': groups}
+        return discovery.api_group_list(self.store.defs.values())
 
     async def _serve_group(self, request: kmock.Request) -> Obj:
         assert request.resource is not None
-        versions = self._versions().get(request.resource.group or '')
-        if not versions or not request.resource.group:
-            raise ApiError(404, 'the server could not find the requested resource')
-        return {'kind': 'APIGroup', 'apiVersion': 'v1', **self._group_doc(request.resource.group, versions)}
+        return self._found(discovery.api_group(self.store.defs.values(), request.resource.group or ''))
 
     async def _serve_version(self, request: kmock.Request) -> Obj:
         assert request.resource is not None
-        group, version = request.resource.group or '', request.resource.version
-        defs = [d for d in self.store.defs.values() if d.group == group and d.version == version]
-        if not defs:
-            raise ApiError(404, 'the server could not find the requested resource')
-        resources: list[Obj] = []
-        for rdef in sorted(defs, key=lambda d: d.plural):
-            resources.append({
-                'name': rdef.plural, 'singularName': rdef.singular, 'namespaced': rdef.namespaced,
-                'kind': rdef.kind, 'verbs': sorted(rdef.verbs), 'shortNames': list(rdef.shortnames),
-                'categories': list(rdef.categories)})
-            for sub in sorted(rdef.subresources):
-                entry: Obj = {'name': f'{rdef.plural}/{sub}', 'singularName': '', 'namespaced': rdef.namespaced,
-                              'kind': rdef.kind, 'verbs': ['get', 'patch', 'update']}
-                if sub == 'scale':
-                    entry.update(group='autoscaling', version='v1', kind='Scale')
-                elif sub != 'status':
-                    entry['verbs'] = ['get']
-                resources.append(entry)
-        return {'kind': 'APIResourceList', 'apiVersion': 'v1', 'groupVersion': f'{group}/{version}'.lstrip('/'),
-                'resources': resources}
+        return self._found(discovery.api_resource_list(
+            self.store.defs.values(), request.resource.group or '', request.resource.version or ''))
 
     async def _serve_server_version(self, request: kmock.Request) -> Obj:
-        return {'major': '1', 'minor': '36', 'gitVersion': 'v1.36.0+modeldeploy-emulator', 'gitCommit': '',
-                'gitTreeState': 'clean', 'buildDate': '2026-01-01T00:00:00Z', 'goVersion': 'n/a',
-                'compiler': 'n/a', 'platform': 'linux/amd64', 'emulationMajor': '1', 'emulationMinor': '36'}
+        return dict(discovery.SERVER_VERSION)
 
-    def _openapi_v3(self, group_version: str) -> Obj:
-        """
-        A skeleton OpenAPI v3: per group-version, the object paths with their GVK and the
-        ``fieldValidation`` parameter, so kubectl delegates validation to the server instead of
-        failing to download schemas. There are no schemas (kubectl then falls back to its
-        compiled-in types for strategic merge patches, and to merge patches for CRs).
-        """
-        by_gv: dict[str, list[ResourceDef]] = {}
-        for rdef in self.store.defs.values():
-            key = f'apis/{rdef.group}/{rdef.version}' if rdef.group else f'api/{rdef.version}'
-            by_gv.setdefault(key, []).append(rdef)
-        if not group_version:
-            return {'paths': {key: {'serverRelativeURL': f'/openapi/v3/{key}?hash='
-                                    + format(abs(hash(tuple(sorted(d.plural for d in defs)))), 'X')}
-                              for key, defs in sorted(by_gv.items())}}
-        if group_version not in by_gv:
+    @staticmethod
+    def _found(document: Obj | None) -> Obj:
+        if document is None:
             raise ApiError(404, 'the server could not find the requested resource')
-        query = [{'name': name, 'in': 'query', 'schema': {'type': 'string', 'uniqueItems': True}}
-                 for name in ('dryRun', 'fieldManager', 'fieldValidation')]
-        paths: Obj = {}
-        for rdef in by_gv[group_version]:
-            prefix = '/' + group_version + ('/namespaces/{namespace}' if rdef.namespaced else '') + '/' + rdef.plural
-            gvk = {'group': rdef.group, 'version': rdef.version, 'kind': rdef.kind}
-
-            def operation(action: str, rdef: ResourceDef = rdef, gvk: Obj = gvk) -> Obj:
-                return {'operationId': f'{action}{rdef.kind}', 'x-kubernetes-action': action,
-                        'x-kubernetes-group-version-kind': gvk, 'parameters': query,
-                        'responses': {'200': {'description': 'OK'}}}
-            paths[prefix] = {'post': operation('post'), 'get': operation('list')}
-            paths[prefix + '/{name}'] = {'get': operation('get'), 'put': operation('put'),
-                                         'patch': operation('patch'), 'delete': operation('delete')}
-        return {'openapi': '3.0.0', 'info': {'title': 'Kubernetes', 'version': 'v1.36.0'},
-                'paths': paths, 'components': {'schemas': {}}}
+        return document
 
     # --- HTTP: /_emulator/* ----------------------------------------------------------------------------
 
