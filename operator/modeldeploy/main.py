@@ -25,11 +25,22 @@ from modeldeploy.render import names
 from modeldeploy.settings import Settings
 
 OWNED = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
+_WAKE_HANDLERS = ("'modeldeployment_changed'", "'deployment_changed'")
+
+
+class _QuietWakeups(logging.Filter):
+    """Drop kopf's per-event 'Handler ... succeeded' lines of the wake-up handlers (pure noise)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Handler ") and message.endswith(" succeeded.") and any(h in message for h in _WAKE_HANDLERS))
 
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     config = Settings.from_env()
+    for name in ("kopf.objects", "kopf.activities"):
+        logging.getLogger(name).addFilter(_QuietWakeups())
     # We post our own Events with distinct reasons; kopf's per-handler log Events would be noise
     # (and writes on every pass).
     settings.posting.enabled = False

