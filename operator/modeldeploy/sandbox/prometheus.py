@@ -7,16 +7,18 @@ and (unless you pass your own) the TSDB. It never listens on anything but 127.0.
 Scrape targets are `ScrapeTarget(job, address, path, labels)` records and can change at run time:
 
 * ``target_mode="file_sd"`` (default): one scrape config reads ``targets.json`` through
-  ``file_sd_configs``; `set_targets` rewrites the file atomically. Prometheus notices the file
-  change at once (inotify), but its discovery manager only forwards target updates on a fixed
-  5 s tick and the scrape manager applies them on another 5 s tick (neither has a flag in 2.42).
+  ``file_sd_configs``; `set_targets` rewrites the file atomically. Prometheus notices the file at
+  once (inotify), but its discovery manager forwards target updates only on a fixed 5 s tick (and
+  the scrape manager reloads on a 5 s tick too; no flag for either in 2.42).
 * ``target_mode="reload"``: the targets are written into the config as ``static_configs`` and
-  `set_targets` POSTs ``/-/reload``. The same two throttles apply after the reload.
+  `set_targets` POSTs ``/-/reload``. The same throttles apply after the reload.
 
-Both take 5-10 s to scrape a NEW target (measured: see `docs` in the sandbox report); the job,
-metrics path and extra labels of each target travel as target-group labels (``job``,
+Measured here (0.5 s scrape interval, 12 changes at random phases per mode): a NEW target was
+first scraped 0.6-5.0 s after `set_targets` with file_sd (median 2.9 s) and 0.7-5.6 s with reload
+(median 2.8 s) — the same, so file_sd is the default (no HTTP call, no re-applied config). The
+job, metrics path and extra labels of each target travel as target-group labels (``job``,
 ``__metrics_path__``), which Prometheus honours over the scrape config's defaults. Tests that need
-a target to be scraped quickly keep the target list fixed and vary what the target serves.
+a target scraped quickly keep the target list fixed and vary what the target serves.
 
 Fault scenarios: `kill` (SIGKILL, TSDB kept), `stop` (SIGTERM; deletes the working directory
 unless ``keep_data=True``), `start` again on the SAME port (the URL clients hold stays valid) and
