@@ -110,7 +110,8 @@ class ApiServer(kmock.KubernetesEmulator):
     store: Store = attrs.field(init=False)
     request_stats: RequestStats = attrs.field(init=False, factory=RequestStats)
     faults: FaultInjector = attrs.field(init=False, factory=FaultInjector)
-    internal_errors: list[str] = attrs.field(init=False, factory=list)
+    internal_errors: list[str] = attrs.field(init=False, factory=list)  # the last 100 tracebacks
+    internal_error_count: int = attrs.field(init=False, default=0)
     _discovered: set[kmock.resource] = attrs.field(init=False, factory=set)
     _watchers: set[Watcher] = attrs.field(init=False, factory=set)
 
@@ -165,7 +166,7 @@ class ApiServer(kmock.KubernetesEmulator):
     def stats(self, namespace: str | None = None) -> dict[str, Any]:
         """Request counters (see :meth:`RequestStats.snapshot`) plus a few gauges."""
         result = self.request_stats.snapshot(namespace)
-        result['internal_errors'] = len(self.internal_errors)
+        result['internal_errors'] = self.internal_error_count
         result['watches_active'] = len(self._watchers)
         result['resource_version'] = self.store.rv
         result['faults'] = self.faults.config.to_json()
@@ -270,9 +271,14 @@ class ApiServer(kmock.KubernetesEmulator):
         try:
             return await self._handle(request)
         except Exception as e:
-            self.internal_errors.append(traceback.format_exc())
-            logger.exception('Internal error serving %s %s', raw_request.method, raw_request.url)
+            self._internal_error(raw_request.method, raw_request.url)
             return _json(ApiError(500, f'internal error: {e!r}').status(), 500)
+
+    def _internal_error(self, method: Any, url: Any) -> None:
+        logger.exception('Internal error serving %s %s', method, url)
+        self.internal_error_count += 1
+        self.internal_errors.append(traceback.format_exc())
+        del self.internal_errors[:-100]
 
     def _trim_logs(self) -> None:
         limit = self.request_log_limit
@@ -321,8 +327,7 @@ class ApiServer(kmock.KubernetesEmulator):
         except ApiError as e:
             response = _json(e.status(), e.code, e.headers)
         except Exception as e:
-            self.internal_errors.append(traceback.format_exc())
-            logger.exception('Internal error serving %s %s', request.method, request.url)
+            self._internal_error(request.method, request.url)
             response = _json(ApiError(500, f'internal error: {e!r}').status(), 500)
         if not route.recorded:
             self._record(route, response.status, injected)
@@ -665,6 +670,8 @@ class ApiServer(kmock.KubernetesEmulator):
         if endpoint == 'crds' and method == 'POST':
             defs = self.register_crd(self._body(request))
             return _json({'registered': [d.api_version + '/' + d.plural for d in defs]})
+        if endpoint == 'errors' and method == 'GET':
+            return _json({'count': self.internal_error_count, 'recent': self.internal_errors})
         if endpoint == 'health':
             return _json({'ok': True, 'resourceVersion': self.store.rv})
         raise ApiError(404, f'unknown emulator endpoint {method} {path}')

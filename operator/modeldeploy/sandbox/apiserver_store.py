@@ -24,7 +24,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from modeldeploy.sandbox.apiserver_selectors import Matcher, SelectorError, field_matcher, label_matcher
 
@@ -32,6 +32,7 @@ Obj = dict[str, Any]
 StorageKey = tuple[str, str]  # (group, plural)
 ObjectKey = tuple[str | None, str]  # (namespace, name)
 Event = tuple[int, str, Obj, Obj | None]  # (resourceVersion, type, object, previous object)
+_S = TypeVar('_S', bound='Selection')
 
 ALL_VERBS = frozenset({'create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'})
 _REASONS = {
@@ -160,8 +161,8 @@ def _strip_for_generation(rdef: ResourceDef, obj: Obj) -> Obj:
     return {key: value for key, value in obj.items() if key not in skipped}
 
 
-class Watcher:
-    """One watch request: a filter plus a queue of (type, object) events; None ends the stream."""
+class Selection:
+    """Which objects of a resource a list or watch selects (namespace, name, label/field selectors)."""
 
     def __init__(self, rdef: ResourceDef, namespace: str | None, name: str | None,
                  labels: Matcher | None, fields: Matcher | None) -> None:
@@ -170,7 +171,6 @@ class Watcher:
         self.name = name
         self.labels = labels
         self.fields = fields
-        self.queue: asyncio.Queue[tuple[str, Obj] | None] = asyncio.Queue()
 
     def matches(self, obj: Obj | None) -> bool:
         if obj is None:
@@ -183,6 +183,14 @@ class Watcher:
         if self.labels is not None and not self.labels(meta.get('labels') or {}):
             return False
         return self.fields is None or self.fields(obj)
+
+
+class Watcher(Selection):
+    """One watch request: a selection plus a queue of (type, object) events; None ends the stream."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.queue: asyncio.Queue[tuple[str, Obj] | None] = asyncio.Queue()
 
     def translate(self, event: Event) -> tuple[str, Obj] | None:
         """The event as this watcher sees it (objects entering/leaving the selection)."""
@@ -267,18 +275,18 @@ class Store:
 
     def list_items(self, rdef: ResourceDef, namespace: str | None, label_selector: str | None = None,
              field_selector: str | None = None) -> tuple[list[Obj], str]:
-        watcher = self._filter(rdef, namespace, None, label_selector, field_selector)
+        selection = self._select(Selection, rdef, namespace, None, label_selector, field_selector)
         items = [obj for key, obj in sorted(self.objects[rdef.skey].items(), key=lambda kv: (kv[0][0] or '', kv[0][1]))
-                 if watcher.matches(obj)]
+                 if selection.matches(obj)]
         return items, str(self.rv)
 
-    def _filter(self, rdef: ResourceDef, namespace: str | None, name: str | None,
-                label_selector: str | None, field_selector: str | None) -> Watcher:
+    def _select(self, cls: type[_S], rdef: ResourceDef, namespace: str | None, name: str | None,
+                label_selector: str | None, field_selector: str | None) -> _S:
         try:
             labels, fields = label_matcher(label_selector), field_matcher(field_selector)
         except SelectorError as e:
             raise ApiError(400, str(e)) from None
-        return Watcher(rdef, namespace if rdef.namespaced else None, name, labels, fields)
+        return cls(rdef, namespace if rdef.namespaced else None, name, labels, fields)
 
     # --- committing ------------------------------------------------------------------------------
 
@@ -578,7 +586,7 @@ class Store:
         Without a resourceVersion (or with "0"), the current objects are replayed as ADDED.
         With one, every retained event after it is replayed; 410 Expired if some were evicted.
         """
-        watcher = self._filter(rdef, namespace, name, label_selector, field_selector)
+        watcher = self._select(Watcher, rdef, namespace, name, label_selector, field_selector)
         initial: list[tuple[str, Obj]] = []
         if since in (None, '', '0'):
             items, _ = self.list_items(rdef, namespace, label_selector, field_selector)
