@@ -361,6 +361,8 @@ class Store:
         obj = {'apiVersion': obj.pop('apiVersion'), 'kind': obj.pop('kind'), 'metadata': obj.pop('metadata'), **obj}
         if rdef.has_status:
             obj.pop('status', None)
+            if not rdef.custom:
+                obj['status'] = {'loadBalancer': {}} if rdef.skey == ('', 'services') else {}
         self._default(rdef, obj, None)
         if dry_run:
             meta['resourceVersion'] = str(self.rv)
