@@ -171,3 +171,18 @@ def test_write_layout(tmp_path):
 def test_invalid_accuracy_rejected(golden, bad):
     with pytest.raises(ValueError):
         golden.predictions("1", bad)
+
+
+@pytest.mark.parametrize(
+    "uri, size, seed",
+    [("sandbox://golden", 500, 0), ("sandbox://golden?size=200&seed=3", 200, 3), ("sandbox://golden?seed=7", 500, 7)],
+)
+def test_from_uri(uri, size, seed):
+    g = GoldenSet.from_uri(uri)
+    assert (g.size, g.seed) == (size, seed)
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/golden/", "sandbox://golden?colour=red", "sandbox://other"])
+def test_from_uri_rejects_others(uri):
+    with pytest.raises(ValueError):
+        GoldenSet.from_uri(uri)

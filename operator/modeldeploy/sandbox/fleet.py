@@ -68,6 +68,7 @@ import numpy as np
 import yaml
 from aiohttp import web
 
+from modeldeploy.render import names
 from modeldeploy.sandbox import istio_router
 from modeldeploy.sandbox.golden import GoldenSet, InvalidImage
 from modeldeploy.sandbox.prometheus import LISTEN_HOST, ScrapeTarget
@@ -423,8 +424,10 @@ class SimulatedFleet:
         )
 
     def default_pod_labels(self, version: str) -> dict[str, str]:
-        """Pod labels of a version, as render/serving.py sets them (Istio's app/version convention)."""
-        return {"app": self.service, "version": f"v{version}", "modeldeploy.io/model-version": str(version)}
+        """Pod labels of a version, from the same helpers render/serving.py uses (app, version=v<N>)."""
+        if not str(version).isdigit():
+            return {"app": self.service, "version": f"v{version}"}
+        return {**names.selector_labels(self.service, int(version)), names.LABEL_MODEL_VERSION: str(version)}
 
     def add_version(self, version: str | int, behaviour: Mapping[str, Any] | VersionBehaviour | None = None) -> None:
         version = str(version)

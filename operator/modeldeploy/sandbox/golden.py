@@ -29,6 +29,8 @@ float32 (TF Serving's output dtype). The shift moves the whole prediction distri
 while ranks, hence AUROC, stay put except where clipping creates ties.
 
 Everything is deterministic per (seed, version, image id); ``version`` is any string ("3").
+``GoldenSet.from_uri("sandbox://golden")`` is the default set (500 images, seed 0);
+``sandbox://golden?size=200&seed=3`` picks another — fleet and evaluator must use the same uri.
 """
 
 from __future__ import annotations
@@ -226,6 +228,23 @@ class GoldenSet:
         self._noise_cache: dict[str, np.ndarray] = {}
         self._mu_cache: dict[tuple[int, float], float] = {}
         self._pred_cache: dict[tuple[str, float, float], np.ndarray] = {}
+
+    @classmethod
+    def from_uri(cls, uri: str = URI) -> "GoldenSet":
+        """``sandbox://golden`` (500 images, seed 0) or ``sandbox://golden?size=N&seed=S&min_positives=M``.
+
+        The fleet and the evaluator must build the golden set from the SAME uri: images of another
+        golden set are foreign to the fleet (predicted, but not against these labels)."""
+        from urllib.parse import parse_qs, urlsplit
+
+        parts = urlsplit(uri)
+        if f"{parts.scheme}://{parts.netloc}{parts.path}" != URI:
+            raise ValueError(f"not a sandbox golden set uri: {uri!r} (expected {URI}[?size=&seed=])")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        unknown = set(query) - {"size", "seed", "min_positives"}
+        if unknown:
+            raise ValueError(f"{uri}: unknown parameter(s) {sorted(unknown)}")
+        return cls(**{k: int(v) for k, v in query.items()})
 
     # ------------------------------------------------------------------ images
     def filename(self, image_id: int) -> str:
