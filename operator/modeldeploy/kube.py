@@ -246,25 +246,27 @@ class Kube:
 
     # ---- higher-level operations ----------------------------------------------------------
 
-    async def apply(self, desired: dict, live: dict | None = None, *, fetched: bool = False) -> str:
+    async def apply(self, desired: dict, *, assume_absent: bool = False) -> str:
         """Make the live object match `desired`: 'created', 'updated' or 'unchanged' (no write).
 
-        Pass `live` with fetched=True when the caller already read it (saves a GET).
+        With assume_absent (a brand-new owner) it creates without reading first; if the object
+        exists after all (409), it falls back to read + patch.
         """
         k = kind_of(desired)
         meta = desired["metadata"]
-        if not fetched:
-            live = await self.get(k, meta["namespace"], meta["name"])
         owned = _owned_view(desired)
         record = _serialise(owned)
+        live = None if assume_absent else await self.get(k, meta["namespace"], meta["name"])
         if live is None:
             body = copy.deepcopy(owned)
             body["metadata"].setdefault("annotations", {})[LAST_APPLIED] = record
             try:
                 await self.create(body)
+                return "created"
             except Conflict:
-                raise kopf.TemporaryError(f"{k.kind} {meta['name']} appeared concurrently; retrying", delay=1) from None
-            return "created"
+                live = await self.get(k, meta["namespace"], meta["name"])
+                if live is None:
+                    raise kopf.TemporaryError(f"{k.kind} {meta['name']} conflicts but is absent; retrying", delay=1) from None
         if not needs_write(desired, live):
             return "unchanged"
         last_text = ((live.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)

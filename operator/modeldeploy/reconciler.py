@@ -250,20 +250,31 @@ class Reconciler:
         mem.written_body = result
 
     async def _apply_children(self, mem: _Memory, target: Target, decision: Any, obs: Observation) -> None:
-        objects = desired_objects(target, list(decision.versions), decision.route)
-        fingerprint = hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()
+        # The children are a pure function of (identity, spec, plans): fingerprint the inputs and
+        # skip rendering and applying while they are unchanged (a full drift check every resync).
+        fingerprint = hashlib.sha256(
+            f"{target.uid}|{mem.validated_spec_json}|{decision.versions!r}|{decision.route!r}".encode()
+        ).hexdigest()
         wanted_versions = {plan.version for plan in decision.versions}
         stale = [v for v, dep in obs.deployments.items() if dep.exists and v not in wanted_versions]
         fresh_enough = time.monotonic() - mem.applied_at < self.settings.resync_seconds
         if fingerprint == mem.applied_fingerprint and fresh_enough and not stale:
             return
-        for obj in objects:
-            await self.kube.apply(obj)
+        objects = desired_objects(target, list(decision.versions), decision.route)
+        # A brand-new ModelDeployment has no children yet: create straight away (a 409 falls back to
+        # read + patch). Children are independent objects, so they are applied concurrently.
+        assume_absent = mem.applied_fingerprint is None and not obs.deployments and not decision_has_history(decision)
+        await asyncio.gather(*(self.kube.apply(obj, assume_absent=assume_absent) for obj in objects))
         for version in stale:
             await self.kube.delete(DEPLOYMENT, target.namespace, names.deployment_name(target.name, version))
             await self.kube.delete(CONFIGMAP, target.namespace, names.configmap_name(target.name, version))
         mem.applied_fingerprint = fingerprint
         mem.applied_at = time.monotonic()
+
+
+def decision_has_history(decision: Any) -> bool:
+    """Whether this ModelDeployment ever got past its first pass (children may exist then)."""
+    return bool((decision.status.get("rollout") or {}).get("initialized") or decision.status.get("history"))
 
 
 def deployment_summary(body: dict) -> dict:

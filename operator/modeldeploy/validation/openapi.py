@@ -96,15 +96,29 @@ def _default_in_place(schema: dict[str, Any], value: Any) -> None:
             _default_in_place(schema["items"], item)
 
 
-def schema_problems(schema: dict[str, Any], value: Any, prefix: tuple = ()) -> list[Problem]:
-    """Every schema violation of `value`, each naming its field path."""
+_VALIDATORS: dict[tuple[int, bool], tuple[dict, jsonschema.Draft202012Validator]] = {}
+
+
+def _validator(schema: dict[str, Any], root: bool) -> jsonschema.Draft202012Validator:
+    """The compiled validator of a schema (cached: converting and compiling costs milliseconds)."""
+    key = (id(schema), root)
+    cached = _VALIDATORS.get(key)
+    if cached is not None and cached[0] is schema:
+        return cached[1]
     converted = to_json_schema(schema)
-    if not prefix and converted.get("type") == "object":
+    if root and converted.get("type") == "object":
         # The API server always accepts these at the root of an object, whatever the CRD lists.
         converted.setdefault("properties", {})
-        for key, kind in (("apiVersion", "string"), ("kind", "string"), ("metadata", "object")):
-            converted["properties"].setdefault(key, {"type": kind})
+        for key_, kind in (("apiVersion", "string"), ("kind", "string"), ("metadata", "object")):
+            converted["properties"].setdefault(key_, {"type": kind})
     validator = jsonschema.Draft202012Validator(converted)
+    _VALIDATORS[key] = (schema, validator)
+    return validator
+
+
+def schema_problems(schema: dict[str, Any], value: Any, prefix: tuple = ()) -> list[Problem]:
+    """Every schema violation of `value`, each naming its field path."""
+    validator = _validator(schema, root=not prefix)
     problems = []
     for error in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path))):
         path = format_path(prefix + tuple(error.absolute_path)) or "<root>"

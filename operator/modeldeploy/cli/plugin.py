@@ -1,0 +1,169 @@
+"""`kubectl modeldeploy` — the kubectl plugin for manual control and for reading a rollout.
+
+    kubectl modeldeploy promote NAME [--full]   advance one step now (--full: promote to 100% now)
+    kubectl modeldeploy abort NAME              roll back to the stable version now
+    kubectl modeldeploy pause|resume NAME       freeze / continue progression (rollback on breach still fires)
+    kubectl modeldeploy retry NAME              roll out a rolled-back or failed version again
+    kubectl modeldeploy status NAME             phase, versions, weight, each metric against its bounds
+    kubectl modeldeploy history NAME [-o json]  the audit trail: who/what promoted or rolled back, and why
+
+Actions set the annotation `modeldeploy.io/action` (plain `kubectl annotate` works the same) plus
+`modeldeploy.io/action-by` (who, for the audit trail); the operator acts, records it in
+status.history and removes the annotation. The plugin waits for that and prints the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+import time
+from typing import Any
+
+ACTIONS = ("promote", "abort", "pause", "resume", "retry")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubectl modeldeploy", description="Control and inspect ModelDeployment rollouts.")
+    parser.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
+    parser.add_argument("--kubeconfig", help="path to a kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
+    parser.add_argument("--context", help="kubeconfig context")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for action in ACTIONS:
+        p = sub.add_parser(action, help=f"{action} the rollout of a ModelDeployment")
+        p.add_argument("name")
+        if action == "promote":
+            p.add_argument("--full", action="store_true", help="promote to 100%% at once, skipping the remaining steps")
+        p.add_argument("--no-wait", action="store_true", help="do not wait for the operator to act")
+        p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the operator (default 60)")
+        p.add_argument("--by", default=None, help="who asks, for the audit trail (default: $USER)")
+    p = sub.add_parser("status", help="show a ModelDeployment's rollout and analysis")
+    p.add_argument("name")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p = sub.add_parser("history", help="show the audit trail of promotions and rollbacks")
+    p.add_argument("name")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    return parser
+
+
+def _client(args: argparse.Namespace):
+    import kubernetes
+
+    from modeldeploy.kube import Kube
+
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(config_file=args.kubeconfig or os.environ.get("KUBECONFIG") or None,
+                                       context=args.context, client_configuration=configuration)
+    namespace = args.namespace
+    if not namespace:
+        try:
+            _, active = kubernetes.config.list_kube_config_contexts(config_file=args.kubeconfig or os.environ.get("KUBECONFIG") or None)
+            if args.context:
+                contexts, _ = kubernetes.config.list_kube_config_contexts(config_file=args.kubeconfig or os.environ.get("KUBECONFIG") or None)
+                active = next(c for c in contexts if c["name"] == args.context)
+            namespace = (active.get("context") or {}).get("namespace") or "default"
+        except (kubernetes.config.ConfigException, StopIteration):
+            namespace = "default"
+    return Kube(kubernetes.client.ApiClient(configuration), workers=2), namespace
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(_run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    kube, namespace = _client(args)
+    try:
+        body = await kube.get_modeldeployment(namespace, args.name)
+        if body is None:
+            print(f"Error: modeldeployment {args.name!r} not found in namespace {namespace!r}", file=sys.stderr)
+            return 1
+        if args.command == "status":
+            print(json.dumps(body.get("status") or {}, indent=2) if args.output == "json" else format_status(body))
+            return 0
+        if args.command == "history":
+            history = (body.get("status") or {}).get("history") or []
+            print(json.dumps(history, indent=2) if args.output == "json" else format_history(history))
+            return 0
+        action = "promote-full" if args.command == "promote" and args.full else args.command
+        who = args.by or os.environ.get("USER") or getpass.getuser()
+        before = len((body.get("status") or {}).get("history") or [])
+        await kube.patch_modeldeployment(namespace, args.name, {"metadata": {"annotations": {
+            "modeldeploy.io/action": action, "modeldeploy.io/action-by": who}}})
+        print(f"modeldeployment.modeldeploy.io/{args.name} {action} requested")
+        if args.no_wait:
+            return 0
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+            body = await kube.get_modeldeployment(namespace, args.name)
+            annotations = (body or {}).get("metadata", {}).get("annotations") or {}
+            if body is not None and "modeldeploy.io/action" not in annotations:
+                history = (body.get("status") or {}).get("history") or []
+                for record in history[before:]:
+                    print(f"  {record.get('at')}  {record.get('action')} v{record.get('version')}: {record.get('reason')}")
+                print(format_status(body, brief=True))
+                return 0
+        print(f"Error: the operator did not act on {action!r} within {args.timeout:.0f}s (is it running?)", file=sys.stderr)
+        return 1
+    except kopf.PermanentError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    except kopf.TemporaryError as exc:
+        print(f"Error: API server unavailable: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        kube.close()
+
+
+def format_status(body: dict[str, Any], brief: bool = False) -> str:
+    st = body.get("status") or {}
+    spec = body.get("spec") or {}
+    lines = [
+        f"{body['metadata']['name']}: {st.get('phase', 'Unknown')} — {st.get('message', '')}",
+        f"  stable v{st.get('stableVersion', '?')}"
+        + (f", canary v{st['canaryVersion']} at {st.get('canaryWeight', 0)}% (step {st.get('step', 0)})" if st.get("canaryVersion") else "")
+        + f", strategy {st.get('strategy') or (spec.get('strategy') or {}).get('type', 'Canary')}"
+        + f", failed checks {st.get('failedChecks', 0)}",
+    ]
+    if brief:
+        return "\n".join(lines)
+    last = st.get("lastAnalysis") or {}
+    if last:
+        lines.append(f"  last analysis {last.get('time')} ({last.get('kind', 'interval')}): {last.get('verdict')}")
+        lines.append(f"    {'METRIC':<20} {'VALUE':>12} {'MIN':>8} {'MAX':>8}  RESULT")
+        for m in last.get("metrics") or []:
+            value = "no data" if m.get("value") is None else f"{m['value']:.4g}"
+            lo = "" if m.get("min") is None else f"{m['min']:g}"
+            hi = "" if m.get("max") is None else f"{m['max']:g}"
+            verdict = "pass" if m.get("passed") else ("NO DATA" if m.get("value") is None else "FAIL")
+            lines.append(f"    {m.get('name', ''):<20} {value:>12} {lo:>8} {hi:>8}  {verdict}: {m.get('reason', '')}")
+    for c in st.get("conditions") or []:
+        lines.append(f"  {c['type']}={c['status']} ({c.get('reason', '')}): {c.get('message', '')}")
+    return "\n".join(lines)
+
+
+def format_history(history: list[dict[str, Any]]) -> str:
+    if not history:
+        return "no history yet"
+    lines = [f"{'AT':<25} {'ACTION':<11} {'VERSION':>7} {'FROM':>5}  REASON"]
+    for h in history:
+        lines.append(f"{h.get('at', ''):<25} {h.get('action', ''):<11} {h.get('version', ''):>7} {str(h.get('fromVersion', '')):>5}  {h.get('reason', '')}")
+        metrics = h.get("metrics") or []
+        if metrics:
+            shown = ", ".join(f"{m.get('name')}={'n/a' if m.get('value') is None else format(m['value'], '.4g')}" for m in metrics)
+            lines.append(f"{'':<25} {'':<11} {'':>7} {'':>5}  metrics: {shown}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
