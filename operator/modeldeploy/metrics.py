@@ -56,6 +56,13 @@ class OperatorMetrics:
         self.stable_version.labels(namespace, name).set(status.get("stableVersion") or 0)
         self.canary_version.labels(namespace, name).set(status.get("canaryVersion") or 0)
         self.failed_checks.labels(namespace, name).set(status.get("failedChecks") or 0)
+        started = 0.0
+        if status.get("canaryVersion") is not None:
+            from modeldeploy.status import from_timestamp
+
+            moment = from_timestamp((status.get("rollout") or {}).get("startedAt"))
+            started = moment.timestamp() if moment else 0.0
+        self.rollout_started.labels(namespace, name).set(started)
         if spec is not None:
             self.progress_deadline.labels(namespace, name).set(spec.analysis.progress_deadline_seconds)
 
