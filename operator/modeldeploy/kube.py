@@ -159,6 +159,7 @@ class Kube:
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
         self.calls: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.on_call: Callable[[str, str], None] | None = None  # metrics hook: (verb, kind)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -170,6 +171,8 @@ class Kube:
 
     async def _call(self, verb: str, kind_name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         self.calls[(verb, kind_name)] += 1
+        if self.on_call is not None:
+            self.on_call(verb, kind_name)
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))

@@ -65,6 +65,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     prometheus = PrometheusClient(config.prometheus_url, timeout=config.prometheus_timeout) if config.prometheus_url else None
     metrics = OperatorMetrics()
     metrics.serve(config.metrics_host, config.metrics_port)
+    kube.on_call = lambda verb, kind: metrics.api_calls.labels(verb, kind).inc()
+    if prometheus is not None:
+        prometheus.on_query = lambda failed: metrics.prometheus_queries.labels("error" if failed else "ok").inc()
     memo.settings = config
     memo.kube = kube
     memo.prometheus = prometheus

@@ -44,6 +44,7 @@ class OperatorMetrics:
         )
         self.api_calls = Counter("modeldeploy_kubernetes_api_calls", "Kubernetes API calls", ("verb", "kind"), registry=r)
         self.reconcile_errors = Counter("modeldeploy_reconcile_errors", "Reconcile passes that failed", ("kind",), registry=r)
+        self.prometheus_queries = Counter("modeldeploy_prometheus_queries", "Queries sent to Prometheus", ("result",), registry=r)
 
     def serve(self, host: str, port: int) -> None:
         if port:

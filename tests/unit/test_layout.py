@@ -79,3 +79,9 @@ def test_every_module_has_a_docstring():
         if not ast.get_docstring(tree) and path.name != "__main__.py":
             undocumented.append(str(path.relative_to(ROOT)))
     assert not undocumented, undocumented
+
+
+def test_vendored_istio_crds_match_the_test_copies():
+    here = ROOT / "operator" / "modeldeploy" / "sandbox" / "crds"
+    for path in here.glob("*.yaml"):
+        assert path.read_bytes() == (ROOT / "tests" / "data" / "thirdparty-crds" / path.name).read_bytes()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -33,6 +34,7 @@ class PrometheusClient:
         self._client = client or httpx.AsyncClient(base_url=self.url, timeout=timeout)
         self.queries = 0
         self.errors = 0
+        self.on_query: Callable[[bool], None] | None = None  # metrics hook: (failed)
         self.last_latency = 0.0
 
     async def aclose(self) -> None:
@@ -47,6 +49,12 @@ class PrometheusClient:
 
     async def query(self, promql: str, at: float | None = None) -> QueryResult:
         """Instant query that must yield at most ONE series (aggregate in PromQL)."""
+        result = await self._query(promql, at)
+        if self.on_query is not None:
+            self.on_query(result.error is not None)
+        return result
+
+    async def _query(self, promql: str, at: float | None) -> QueryResult:
         self.queries += 1
         params = {"query": promql}
         if at is not None:
@@ -83,6 +91,8 @@ class PrometheusClient:
     async def query_vector(self, promql: str) -> list[tuple[dict[str, str], float]]:
         """Every series of an instant vector as (labels, value); [] on no data or error."""
         self.queries += 1
+        if self.on_query is not None:
+            self.on_query(False)
         try:
             resp = await self._client.get("/api/v1/query", params={"query": promql})
             payload = resp.json()
