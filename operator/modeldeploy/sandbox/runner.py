@@ -576,6 +576,13 @@ def check_expectations(scenario: Scenario, report: dict) -> list[dict]:
     if exp.neverPromoted is not None:
         promoted = any(h.get("action") == "promoted" for h in report["history"])
         check("neverPromoted", exp.neverPromoted, not promoted, (not promoted) == exp.neverPromoted)
+    if exp.weightNeverBackwards is not None:
+        backwards = []
+        timeline = report["timeline"]
+        for a, b in zip(timeline, timeline[1:]):
+            if a["canaryVersion"] is not None and a["canaryVersion"] == b["canaryVersion"] and b["routedWeight"] < a["routedWeight"]:
+                backwards.append({"t": b["t"], "from": a["routedWeight"], "to": b["routedWeight"]})
+        check("weightNeverBackwards", exp.weightNeverBackwards, backwards or "never", (not backwards) == exp.weightNeverBackwards)
     if exp.historyActions is not None:
         actions = [h.get("action") for h in report["history"] if h.get("action") != "deployed"]
         check("historyActions", exp.historyActions, actions, actions == exp.historyActions)

@@ -105,6 +105,7 @@ class Expect(_Strict):
     neverWeightAbove: Annotated[int, Field(ge=0, le=100)] | None = None
     neverPromoted: bool | None = None  # extra: no promotion at all during the run
     historyActions: list[str] | None = None  # extra: status.history actions, in order (after the first deploy)
+    weightNeverBackwards: bool | None = None  # extra: within one rollout, routed weight only grows (until it ends)
 
 
 class Scenario(_Strict):

@@ -1,0 +1,85 @@
+"""Every shipped scenario in examples/scenarios/ runs through the real `modeldeploy sandbox run` command.
+
+Each run starts its own API emulator, Prometheus, simulated fleet and operator process; three
+run at a time (they mostly wait on the scenario clock). A scenario passes when its `expect` holds
+(exit code 0); the REPORT.json must carry the contract's fields with real values and the PNG must
+be a real image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+import sys
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SCENARIOS = sorted((ROOT / "examples" / "scenarios").glob("*.yaml"))
+BAD = sorted((ROOT / "tests" / "data" / "bad-scenarios").glob("*.yaml"))
+PARALLEL = 3
+
+pytestmark = pytest.mark.slow
+
+
+async def _run(path: pathlib.Path, out: pathlib.Path, sem: asyncio.Semaphore) -> tuple[int, str]:
+    async with sem:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "modeldeploy.cli", "sandbox", "run", str(path),
+            "--report", str(out / f"{path.stem}.json"), "--view", "lines", "--workdir", str(out / f"{path.stem}.work"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT,
+        )
+        stdout, _ = await asyncio.wait_for(proc.communicate(), timeout=600)
+        return proc.returncode, stdout.decode(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def scenario_runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("scenarios")
+
+    async def all_runs():
+        sem = asyncio.Semaphore(PARALLEL)
+        results = await asyncio.gather(*(_run(p, out, sem) for p in SCENARIOS))
+        return dict(zip((p.stem for p in SCENARIOS), results))
+
+    return out, asyncio.run(all_runs())
+
+
+def test_at_least_ten_scenarios_with_expectations():
+    assert len(SCENARIOS) >= 10
+    for path in SCENARIOS:
+        assert yaml.safe_load(path.read_text()).get("expect"), path.name
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_scenario_passes(path, scenario_runs):
+    out, runs = scenario_runs
+    rc, output = runs[path.stem]
+    assert rc == 0, f"{path.name} exited {rc}:\n{output[-4000:]}"
+    report = json.loads((out / f"{path.stem}.json").read_text())
+    for key in ("outcome", "stableVersion", "timeline", "rollbackSeconds", "promotionSeconds", "apiWrites", "prometheusQueries"):
+        assert key in report, key
+    assert report["passed"] is True and report["errors"] == []
+    assert report["timeline"] and {"t", "phase", "stableVersion", "canaryVersion", "canaryWeight", "metrics"} <= set(report["timeline"][0])
+    assert report["apiWrites"] > 0
+    expect = yaml.safe_load(path.read_text())["expect"]
+    if expect.get("outcome") == "rolledBack" and "rollbackWithinSeconds" in expect:
+        assert report["rollbackSeconds"] is not None and report["rollbackSeconds"] <= expect["rollbackWithinSeconds"]
+    if expect.get("outcome") == "promoted":
+        assert report["promotionSeconds"] is not None and report["prometheusQueries"] > 0
+    png = out / f"{path.stem}.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+@pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)
+def test_bad_scenario_exits_2_naming_the_field(path, tmp_path):
+    import subprocess
+
+    expected = next(line.split("expect:", 1)[1].strip() for line in path.read_text().splitlines() if line.startswith("# expect:"))
+    proc = subprocess.run([sys.executable, "-m", "modeldeploy.cli", "sandbox", "run", str(path), "--report", str(tmp_path / "r.json")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert expected in proc.stderr, proc.stderr
+    assert not (tmp_path / "r.json").exists()
