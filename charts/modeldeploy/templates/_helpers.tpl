@@ -1,0 +1,79 @@
+{{/* Names, labels and images shared by every template. */}}
+
+{{- define "modeldeploy.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "modeldeploy.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "modeldeploy.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "modeldeploy.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "modeldeploy.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "modeldeploy.labels" -}}
+helm.sh/chart: {{ include "modeldeploy.chart" . }}
+{{ include "modeldeploy.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: modeldeploy
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "modeldeploy.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "modeldeploy.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "modeldeploy.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "modeldeploy.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* repository[:tag][@digest]; the tag defaults to the chart's appVersion. */}}
+{{- define "modeldeploy.imageRef" -}}
+{{- $tag := default .appVersion .image.tag -}}
+{{- .image.repository -}}
+{{- if $tag }}:{{ $tag }}{{ end -}}
+{{- if .image.digest }}@{{ .image.digest }}{{ end -}}
+{{- end }}
+
+{{- define "modeldeploy.image" -}}
+{{- include "modeldeploy.imageRef" (dict "image" .Values.image "appVersion" .Chart.AppVersion) }}
+{{- end }}
+
+{{- define "modeldeploy.evaluatorImage" -}}
+{{- include "modeldeploy.imageRef" (dict "image" .Values.evaluator.image "appVersion" .Chart.AppVersion) }}
+{{- end }}
+
+{{- define "modeldeploy.clusterwide" -}}
+{{- if .Values.watchNamespaces }}false{{ else }}true{{ end }}
+{{- end }}
+
+{{- define "modeldeploy.peering" -}}
+{{- if gt (int .Values.replicaCount) 1 }}true{{ else }}false{{ end }}
+{{- end }}
+
+{{- define "modeldeploy.peeringName" -}}
+{{- default (include "modeldeploy.fullname" .) .Values.peering.name }}
+{{- end }}

@@ -1,0 +1,111 @@
+"""The operator's Kubernetes permissions: a documented allowlist, the single source of its RBAC.
+
+Every rule names who needs it (our code in kube.py / the kopf handlers in main.py, or kopf itself)
+and why. Two tests keep this list honest (tests/chart/test_chart_rbac.py):
+
+- the code is scanned (AST of kube.py's ``_call(verb, kind, ...)`` sites and their callers, the kopf
+  handler decorators and the kopf settings in main.py) and the permissions it needs must EQUAL these
+  rules: the code may not use anything missing here, and nothing here may go unused;
+- the Helm chart's ClusterRole/Role rules, rendered in each mode, must EQUAL ``rules_for(mode)``.
+
+Modes: the operator watches either the whole cluster (``--all-namespaces``: one ClusterRole holds
+everything) or a list of namespaces (``--namespace X``: namespaced resources go into a Role per
+watched namespace, cluster-scoped ones into a small ClusterRole); with more than one replica, kopf
+peering (``MODELDEPLOY_PEERING``) adds the kopf.dev peering objects.
+
+Not granted on purpose: secrets (TF Serving pods reference the model-store Secret by name; the
+operator never reads it), update/put (all writes are JSON merge patches), deletecollection,
+serviceaccounts, pods (not read yet, see PLANNED).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CORE = ""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Permission for one resource (``plural`` or ``plural/subresource``) of one API group."""
+
+    api_group: str
+    resource: str
+    verbs: tuple[str, ...]
+    cluster_scoped: bool = False  # the resource itself is cluster-scoped (never in a Role)
+    only: str | None = None  # None = every mode; "clusterwide" | "namespaced": one watch mode only
+    peering: bool = False  # only with kopf peering (replicas > 1)
+    why: str = ""
+
+
+RULES: tuple[Rule, ...] = (
+    # ---- ModelDeployments ------------------------------------------------------------------
+    Rule("modeldeploy.io", "modeldeployments", ("get", "list", "watch", "patch"),
+         why="kopf lists/watches them (daemon, event handler) and patches its finalizer; "
+             "Kube.get_modeldeployment re-reads one after our own write; Kube.patch_modeldeployment "
+             "removes a handled modeldeploy.io/action annotation"),
+    Rule("modeldeploy.io", "modeldeployments/status", ("patch",),
+         why="Kube.patch_status: the status subresource is the operator's only state store"),
+    # ---- TF Serving children ---------------------------------------------------------------
+    Rule("apps", "deployments", ("get", "list", "watch", "create", "patch", "delete"),
+         why="kopf index + event handler on our Deployments (list/watch); Kube.apply of one "
+             "Deployment per model version (get/create/patch); stale versions deleted"),
+    Rule(CORE, "configmaps", ("get", "create", "patch", "delete"),
+         why="Kube.apply of the per-version TF Serving config; deleted with its version"),
+    Rule(CORE, "services", ("get", "create", "patch"),
+         why="Kube.apply of the model's Service"),
+    Rule(CORE, "events", ("create",),
+         why="Kube.emit_event: Events with distinct reasons (kopf's own event posting is disabled)"),
+    # ---- Istio routing ---------------------------------------------------------------------
+    Rule("networking.istio.io", "destinationrules", ("get", "create", "patch"),
+         why="Kube.apply of the DestinationRule (one subset per version)"),
+    Rule("networking.istio.io", "virtualservices", ("get", "create", "patch"),
+         why="Kube.apply of the VirtualService (weights, A/B matches, mirroring)"),
+    # ---- kopf itself -----------------------------------------------------------------------
+    Rule("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"), cluster_scoped=True,
+         why="kopf's resource observer notices CRDs appearing/disappearing at runtime "
+             "(kopf/_core/reactor/observation.py; only a warning without it)"),
+    Rule(CORE, "namespaces", ("list", "watch"), cluster_scoped=True, only="namespaced",
+         why="kopf's namespace observer, only when watching a list of namespaces (not cluster-wide)"),
+    Rule("kopf.dev", "clusterkopfpeerings", ("list", "watch", "patch"), cluster_scoped=True,
+         only="clusterwide", peering=True,
+         why="kopf peering, cluster-wide: watch the peers and patch our keep-alive into status"),
+    Rule("kopf.dev", "kopfpeerings", ("list", "watch", "patch"), only="namespaced", peering=True,
+         why="kopf peering, per watched namespace: watch the peers and patch our keep-alive"),
+)
+
+# Permissions a feature being built will need. NOT granted: least privilege means granting them in
+# the same change that starts using them (the RBAC test fails then, naming the rule to move).
+PLANNED: tuple[Rule, ...] = (
+    Rule(CORE, "pods", ("get", "list", "watch"),
+         why="GPU-shortage CPU fallback (spec.serving.gpu.fallbackToCPU): read pod scheduling state"),
+)
+
+# Permission triples: (api_group, resource, verb).
+Triple = tuple[str, str, str]
+
+
+def applies(rule: Rule, *, clusterwide: bool, peering: bool) -> bool:
+    if rule.peering and not peering:
+        return False
+    if rule.only == "clusterwide" and not clusterwide:
+        return False
+    if rule.only == "namespaced" and clusterwide:
+        return False
+    return True
+
+
+def rules_for(*, clusterwide: bool, peering: bool) -> dict[str, set[Triple]]:
+    """Where each permission goes in a mode: {"cluster": ClusterRole, "namespace": each Role}."""
+    out: dict[str, set[Triple]] = {"cluster": set(), "namespace": set()}
+    for rule in RULES:
+        if not applies(rule, clusterwide=clusterwide, peering=peering):
+            continue
+        where = "cluster" if (clusterwide or rule.cluster_scoped) else "namespace"
+        out[where].update((rule.api_group, rule.resource, verb) for verb in rule.verbs)
+    return out
+
+
+def all_triples(*, clusterwide: bool, peering: bool) -> set[Triple]:
+    placed = rules_for(clusterwide=clusterwide, peering=peering)
+    return placed["cluster"] | placed["namespace"]

@@ -1,0 +1,103 @@
+"""Container images (static checks; building needs a Docker daemon, which CI does not have).
+
+operator/Dockerfile: small (slim base, multi-stage, base install only: no TensorFlow), non-root
+numeric user matching the chart's runAsUser, the entry point the chart runs, the ports the chart
+probes. model/Dockerfile (evaluator): numpy + the base install, no TensorFlow, non-root.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import pytest
+import yaml
+
+from chartlib import CHART, ROOT
+
+OPERATOR = ROOT / "operator" / "Dockerfile"
+EVALUATOR = ROOT / "model" / "Dockerfile"
+
+
+def instructions(path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def final_stage(path) -> list[tuple[str, str]]:
+    ins = instructions(path)
+    last_from = max(i for i, (word, _) in enumerate(ins) if word == "FROM")
+    return ins[last_from:]
+
+
+@pytest.mark.parametrize("path", [OPERATOR, EVALUATOR], ids=["operator", "evaluator"])
+def test_image_is_multi_stage_slim_and_non_root(path):
+    ins = instructions(path)
+    froms = [rest for word, rest in ins if word == "FROM"]
+    assert len(froms) >= 2, "build in one stage, copy only the virtualenv into the final one"
+    args = dict(rest.split("=", 1) for word, rest in ins if word == "ARG" and "=" in rest)
+    base = args.get("PYTHON_IMAGE", "")
+    assert re.fullmatch(r"python:3\.11-slim(-\w+)?(@sha256:[0-9a-f]{64})?", base), base
+    final = final_stage(path)
+    users = [rest for word, rest in final if word == "USER"]
+    assert users, "the final stage must switch to a non-root user"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, "a numeric non-root uid lets the kubelet verify runAsNonRoot"
+    installs = " ".join(rest for word, rest in ins if word == "RUN")
+    pip_installs = re.findall(r"pip install ([^&|;]*)", installs)
+    assert pip_installs, "expected a pip install"
+    for args in pip_installs:
+        assert "tensorflow" not in args.lower() and "[ml" not in args, f"pip install {args}: no TensorFlow, no ml extra"
+    assert "find_spec('tensorflow') is None" in installs, "the build must prove TensorFlow is absent"
+    assert not any(word == "ADD" for word, _ in ins), "COPY, not ADD (no remote fetches or auto-extraction)"
+
+
+def test_operator_image_runs_what_the_chart_expects():
+    final = final_stage(OPERATOR)
+    entrypoint = yaml.safe_load(next(rest for word, rest in final if word == "ENTRYPOINT"))
+    assert entrypoint == ["modeldeploy"]
+    exposed = {int(p) for word, rest in final if word == "EXPOSE" for p in rest.split()}
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert exposed == {values["metrics"]["port"], values["health"]["port"]}
+    cmd = yaml.safe_load(next(rest for word, rest in final if word == "CMD"))
+    from modeldeploy.cli import build_parser
+
+    args = build_parser().parse_args(cmd)
+    assert args.command == "operator" and args.all_namespaces and args.liveness.endswith(f":{values['health']['port']}/healthz")
+
+
+def test_evaluator_image_has_what_the_evaluator_needs():
+    final = final_stage(EVALUATOR)
+    entrypoint = yaml.safe_load(next(rest for word, rest in final if word == "ENTRYPOINT"))
+    assert entrypoint == ["modeldeploy", "evaluator", "run"]
+    installs = " ".join(rest for word, rest in instructions(EVALUATOR) if word == "RUN")
+    assert "numpy" in installs
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower() for d in deps}
+    assert {"httpx", "prometheus-client"} <= names, "the base install must bring httpx and prometheus-client"
+
+
+def test_base_dependencies_exclude_tensorflow():
+    """Both images install the project WITHOUT extras: its base dependencies must stay TF-free."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert not [d for d in deps if d.lower().startswith(("tensorflow", "keras", "torch"))], deps
+
+
+def test_dockerignore_keeps_the_context_small():
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    assert patterns[0] == "*", "allowlist: ignore everything, then re-include what the build needs"
+    included = {p[1:] for p in patterns if p.startswith("!")}
+    assert {"pyproject.toml", "README.md", "operator/**", "model/**"} <= included
+    assert not {".venv", "tests/**", ".git"} & included
+    copied = {rest.split()[0] for path in (OPERATOR, EVALUATOR) for word, rest in instructions(path)
+              if word == "COPY" and not rest.startswith("--from")}
+    for source in copied:
+        assert any(source.rstrip("/") in (p.rstrip("/*"), p) for p in included), f"{source} is copied but ignored"
