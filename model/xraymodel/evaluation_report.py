@@ -1,0 +1,146 @@
+"""Turn labels and predicted probabilities into the evaluation report (pure NumPy, JSON-ready).
+
+The headline is mean AUROC over findings with a bootstrap 95% CI; per finding: AUROC with CI,
+sensitivity/specificity/PPV/NPV at an operating threshold, prevalence and expected calibration
+error. Accuracy appears only under "secondary", next to the all-negative baseline that shows why
+it misleads on imbalanced findings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from xraymodel import metrics
+
+REPORT_SCHEMA = "xraymodel.evaluation/v1"
+
+THRESHOLD_YOUDEN = "youden"
+
+
+def resolve_thresholds(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    label_names: Sequence[str],
+    policy: str | float | Mapping[str, float],
+) -> tuple[dict[str, float], str]:
+    """Per-finding thresholds and where they came from.
+
+    ``policy`` is "youden" (maximise J on THIS set: optimistic, flagged "youden-in-sample"), a
+    number used for every finding, or a mapping finding -> threshold (e.g. chosen on the
+    validation split at training time: "given").
+    """
+    if isinstance(policy, Mapping):
+        missing = [name for name in label_names if name not in policy]
+        if missing:
+            raise metrics.MetricInputError(f"no threshold given for {missing}")
+        return {name: float(policy[name]) for name in label_names}, "given"
+    if isinstance(policy, (int, float)) and not isinstance(policy, bool):
+        return {name: float(policy) for name in label_names}, "fixed"
+    if policy != THRESHOLD_YOUDEN:
+        raise metrics.MetricInputError(f"threshold policy must be 'youden', a number or a mapping, not {policy!r}")
+    thresholds = {}
+    for column, name in enumerate(label_names):
+        y = labels[:, column]
+        if 0 < y.sum() < y.size:
+            thresholds[name] = metrics.youden_threshold(y, probabilities[:, column])
+        else:
+            thresholds[name] = 0.5
+    return thresholds, "youden-in-sample"
+
+
+def build_report(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    label_names: Sequence[str],
+    *,
+    threshold_policy: str | float | Mapping[str, float] = THRESHOLD_YOUDEN,
+    bootstrap_resamples: int = 1000,
+    ci_level: float = 0.95,
+    calibration_bins: int = 10,
+    seed: int = 0,
+) -> dict:
+    """The full evaluation report as a JSON-serialisable dict (see module docstring)."""
+    y = np.asarray(labels, dtype=np.float64)
+    p = np.asarray(probabilities, dtype=np.float64)
+    if y.ndim != 2 or y.shape != p.shape or y.shape[1] != len(label_names):
+        raise metrics.MetricInputError(
+            f"labels {y.shape} and probabilities {p.shape} must both be [cases, {len(label_names)}]"
+        )
+    per_label_ci, mean_ci = metrics.bootstrap_aurocs(y, p, bootstrap_resamples, ci_level, seed)
+    thresholds, threshold_source = resolve_thresholds(y, p, label_names, threshold_policy)
+    per_label: dict[str, dict] = {}
+    skipped = []
+    for column, name in enumerate(label_names):
+        yc, pc = y[:, column], p[:, column]
+        entry: dict = {"positives": int(yc.sum()), "prevalence": float(yc.mean())}
+        ci = per_label_ci[column]
+        if ci is None:
+            skipped.append(name)
+            entry["auroc"] = None
+        else:
+            entry["auroc"] = ci.as_dict()
+        entry["operating_point"] = metrics.operating_point(yc, pc, thresholds[name]).as_dict()
+        entry["ece"] = metrics.expected_calibration_error(yc, pc, calibration_bins)
+        per_label[name] = entry
+    pooled = metrics.reliability_bins(y.ravel(), p.ravel(), calibration_bins)
+    eces = [entry["ece"] for entry in per_label.values()]
+    called = p >= np.array([thresholds[name] for name in label_names])
+    report = {
+        "schema": REPORT_SCHEMA,
+        "cases": int(y.shape[0]),
+        "labels": list(label_names),
+        "headline": {
+            "mean_auroc": None if mean_ci is None else mean_ci.estimate,
+            "mean_auroc_ci": None if mean_ci is None else [mean_ci.lower, mean_ci.upper],
+            "ci_level": ci_level,
+            "bootstrap_resamples": bootstrap_resamples,
+            "labels_evaluated": len(label_names) - len(skipped),
+            "labels_skipped_one_class": skipped,
+            "mean_sensitivity": _nanmean([e["operating_point"]["sensitivity"] for e in per_label.values()]),
+            "mean_specificity": _nanmean([e["operating_point"]["specificity"] for e in per_label.values()]),
+            "mean_ece": _nanmean(eces),
+            "threshold_source": threshold_source,
+        },
+        "per_label": per_label,
+        "calibration": {
+            "bins": calibration_bins,
+            "pooled_ece": pooled.expected_calibration_error,
+            "pooled_reliability": {
+                "edges": pooled.edges.tolist(),
+                "mean_predicted": _nan_to_none(pooled.mean_predicted),
+                "observed_frequency": _nan_to_none(pooled.observed_frequency),
+                "counts": pooled.counts.tolist(),
+            },
+        },
+        "secondary": {
+            "note": "Accuracy is not a headline metric: with rare findings an all-negative classifier "
+            "scores high. Both are shown so the gap is visible.",
+            "mean_per_label_accuracy": float(np.mean(called == (y > 0.5))),
+            "all_negative_mean_per_label_accuracy": float(np.mean(y < 0.5)),
+        },
+    }
+    return _json_ready(report)
+
+
+def _nanmean(values: Sequence[float]) -> float | None:
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def _nan_to_none(values: np.ndarray) -> list:
+    return [None if not np.isfinite(v) else float(v) for v in values]
+
+
+def _json_ready(value):
+    """Replace NaN/inf floats by None (JSON has no NaN) and numpy scalars by Python ones."""
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
