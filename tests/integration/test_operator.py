@@ -158,3 +158,49 @@ def test_real_kubectl_apply_get_columns_patch(cluster):
     cluster.wait(lambda: cluster.status("cxr").get("canaryVersion") == 5, timeout=20, what="rollout of v5 started")
     assert "cxr-v5" in k("get", "deployments")
     assert "5" in k("get", "md", "cxr", "-o", "jsonpath={.status.canaryVersion}")
+
+
+def test_kubectl_plugin_manual_control(cluster):
+    """pause / resume / promote / abort / promote-full / history through the real `kubectl-modeldeploy` command."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    plugin = shutil.which("kubectl-modeldeploy", path=os.path.dirname(sys.executable))
+    assert plugin, "kubectl-modeldeploy console script is not installed"
+    env = dict(os.environ, KUBECONFIG=str(cluster.api.kubeconfig), USER="dr-jones")
+
+    def plug(*args: str) -> str:
+        proc = subprocess.run([plugin, *args, "-n", cluster.namespace], env=env, capture_output=True, text=True, timeout=90)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    cluster.operator.start()
+    cluster.apply_md(small_md(version=1, strategy={"type": "Canary", "canary": {"steps": [10, 40, 100]}},
+                              analysis={"interval": "5s", "metrics": [{"name": "errors", "builtin": "errorRate", "max": 1}]}))
+    cluster.wait_phase("cxr", "Stable", timeout=30)
+    cluster.patch_md("cxr", {"spec": {"model": {"version": 2}}})
+    cluster.wait(lambda: cluster.status("cxr").get("canaryWeight") == 10, timeout=30, what="canary at 10%")
+
+    out = plug("pause", "cxr")
+    assert "Paused" in out and cluster.status("cxr")["phase"] == "Paused"
+    out = plug("resume", "cxr")
+    assert cluster.status("cxr")["phase"] == "Progressing"
+    out = plug("promote", "cxr")  # one step now, without waiting for analysis (there is no Prometheus here)
+    assert cluster.status("cxr")["canaryWeight"] == 40, out
+    out = plug("abort", "cxr")
+    st = cluster.status("cxr")
+    assert st["phase"] == "RolledBack" and st["stableVersion"] == 1 and "aborted" in out
+    assert "by dr-jones" in st["history"][-1]["reason"]
+    plug("retry", "cxr")
+    cluster.wait(lambda: cluster.status("cxr").get("canaryWeight") == 10, timeout=30, what="retried canary at 10%")
+    plug("promote", "cxr", "--full")
+    cluster.wait(lambda: cluster.status("cxr").get("stableVersion") == 2, timeout=20, what="promoted to v2")
+    history = plug("history", "cxr")
+    for action in ("paused", "resumed", "aborted", "retried", "promoted"):
+        assert action in history, history
+    status = plug("status", "cxr")
+    assert "stable v2" in status and "Ready=True" in status
+    annotations = cluster.md("cxr")["metadata"].get("annotations") or {}
+    assert "modeldeploy.io/action" not in annotations

@@ -27,23 +27,27 @@ ACTIONS = ("promote", "abort", "pause", "resume", "retry")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kubectl modeldeploy", description="Control and inspect ModelDeployment rollouts.")
-    parser.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
-    parser.add_argument("--kubeconfig", help="path to a kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
-    parser.add_argument("--context", help="kubeconfig context")
+    # kubectl style: the connection flags work before or after the subcommand.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-n", "--namespace", default=argparse.SUPPRESS, help="namespace (default: the kubeconfig context's)")
+    common.add_argument("--kubeconfig", default=argparse.SUPPRESS, help="path to a kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
+    common.add_argument("--context", default=argparse.SUPPRESS, help="kubeconfig context")
+    parser = argparse.ArgumentParser(prog="kubectl modeldeploy", description="Control and inspect ModelDeployment rollouts.",
+                                     parents=[common])
+    parser.set_defaults(namespace=None, kubeconfig=None, context=None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for action in ACTIONS:
-        p = sub.add_parser(action, help=f"{action} the rollout of a ModelDeployment")
+        p = sub.add_parser(action, help=f"{action} the rollout of a ModelDeployment", parents=[common])
         p.add_argument("name")
         if action == "promote":
             p.add_argument("--full", action="store_true", help="promote to 100%% at once, skipping the remaining steps")
         p.add_argument("--no-wait", action="store_true", help="do not wait for the operator to act")
         p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the operator (default 60)")
         p.add_argument("--by", default=None, help="who asks, for the audit trail (default: $USER)")
-    p = sub.add_parser("status", help="show a ModelDeployment's rollout and analysis")
+    p = sub.add_parser("status", help="show a ModelDeployment's rollout and analysis", parents=[common])
     p.add_argument("name")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    p = sub.add_parser("history", help="show the audit trail of promotions and rollbacks")
+    p = sub.add_parser("history", help="show the audit trail of promotions and rollbacks", parents=[common])
     p.add_argument("name")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     return parser
@@ -71,9 +75,14 @@ def _client(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    import kubernetes
+
     args = build_parser().parse_args(argv)
     try:
         return asyncio.run(_run(args))
+    except kubernetes.config.ConfigException as exc:
+        print(f"Error: no usable kubeconfig: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

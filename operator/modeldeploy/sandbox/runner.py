@@ -129,12 +129,14 @@ class Sandbox:
     """One scenario's platform; `await Sandbox(scenario).run()` returns the report dict."""
 
     def __init__(self, scenario: Scenario, *, workdir: pathlib.Path | None = None, speed: float = 1.0,
-                 on_tick: Callable[[Sandbox], None] | None = None):
+                 on_tick: Callable[[Sandbox], None] | None = None,
+                 on_finish: Callable[[Sandbox], Any] | None = None):
         self.scenario = scenario
         self.speed = max(0.1, float(speed))
         self.workdir = pathlib.Path(workdir or tempfile.mkdtemp(prefix=f"sandbox-{scenario.name}-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.on_tick = on_tick
+        self.on_finish = on_finish  # called (in a thread) before the platform stops, e.g. to run kubectl
         self.state = RunState()
         self.ns = scenario.namespace
         self.name = scenario.md_name
@@ -288,6 +290,11 @@ class Sandbox:
             self.state.errors.append(f"{type(exc).__name__}: {exc}")
         finally:
             await self._final_reads()
+            if self.on_finish is not None and self.api is not None and self.api.running:
+                try:
+                    await asyncio.to_thread(self.on_finish, self)
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("on_finish: %s", exc)
             await self.stop()
         return self.report()
 
@@ -590,5 +597,6 @@ def check_expectations(scenario: Scenario, report: dict) -> list[dict]:
 
 
 async def run_scenario(scenario: Scenario, *, workdir: pathlib.Path | None = None, speed: float = 1.0,
-                       on_tick: Callable[[Sandbox], None] | None = None) -> dict:
-    return await Sandbox(scenario, workdir=workdir, speed=speed, on_tick=on_tick).run()
+                       on_tick: Callable[[Sandbox], None] | None = None,
+                       on_finish: Callable[[Sandbox], Any] | None = None) -> dict:
+    return await Sandbox(scenario, workdir=workdir, speed=speed, on_tick=on_tick, on_finish=on_finish).run()
