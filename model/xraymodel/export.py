@@ -1,0 +1,265 @@
+"""Export for TF Serving: BASE/<version>/ SavedModel with two signatures and a model card.
+
+Layout (TF Serving loads the highest numeric folder under BASE by default):
+
+    BASE/<version>/saved_model.pb
+    BASE/<version>/variables/...
+    BASE/<version>/assets.extra/tf_serving_warmup_requests   (one PredictRequest; TF Serving replays it at load)
+    BASE/<version>/model_card.json                           (version, data fingerprint, metrics, created, ...)
+
+Signatures (tensor names are the contract with TF Serving clients and the online evaluator):
+
+    serving_default  inputs  image_bytes  DT_STRING [-1]            encoded PNG/JPEG, any size, grey or RGB
+                     outputs probabilities DT_FLOAT [-1, k]          k = len(model_card["labels"])
+    predict_float    inputs  images        DT_FLOAT [-1, S, S, 3]    RGB 0..255, already resized to S
+                     outputs probabilities DT_FLOAT [-1, k]
+
+Decode, resize and resnet50.preprocess_input run inside the graph (the same functions training
+used). The version folder is written under a hidden temporary name, reloaded and checked against
+the Keras model, and only then renamed into place: TF Serving never sees a partial version.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from xraymodel.staging import OutputExistsError, staged_directory
+
+MODEL_CARD_FILE = "model_card.json"
+MODEL_CARD_SCHEMA = "xraymodel.model_card/v1"
+SIGNATURE_BYTES = "serving_default"
+SIGNATURE_FLOAT = "predict_float"
+INPUT_BYTES = "image_bytes"
+INPUT_FLOAT = "images"
+OUTPUT_PROBABILITIES = "probabilities"
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+RELOAD_TOLERANCE = 1e-4
+
+
+def existing_versions(base: str | Path) -> list[int]:
+    """Numeric version folders under BASE, ascending (hidden staging folders are not versions)."""
+    base = Path(base)
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name))
+
+
+def next_version(base: str | Path) -> int:
+    versions = existing_versions(base)
+    return versions[-1] + 1 if versions else 1
+
+
+def build_serving_module(model, input_size: int):
+    """tf.Module holding the model's variables (once) and the two signature functions."""
+    import tensorflow as tf
+
+    from xraymodel.pipeline import decode_and_resize, preprocess_pixels
+
+    module = tf.Module()
+    # Tracked once, in model.weights order: warm starts read them back with model.set_weights.
+    module.model_variables = [weight.value for weight in model.weights]
+    pixel_spec = tf.TensorSpec([input_size, input_size, 3], tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_BYTES)])
+    def serve_image_bytes(image_bytes):
+        pixels = tf.map_fn(
+            lambda encoded: decode_and_resize(encoded, input_size),
+            image_bytes,
+            fn_output_signature=pixel_spec,
+            parallel_iterations=8,
+        )
+        return {OUTPUT_PROBABILITIES: model(preprocess_pixels(pixels), training=False)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, input_size, input_size, 3], tf.float32, name=INPUT_FLOAT)])
+    def predict_float(images):
+        return {OUTPUT_PROBABILITIES: model(preprocess_pixels(images), training=False)}
+
+    module.serve_image_bytes = serve_image_bytes
+    module.predict_float = predict_float
+    return module, {SIGNATURE_BYTES: serve_image_bytes, SIGNATURE_FLOAT: predict_float}
+
+
+def _warmup_image_png(input_size: int) -> bytes:
+    from xraymodel.synthetic import encode_png, render_case
+
+    return encode_png(render_case((), max(input_size, 64), np.random.default_rng(0)))
+
+
+def _write_warmup_requests(version_dir: Path, model_name: str, image_png: bytes) -> bool:
+    """TF Serving replays these PredictRequests at load, so the first real request is not slow."""
+    try:
+        import tensorflow as tf
+        from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    except ImportError:
+        return False
+    request = predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SIGNATURE_BYTES)
+    )
+    request.inputs[INPUT_BYTES].CopyFrom(tf.make_tensor_proto([image_png], dtype=tf.string))
+    log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+    path = version_dir / WARMUP_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        writer.write(log.SerializeToString())
+    return True
+
+
+def directory_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def export_saved_model(
+    model,
+    base: str | Path,
+    *,
+    labels: list[str],
+    head: str,
+    version: int | None = None,
+    model_name: str = "chestxray",
+    training_record: dict | None = None,
+    evaluation: dict | None = None,
+) -> Path:
+    """Write BASE/<version>/ (SavedModel + warmup + model card); returns the version folder."""
+    import keras
+    import tensorflow as tf
+
+    input_size = int(model.input_shape[1])
+    base = Path(base)
+    version = next_version(base) if version is None else int(version)
+    if version < 1:
+        raise ValueError(f"version must be a positive integer, got {version}")
+    final = base / str(version)
+    if final.exists():
+        raise OutputExistsError(f"{final} already exists: versions are immutable, export a new one")
+    sample_png = _warmup_image_png(input_size)
+    with staged_directory(final) as staging:
+        module, signatures = build_serving_module(model, input_size)
+        tf.saved_model.save(module, str(staging), signatures=signatures)
+        warmup = _write_warmup_requests(staging, model_name, sample_png)
+        verification = verify_export(staging, model, sample_png)
+        card = {
+            "schema": MODEL_CARD_SCHEMA,
+            "model_name": model_name,
+            "version": version,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "architecture": "ResNet-50 (Keras, include_top=False) + GAP + Dense(256, relu) + "
+            + ("sigmoid" if head == "multilabel" else "softmax"),
+            "labels": list(labels),
+            "head": head,
+            "input_size": input_size,
+            "parameters": int(model.count_params()),
+            "signatures": {
+                SIGNATURE_BYTES: {
+                    "inputs": {INPUT_BYTES: {"dtype": "DT_STRING", "shape": [-1], "content": "PNG or JPEG bytes"}},
+                    "outputs": {OUTPUT_PROBABILITIES: {"dtype": "DT_FLOAT", "shape": [-1, len(labels)]}},
+                },
+                SIGNATURE_FLOAT: {
+                    "inputs": {
+                        INPUT_FLOAT: {
+                            "dtype": "DT_FLOAT",
+                            "shape": [-1, input_size, input_size, 3],
+                            "content": "RGB 0..255, resized",
+                        }
+                    },
+                    "outputs": {OUTPUT_PROBABILITIES: {"dtype": "DT_FLOAT", "shape": [-1, len(labels)]}},
+                },
+            },
+            "operating_thresholds": (training_record or {}).get("validation", {}).get("youden_thresholds"),
+            "operating_thresholds_source": "Youden's J on the validation split" if training_record else None,
+            "training": None
+            if training_record is None
+            else {
+                "data_fingerprint": training_record["data"]["fingerprint"],
+                "images": training_record["data"]["images"],
+                "patients": training_record["data"]["patients"],
+                "backbone_weights": training_record.get("backbone_weights"),
+                "warm_start": training_record.get("warm_start"),
+                "seed": training_record["config"]["seed"],
+                "created": training_record["created"],
+                "validation_mean_auroc": training_record["validation"]["mean_auroc"],
+            },
+            "metrics": None if evaluation is None else _metrics_summary(evaluation),
+            "verification": {**verification, "warmup_requests": warmup},
+            "artifact_bytes": directory_size(staging),
+            "software": {"tensorflow": tf.__version__, "keras": keras.__version__},
+            "intended_use": "Research and rollout testing of a chest X-ray finding classifier; "
+            "not a medical device. Decisions need the per-finding AUROC CIs and operating points below.",
+        }
+        (staging / MODEL_CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    return final
+
+
+def _metrics_summary(evaluation: dict) -> dict:
+    return {
+        "evaluation_set": evaluation.get("dataset"),
+        "cases": evaluation["cases"],
+        "mean_auroc": evaluation["headline"]["mean_auroc"],
+        "mean_auroc_ci": evaluation["headline"]["mean_auroc_ci"],
+        "mean_ece": evaluation["headline"]["mean_ece"],
+        "threshold_source": evaluation["headline"]["threshold_source"],
+        "per_label": {
+            name: {
+                "auroc": entry["auroc"],
+                "sensitivity": entry["operating_point"]["sensitivity"],
+                "specificity": entry["operating_point"]["specificity"],
+                "threshold": entry["operating_point"]["threshold"],
+                "ece": entry["ece"],
+            }
+            for name, entry in evaluation["per_label"].items()
+        },
+    }
+
+
+def verify_export(version_dir: Path, model, sample_png: bytes) -> dict:
+    """Reload the SavedModel and compare both signatures with the Keras model on one image."""
+    import tensorflow as tf
+
+    from xraymodel.pipeline import decode_and_resize, preprocess_pixels
+
+    input_size = int(model.input_shape[1])
+    loaded = tf.saved_model.load(str(version_dir))
+    missing = {SIGNATURE_BYTES, SIGNATURE_FLOAT} - set(loaded.signatures)
+    if missing:
+        raise RuntimeError(f"{version_dir}: signatures {sorted(missing)} missing after reload")
+    pixels = decode_and_resize(tf.constant(sample_png), input_size)[None]
+    expected = model(preprocess_pixels(pixels), training=False).numpy()
+    from_bytes = loaded.signatures[SIGNATURE_BYTES](**{INPUT_BYTES: tf.constant([sample_png])})[OUTPUT_PROBABILITIES]
+    from_float = loaded.signatures[SIGNATURE_FLOAT](**{INPUT_FLOAT: pixels})[OUTPUT_PROBABILITIES]
+    difference = float(
+        max(np.max(np.abs(from_bytes.numpy() - expected)), np.max(np.abs(from_float.numpy() - expected)))
+    )
+    if not difference <= RELOAD_TOLERANCE:
+        raise RuntimeError(f"{version_dir}: reloaded model differs from Keras by {difference:.3g}")
+    return {"reload_max_abs_diff": difference, "tolerance": RELOAD_TOLERANCE}
+
+
+def read_model_card(version_dir: str | Path) -> dict:
+    path = Path(version_dir) / MODEL_CARD_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{version_dir}: no {MODEL_CARD_FILE} (not an exported version)")
+    return json.loads(path.read_text())
+
+
+def load_keras_from_export(version_dir: str | Path):
+    """Rebuild the Keras classifier from an exported version (for warm starts); returns (model, card)."""
+    import tensorflow as tf
+
+    from xraymodel import keras_runtime
+
+    keras_runtime.configure()
+    from xraymodel.network import build_classifier
+
+    card = read_model_card(version_dir)
+    model = build_classifier(len(card["labels"]), int(card["input_size"]), card["head"])
+    loaded = tf.saved_model.load(str(version_dir))
+    values = [variable.numpy() for variable in loaded.model_variables]
+    expected = [tuple(w.shape) for w in model.weights]
+    if [tuple(v.shape) for v in values] != expected:
+        raise ValueError(f"{version_dir}: stored variables do not match the architecture in its model card")
+    model.set_weights(values)
+    return model, card

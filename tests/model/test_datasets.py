@@ -1,0 +1,159 @@
+"""Manifests (ChestX-ray14 CSV, folder per class), patient-level splits, fingerprints, DICOM input."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import numpy as np
+import pytest
+
+from xraymodel import datasets
+from xraymodel.dicom_input import dicom_to_png_bytes, linear_window, read_dicom_pixels, write_dicom_radiograph
+from xraymodel.errors import InputDataError
+from xraymodel.findings import FINDINGS
+from xraymodel.synthetic import encode_png, generate_cases, write_chestxray14_layout
+
+
+@pytest.fixture
+def small_cxr14(tmp_path):
+    return write_chestxray14_layout(tmp_path / "cxr", 40, size=32, seed=1)
+
+
+def _rewrite_csv(root, edit):
+    path = root / datasets.CHESTXRAY14_CSV
+    rows = list(csv.reader(open(path)))
+    rows = edit(rows)
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    return path
+
+
+def test_chestxray14_manifest(small_cxr14):
+    data = datasets.load_dataset(small_cxr14)
+    assert len(data) == 40 and data.labels.shape == (40, 14)
+    assert data.label_names == FINDINGS
+    rows = list(csv.DictReader(open(small_cxr14 / datasets.CHESTXRAY14_CSV)))
+    for path, vector, row in zip(data.paths, data.labels, rows):
+        assert path.endswith(row["Image Index"])
+        names = [n for n, v in zip(FINDINGS, vector) if v]
+        assert "|".join(names) == row["Finding Labels"] or (not names and row["Finding Labels"] == "No Finding")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda rows: [[c for c in r if c != r[rows[0].index("Patient ID")]] for r in rows], "missing column"),
+        (lambda rows: rows[:3] + [[rows[3][0], "Effusion|Pneumonitis", *rows[3][2:]]] + rows[4:], "row 4 .*Pneumonitis"),
+        (lambda rows: rows[:2] + [["99999999_000.png", *rows[2][1:]]] + rows[3:], "row 3: image file 99999999_000.png not found"),
+        (lambda rows: rows[:1], "no rows"),
+    ],
+)
+def test_chestxray14_errors_name_the_row(small_cxr14, edit, message):
+    _rewrite_csv(small_cxr14, edit)
+    with pytest.raises(InputDataError, match=message):
+        datasets.load_dataset(small_cxr14)
+
+
+def test_folder_layout(tmp_path):
+    for name, count in [("Effusion", 3), ("No Finding", 2), ("Mass", 1)]:
+        (tmp_path / name).mkdir()
+        for i, case in enumerate(generate_cases(count, size=32, seed=count)):
+            (tmp_path / name / f"{i:05d}_{name[:2]}.png").write_bytes(encode_png(case.pixels))
+    data = datasets.load_dataset(tmp_path, ["Effusion", "Mass"])
+    assert data.labels.sum(axis=0).tolist() == [3.0, 1.0]
+    assert len(data) == 6
+    (tmp_path / "Tumour").mkdir()
+    with pytest.raises(InputDataError, match="Tumour.*not a finding"):
+        datasets.load_dataset(tmp_path)
+
+
+def test_patient_split_is_disjoint_and_deterministic(small_cxr14):
+    data = datasets.load_dataset(small_cxr14)
+    splits = datasets.split_by_patient(data, 0.2, 0.2, seed=4)
+    assert sum(len(s) for s in splits.values()) == len(data)
+    patients = {name: set(s.patient_ids) for name, s in splits.items()}
+    assert not (patients["train"] & patients["val"] or patients["train"] & patients["test"] or patients["val"] & patients["test"])
+    again = datasets.split_by_patient(data, 0.2, 0.2, seed=4)
+    assert all(splits[n].paths == again[n].paths for n in splits)
+    assert len(splits["test"]) >= 8
+
+
+def test_manifest_round_trip(small_cxr14, tmp_path):
+    data = datasets.load_dataset(small_cxr14)
+    datasets.write_manifest(data, tmp_path / "m.csv")
+    back = datasets.read_manifest(tmp_path / "m.csv", small_cxr14, FINDINGS)
+    assert back.paths == data.paths and np.array_equal(back.labels, data.labels)
+
+
+def test_fingerprint_changes_with_bytes_and_labels(small_cxr14, tmp_path):
+    data = datasets.load_dataset(small_cxr14)
+    first = datasets.fingerprint_and_check(data)
+    assert first == datasets.fingerprint_and_check(datasets.load_dataset(small_cxr14))
+    copy = shutil.copytree(small_cxr14, tmp_path / "copy")
+    image = sorted((copy / "images").iterdir())[0]
+    image.write_bytes(encode_png(generate_cases(1, 32, seed=99)[0].pixels))
+    assert datasets.fingerprint_and_check(datasets.load_dataset(copy)) != first
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"this is not an image", "not a valid PNG/JPEG"),
+        (b"", "empty file"),
+        ("truncated", "not a valid PNG/JPEG"),
+    ],
+)
+def test_fingerprint_names_the_corrupt_file(small_cxr14, content, message):
+    data = datasets.load_dataset(small_cxr14)
+    victim = data.paths[5]
+    original = open(victim, "rb").read()
+    open(victim, "wb").write(original[: len(original) // 2] if content == "truncated" else content)
+    with pytest.raises(InputDataError, match=f"{victim}: {message}"):
+        datasets.fingerprint_and_check(data)
+
+
+@pytest.mark.parametrize(
+    ("values", "center", "width", "expected"),
+    [
+        ([0, 1000, 2000, 4095], 2048, 4096, [0.0, 1000 / 4095, 2000 / 4095, 1.0]),
+        ([-1000, 40, 1000], 40, 400, [0.0, 0.5 + 0.5 / 399, 1.0]),
+    ],
+)
+def test_linear_window_follows_dicom_formula(values, center, width, expected):
+    np.testing.assert_allclose(linear_window(np.array(values), center, width), np.clip(expected, 0, 1), atol=1e-9)
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_dicom_radiograph_round_trip(tmp_path, photometric):
+    pixels = generate_cases(1, 64, seed=3)[0].pixels
+    path = write_dicom_radiograph(tmp_path / "x.dcm", pixels, photometric=photometric)
+    restored = read_dicom_pixels(path)
+    assert restored.shape == pixels.shape
+    assert np.abs(restored.astype(int) - pixels.astype(int)).max() <= 1  # MONOCHROME1 inverted back
+    windowed = read_dicom_pixels(path, window_center=2048, window_width=200)
+    assert set(np.unique(windowed)) - set(range(256)) == set() and (windowed == 0).mean() > 0.3
+    assert dicom_to_png_bytes(path).startswith(b"\x89PNG")
+
+
+def test_wrong_dicom_is_refused_with_its_name(tmp_path):
+    pydicom_data = pytest.importorskip("pydicom.data")
+    ct = pydicom_data.get_testdata_file("CT_small.dcm")
+    with pytest.raises(InputDataError, match=r"CT_small.dcm: DICOM modality 'CT' is not a projection radiograph"):
+        read_dicom_pixels(ct)
+    fake = tmp_path / "fake.dcm"
+    fake.write_bytes(b"\x00" * 200)
+    with pytest.raises(InputDataError, match="fake.dcm: not a readable DICOM"):
+        read_dicom_pixels(fake)
+
+
+def test_dicom_in_a_data_set_is_checked(small_cxr14):
+    pydicom_data = pytest.importorskip("pydicom.data")
+    images = small_cxr14 / "images"
+    name = sorted(images.iterdir())[0].name
+    (images / name).unlink()
+    shutil.copy(pydicom_data.get_testdata_file("MR_small.dcm"), images / name.replace(".png", ".dcm"))
+    _rewrite_csv(small_cxr14, lambda rows: [rows[0]] + [[r[0].replace(".png", ".dcm") if r[0] == name else r[0], *r[1:]] for r in rows[1:]])
+    data = datasets.load_dataset(small_cxr14)
+    with pytest.raises(InputDataError, match="MR.*not a projection radiograph"):
+        datasets.fingerprint_and_check(data)
