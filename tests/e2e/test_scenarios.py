@@ -64,6 +64,7 @@ def test_scenario_passes(path, scenario_runs):
     assert report["passed"] is True and report["errors"] == []
     assert report["timeline"] and {"t", "phase", "stableVersion", "canaryVersion", "canaryWeight", "metrics"} <= set(report["timeline"][0])
     assert report["apiWrites"] > 0
+    assert report["routingWritesValidated"] > 0  # each VirtualService/DestinationRule validated against Istio's schema
     expect = yaml.safe_load(path.read_text())["expect"]
     if expect.get("outcome") == "rolledBack" and "rollbackWithinSeconds" in expect:
         assert report["rollbackSeconds"] is not None and report["rollbackSeconds"] <= expect["rollbackWithinSeconds"]

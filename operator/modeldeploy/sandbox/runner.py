@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import json
 import logging
 import pathlib
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import yaml
 
 from modeldeploy.render import names
 from modeldeploy.sandbox.controllers import DeploymentController
@@ -38,6 +40,7 @@ from modeldeploy.sandbox.operator_process import OperatorProcess
 from modeldeploy.sandbox.prometheus import PrometheusServer, ScrapeTarget
 from modeldeploy.sandbox.scenario import Scenario
 from modeldeploy.validation import validate_manifest
+from modeldeploy.validation.openapi import schema_problems
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,18 @@ def _istio_crd_files() -> list[pathlib.Path]:
     """Istio's CRDs, vendored in the package (identical copies of tests/data/thirdparty-crds/)."""
     here = pathlib.Path(__file__).resolve().parent / "crds"
     return [here / name for name in ISTIO_CRDS]
+
+
+@functools.lru_cache(maxsize=2)
+def _istio_schema(kind: str) -> dict:
+    """Istio's own openAPIV3Schema (networking.istio.io/v1) for VirtualService or DestinationRule."""
+    name = {"VirtualService": "istio-virtualservice.yaml", "DestinationRule": "istio-destinationrule.yaml"}[kind]
+    for doc in yaml.safe_load_all((pathlib.Path(__file__).resolve().parent / "crds" / name).read_text()):
+        if doc and doc.get("kind") == "CustomResourceDefinition":
+            for version in doc["spec"]["versions"]:
+                if version["name"] == "v1":
+                    return version["schema"]["openAPIV3Schema"]
+    raise LookupError(kind)
 
 
 def _md_crd_file() -> pathlib.Path:
@@ -365,6 +380,13 @@ class Sandbox:
         if vs is not None and (vs.get("spec"), (dr or {}).get("spec")) != st.routing.get("specs"):
             self.fleet.set_routing(vs, dr)
             st.routing["specs"] = (vs.get("spec"), (dr or {}).get("spec"))
+            st.routing["versions_written"] = st.routing.get("versions_written", 0) + 1
+            for obj, kind in ((vs, "VirtualService"), (dr, "DestinationRule")):
+                if obj is not None:
+                    problems = schema_problems(_istio_schema(kind), obj)
+                    if problems:  # every routing the operator writes must be valid for Istio itself
+                        st.errors.append(f"{kind} written at t={self.now():.1f}s violates Istio's CRD schema: "
+                                         + "; ".join(map(str, problems[:3])))
         st.status = status
         st.history = status.get("history") or []
         canary = status.get("canaryVersion")
@@ -546,6 +568,7 @@ class Sandbox:
             },
             "maxCanaryWeight": st.max_weight,
             "analyses": sorted(st.analyses.values(), key=lambda a: a["t"]),
+            "routingWritesValidated": st.routing.get("versions_written", 0),
             "marks": st.marks,
             "history": st.history,
             "analysis": {"interval": self.spec.analysis.interval, "failureThreshold": self.spec.analysis.failure_threshold,
