@@ -317,7 +317,8 @@ class ApiServer(kmock.KubernetesEmulator):
 
         injected = False
         try:
-            latency, fault = self.faults.decide(route.verb, route.resource, route.namespace)
+            user_agent = next((v for k, v in (request.headers or {}).items() if k.lower() == 'user-agent'), '')
+            latency, fault = self.faults.decide(route.verb, route.resource, route.namespace, user_agent)
             if latency:
                 await asyncio.sleep(latency)
             if fault is not None:

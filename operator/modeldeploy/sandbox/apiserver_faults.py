@@ -10,7 +10,9 @@ status, and summarises them on demand (optionally for one namespace).
 configured rate, an HTTP error status to answer instead of executing the request. The JSON keys
 are camelCase: ``{"errorRate": 0.2, "statuses": [409, 500, 429], "latencyMs": [0, 200],
 "verbs": ["patch"], "resources": ["deployments"], "namespaces": ["ns1"], "seed": 1,
-"retryAfterSeconds": 1}``; ``{}`` disables faults.
+"retryAfterSeconds": 1, "userAgents": ["kopf", "OpenAPI-Generator"]}``; ``{}`` disables faults.
+``userAgents`` (substrings of the User-Agent header) aims the faults at one client, e.g. only the
+operator (kopf and the kubernetes client) and not the sandbox that observes it.
 """
 import collections
 import random
@@ -88,6 +90,7 @@ class FaultConfig:
     namespaces: set[str] | None = None
     seed: int | None = None
     retry_after_seconds: int = 1
+    user_agents: set[str] | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> 'FaultConfig':
@@ -109,6 +112,7 @@ class FaultConfig:
             namespaces=set(data['namespaces']) if data.get('namespaces') else None,
             seed=data.get('seed'),
             retry_after_seconds=int(data.get('retryAfterSeconds', 1)),
+            user_agents=set(data['userAgents']) if data.get('userAgents') else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -119,13 +123,16 @@ class FaultConfig:
             'resources': sorted(self.resources) if self.resources else None,
             'namespaces': sorted(self.namespaces) if self.namespaces else None,
             'seed': self.seed, 'retryAfterSeconds': self.retry_after_seconds,
+            'userAgents': sorted(self.user_agents) if self.user_agents else None,
         }
 
     @property
     def active(self) -> bool:
         return self.error_rate > 0 or self.latency_ms[1] > 0
 
-    def matches(self, verb: str, resource: str, namespace: str | None) -> bool:
+    def matches(self, verb: str, resource: str, namespace: str | None, user_agent: str = '') -> bool:
+        if self.user_agents is not None and not any(ua in user_agent for ua in self.user_agents):
+            return False
         if self.verbs is not None and verb not in self.verbs:
             return False
         if self.resources is not None and resource not in self.resources \
@@ -147,10 +154,10 @@ class FaultInjector:
         self.config = config
         self._rng = random.Random(config.seed)
 
-    def decide(self, verb: str, resource: str, namespace: str | None) -> tuple[float, int | None]:
+    def decide(self, verb: str, resource: str, namespace: str | None, user_agent: str = '') -> tuple[float, int | None]:
         """Return (latency in seconds, injected status or None) for this request."""
         config = self.config
-        if not config.active or not config.matches(verb, resource, namespace):
+        if not config.active or not config.matches(verb, resource, namespace, user_agent):
             return 0.0, None
         low, high = config.latency_ms
         latency = self._rng.uniform(low, high) / 1000.0 if high > 0 else 0.0

@@ -349,6 +349,12 @@ class Sandbox:
         elif kind == "patch":
             await self._api("PATCH", self._md_path(), {"spec": event.patch}, "application/merge-patch+json")
             self._mark("patch", json.dumps(event.patch)[:80])
+        elif kind == "apiFaults":
+            config = dict(event.apiFaults)
+            if config:
+                config.setdefault("userAgents", ["kopf", "OpenAPI-Generator"])  # the operator's clients only
+            await asyncio.to_thread(self.api.set_faults, config)
+            self._mark("apiFaults", f"API faults {json.dumps(event.apiFaults)}" if config else "API faults off")
         elif kind == "prometheus":
             if event.prometheus == "down":
                 await asyncio.to_thread(self.prometheus.kill)
@@ -515,6 +521,7 @@ class Sandbox:
                     self.state.history = self.state.status.get("history") or []
                 stats = await asyncio.to_thread(self.api.stats, self.ns)
                 self.state.routing["apiWrites"] = stats["writes"]
+                self.state.routing["faultsInjected"] = stats.get("faults_injected", 0)
         except Exception as exc:  # noqa: BLE001
             self.state.errors.append(f"final read failed: {exc}")
 
@@ -569,6 +576,7 @@ class Sandbox:
             "maxCanaryWeight": st.max_weight,
             "analyses": sorted(st.analyses.values(), key=lambda a: a["t"]),
             "routingWritesValidated": st.routing.get("versions_written", 0),
+            "apiFaultsInjected": st.routing.get("faultsInjected", 0),
             "marks": st.marks,
             "history": st.history,
             "analysis": {"interval": self.spec.analysis.interval, "failureThreshold": self.spec.analysis.failure_threshold,

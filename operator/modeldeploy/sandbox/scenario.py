@@ -77,12 +77,17 @@ class Event(_Strict):
     prometheus: Literal["down", "up"] | None = None
     operator: Literal["restart", "kill", "start"] | None = None
     patch: dict[str, Any] | None = None  # extra: a merge patch of the ModelDeployment's spec
+    apiFaults: dict[str, Any] | None = None  # extra: API emulator faults aimed at the operator ({} = off)
 
     @model_validator(mode="after")
     def _one_action(self) -> Event:
-        actions = [k for k in ("setVersion", "annotate", "prometheus", "operator", "patch") if getattr(self, k) is not None]
+        actions = [k for k in ("setVersion", "annotate", "prometheus", "operator", "patch", "apiFaults") if getattr(self, k) is not None]
         if len(actions) != 1:
-            raise ValueError(f"an event needs exactly one of setVersion, annotate, prometheus, operator, patch (got {actions or 'none'})")
+            raise ValueError(f"an event needs exactly one of setVersion, annotate, prometheus, operator, patch, apiFaults (got {actions or 'none'})")
+        if self.apiFaults:
+            from modeldeploy.sandbox.apiserver_faults import FaultConfig
+
+            FaultConfig.from_json(self.apiFaults)
         if self.annotate is not None:
             for key, value in self.annotate.items():
                 if key == "modeldeploy.io/action" and value not in ("promote", "promote-full", "abort", "pause", "resume", "retry"):
@@ -91,7 +96,7 @@ class Event(_Strict):
 
     @property
     def kind(self) -> str:
-        for k in ("setVersion", "annotate", "prometheus", "operator", "patch"):
+        for k in ("setVersion", "annotate", "prometheus", "operator", "patch", "apiFaults"):
             if getattr(self, k) is not None:
                 return k
         raise AssertionError
