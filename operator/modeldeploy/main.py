@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from typing import Any
 
 import kopf
@@ -22,7 +24,7 @@ from modeldeploy.kube import Kube
 from modeldeploy.metrics import OperatorMetrics
 from modeldeploy.reconciler import Reconciler, deployment_summary
 from modeldeploy.render import names
-from modeldeploy.settings import Settings
+from modeldeploy.settings import Settings, replica_priority
 
 OWNED = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
 _WAKE_HANDLERS = ("'modeldeployment_changed'", "'deployment_changed'")
@@ -56,9 +58,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
     if config.peering:
+        # HA: replicas share a peering; the highest priority acts, the others wait. Priorities must
+        # differ (kopf pauses everyone on a tie), so each replica derives its own from its pod name.
+        identity = os.environ.get("POD_ID") or f"{socket.gethostname()}-{os.getpid()}"
         settings.peering.name = config.peering
         settings.peering.mandatory = True
-        settings.peering.priority = 100
+        settings.peering.priority = config.peering_priority or replica_priority(identity)
+        settings.peering.lifetime = config.peering_lifetime
+        logger.info("peering %r as %s with priority %d", config.peering, identity, settings.peering.priority)
     else:
         settings.peering.standalone = True
     kube = Kube(workers=config.kube_workers)

@@ -51,6 +51,7 @@ class OperatorMetrics:
             start_http_server(port, addr=host, registry=self.registry)
 
     def record_status(self, namespace: str, name: str, status: dict, spec=None) -> None:
+        self.seen(namespace, name)
         for phase in PHASES:
             self.phase.labels(namespace, name, phase).set(1 if status.get("phase") == phase else 0)
         self.canary_weight.labels(namespace, name).set(status.get("canaryWeight") or 0)
@@ -82,10 +83,17 @@ class OperatorMetrics:
                 self.analysis_threshold.labels(namespace, name, m.name, "max").set(m.max)
 
     def forget(self, namespace: str, name: str) -> None:
-        """Drop the series of a deleted ModelDeployment."""
-        for gauge in (self.canary_weight, self.stable_version, self.canary_version, self.failed_checks,
-                      self.rollout_started, self.progress_deadline):
-            try:
-                gauge.remove(namespace, name)
-            except KeyError:
-                pass
+        """Drop every series of a deleted ModelDeployment (else its last phase would keep alerts firing)."""
+        for family in (self.phase, self.canary_weight, self.stable_version, self.canary_version, self.failed_checks,
+                       self.rollout_started, self.progress_deadline, self.analysis_value, self.analysis_verdict,
+                       self.analysis_threshold, self.promotions, self.rollbacks, self.no_data, self.analyses):
+            for sample_labels in list(family._metrics):  # prometheus-client keeps children by label tuple
+                if sample_labels[:2] == (namespace, name):
+                    family.remove(*sample_labels)
+
+    def seen(self, namespace: str, name: str) -> None:
+        """Create the counters of a ModelDeployment at 0, so increase() sees its first rollback."""
+        self.promotions.labels(namespace, name)
+        for action in ("RolledBack", "Aborted"):
+            self.rollbacks.labels(namespace, name, action)
+        self.no_data.labels(namespace, name)

@@ -20,6 +20,8 @@ class Settings:
     resync_seconds: float = 60.0  # MODELDEPLOY_RESYNC_SECONDS: idle re-check period (no writes if unchanged)
     kube_workers: int = 32  # MODELDEPLOY_KUBE_WORKERS: threads for the synchronous kubernetes client
     peering: str | None = None  # MODELDEPLOY_PEERING: kopf peering name for HA (None = standalone)
+    peering_priority: int = 0  # MODELDEPLOY_PEERING_PRIORITY; 0 = derived from POD_ID/hostname (distinct per replica)
+    peering_lifetime: int = 20  # MODELDEPLOY_PEERING_LIFETIME seconds: how long a dead leader blocks the others
     evaluator_image: str | None = None  # MODELDEPLOY_EVALUATOR_IMAGE: overrides spec.evaluation.image default
 
     @classmethod
@@ -33,5 +35,14 @@ class Settings:
             resync_seconds=_float("MODELDEPLOY_RESYNC_SECONDS", 60.0),
             kube_workers=int(_float("MODELDEPLOY_KUBE_WORKERS", 32)),
             peering=env.get("MODELDEPLOY_PEERING") or None,
+            peering_priority=int(_float("MODELDEPLOY_PEERING_PRIORITY", 0)),
+            peering_lifetime=int(_float("MODELDEPLOY_PEERING_LIFETIME", 20)),
             evaluator_image=env.get("MODELDEPLOY_EVALUATOR_IMAGE") or None,
         )
+
+
+def replica_priority(identity: str) -> int:
+    """A stable, distinct kopf peering priority for one replica (kopf pauses ALL peers on equal priorities)."""
+    import hashlib
+
+    return 1 + int.from_bytes(hashlib.sha256(identity.encode()).digest()[:4], "big") % 1_000_000
