@@ -260,7 +260,8 @@ class Reconciler:
         fresh_enough = time.monotonic() - mem.applied_at < self.settings.resync_seconds
         if fingerprint == mem.applied_fingerprint and fresh_enough and not stale:
             return
-        objects = desired_objects(target, list(decision.versions), decision.route)
+        objects = desired_objects(target, list(decision.versions), decision.route,
+                                  evaluator_image=self.settings.evaluator_image)
         # A brand-new ModelDeployment has no children yet: create straight away (a 409 falls back to
         # read + patch). Children are independent objects, so they are applied concurrently.
         assume_absent = mem.applied_fingerprint is None and not obs.deployments and not decision_has_history(decision)

@@ -59,9 +59,10 @@ class RoutePlan:
     preview: tuple[int, ...] = field(default=())  # versions reachable by the preview header
 
 
-def desired_objects(target: Target, versions: list[VersionPlan], route: RoutePlan) -> list[dict]:
+def desired_objects(target: Target, versions: list[VersionPlan], route: RoutePlan, *,
+                    evaluator_image: str | None = None) -> list[dict]:
     """Every object the operator keeps in place for this state, in apply order."""
-    from modeldeploy.render import istio, serving
+    from modeldeploy.render import evaluator, istio, serving
 
     objects: list[dict] = []
     for plan in versions:
@@ -71,4 +72,7 @@ def desired_objects(target: Target, versions: list[VersionPlan], route: RoutePla
     live = sorted({v.version for v in versions} | {route.stable} | ({route.canary} if route.canary else set()))
     objects.append(istio.destination_rule(target, live))
     objects.append(istio.virtual_service(target, route))
+    if target.spec.evaluation is not None:
+        objects.append(evaluator.configmap(target, versions))
+        objects.append(evaluator.deployment(target, evaluator_image))
     return objects
