@@ -214,7 +214,7 @@ def register(subparsers) -> None:
     train.add_argument("--head-epochs", type=int, default=100)
     train.add_argument("--head-lr", type=float, default=1e-3)
     train.add_argument("--finetune-epochs", type=int, default=5)
-    train.add_argument("--finetune-lr", type=float, default=1e-4)
+    train.add_argument("--finetune-lr", type=float, default=1e-5)
     train.add_argument("--unfreeze-stages", type=int, default=1, help="top ResNet stages to fine-tune (4 = all)")
     train.add_argument("--steps-per-epoch", type=int, help="cap fine-tune steps per epoch (default: one pass)")
     train.add_argument("--val-fraction", type=float, default=0.1)

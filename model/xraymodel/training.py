@@ -61,7 +61,7 @@ class TrainingConfig:
     head_epochs: int = 100
     head_learning_rate: float = 1e-3
     finetune_epochs: int = 5
-    finetune_learning_rate: float = 1e-4
+    finetune_learning_rate: float = 1e-5
     unfreeze_stages: int = 1
     steps_per_epoch: int | None = None
     val_fraction: float = 0.1
@@ -197,7 +197,7 @@ def train(config: TrainingConfig, resume: bool = False, finetune_callbacks: list
             verbose=2 if config.verbose else 0,
             callbacks=[
                 keras.callbacks.EarlyStopping(
-                    monitor="val_auc", mode="max", patience=max(config.early_stopping_patience, 10),
+                    monitor="val_auc", mode="max", patience=max(config.early_stopping_patience, 20),
                     restore_best_weights=True,
                 ),
                 ScalarEventLog(str(staging / "logs" / "head")),
@@ -206,6 +206,7 @@ def train(config: TrainingConfig, resume: bool = False, finetune_callbacks: list
         model.save_weights(head_weights)
         state["phases_done"].append("head")
         state["history"]["head"] = _plain_history(history.history)
+        state["head_best_val_auc"] = float(max(history.history["val_auc"]))
         _write_json(staging / STATE_FILE, state)
 
     # Phase 2: unfreeze the top stages, train end to end on augmented images.
@@ -230,8 +231,11 @@ def train(config: TrainingConfig, resume: bool = False, finetune_callbacks: list
             verbose=config.verbose,
             callbacks=[
                 keras.callbacks.BackupAndRestore(str(staging / "backup")),
+                # Only weights that beat the head phase on validation are kept: fine-tuning
+                # can never leave the run worse than its head-only model.
                 keras.callbacks.ModelCheckpoint(
-                    str(best), monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True
+                    str(best), monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True,
+                    initial_value_threshold=state.get("head_best_val_auc"),
                 ),
                 keras.callbacks.EarlyStopping(
                     monitor="val_auc", mode="max", patience=config.early_stopping_patience
@@ -240,8 +244,11 @@ def train(config: TrainingConfig, resume: bool = False, finetune_callbacks: list
                 *(finetune_callbacks or []),
             ],
         )
+        state["finetune_improved_on_head"] = best.is_file()
         if best.is_file():
             model.load_weights(best)
+        elif head_weights.is_file():
+            model.load_weights(head_weights)
         state["phases_done"].append("finetune")
         state["history"]["finetune"] = _plain_history(history.history)
         _write_json(staging / STATE_FILE, state)
@@ -278,6 +285,7 @@ def train(config: TrainingConfig, resume: bool = False, finetune_callbacks: list
         },
         "loss": {"type": type(loss).__name__, "weights": dict(zip(label_names, loss_weights))},
         "history": state["history"],
+        "finetune_improved_on_head": state.get("finetune_improved_on_head"),
         "validation": {
             "mean_auroc": validation["headline"]["mean_auroc"],
             "per_label_auroc": {
