@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "modeldeploy.cli.operator",
     "modeldeploy.cli.sandbox",
     "xraymodel.cli",
+    "xraymodel.evaluator.cli",
 )
 
 

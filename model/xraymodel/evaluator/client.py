@@ -1,0 +1,162 @@
+"""TF Serving REST predict client for the evaluator: one version at a time, strict about what comes back.
+
+Reaching one version: ``POST {endpoint}/v1/models/{model}/versions/{N}:predict`` with the header
+``{previewHeader}: v{N}`` (Istio's per-version route sends it to that version's subset; TF Serving
+itself also selects the version by the URL). Body (row format, DT_STRING input of the
+``serving_default`` signature): ``{"signature_name": ..., "instances": [{"b64": "..."}, ...]}``;
+answer ``{"predictions": [[14 probabilities], ...]}`` (rows may also be ``{"probabilities": [...]}``
+objects, as TF Serving writes them for multi-output signatures).
+
+* Every request has a timeout (``timeoutSeconds``) and at most ``concurrency`` requests are in
+  flight at once over all versions (one asyncio.Semaphore, one connection pool).
+* Timeouts, connection errors, 429 and 5xx are retried (``retries`` times, exponential backoff);
+  other 4xx (TF Serving's 400 for a bad image, 404 for an unknown version) and garbage answers are
+  not: they will not get better in 200 ms.
+* Any batch failing after its retries fails the whole evaluation of the version (PredictFailure
+  with a reason: timeout, connect, http_4xx, http_5xx, garbage); figures from part of the golden
+  set would not be comparable with the other version's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Callable
+
+import httpx
+import numpy as np
+
+from xraymodel.evaluator.compute import GarbagePredictions, check_predictions
+from xraymodel.evaluator.golden import GoldenData
+from xraymodel.findings import FINDINGS
+
+REASONS = ("timeout", "connect", "http_4xx", "http_5xx", "garbage")
+BACKOFF_BASE = 0.2
+BACKOFF_MAX = 2.0
+
+
+class PredictFailure(Exception):
+    """A version could not be evaluated; `reason` is one of REASONS."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+def _rows(body: object, expected: int, width: int) -> np.ndarray:
+    if not isinstance(body, dict):
+        raise GarbagePredictions(f"answer is a JSON {type(body).__name__}, not an object")
+    if "error" in body:
+        raise GarbagePredictions(f"answer carries an error: {str(body['error'])[:200]}")
+    predictions = body.get("predictions")
+    if not isinstance(predictions, list):
+        raise GarbagePredictions(f"answer has no 'predictions' list (keys {sorted(body)[:5]})")
+    rows = []
+    for row in predictions:
+        if isinstance(row, dict):  # multi-output signature rows: {"probabilities": [...], ...}
+            row = row.get("probabilities", next(iter(row.values())) if len(row) == 1 else None)
+        rows.append(row)
+    try:
+        return check_predictions(rows, expected, width)
+    except GarbagePredictions:
+        raise
+    except Exception as exc:  # ragged rows and the like
+        raise GarbagePredictions(f"predictions are not a [{expected}, {width}] matrix: {exc}") from None
+
+
+class TFServingClient:
+    """Predict calls to one TF Serving model (module docstring). Use as an async context manager."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        model_name: str,
+        *,
+        signature_name: str = "serving_default",
+        preview_header: str = "x-modeldeploy-version",
+        timeout_seconds: float = 10.0,
+        retries: int = 2,
+        concurrency: int = 4,
+        width: int = len(FINDINGS),
+        on_request_error: Callable[[int, str], None] | None = None,
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.model_name = model_name
+        self.signature_name = signature_name
+        self.preview_header = preview_header
+        self.timeout_seconds = float(timeout_seconds)
+        self.retries = int(retries)
+        self.concurrency = int(concurrency)
+        self.width = int(width)
+        self.on_request_error = on_request_error
+        self._semaphore = asyncio.Semaphore(self.concurrency)
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout_seconds),
+            limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
+            headers={"Content-Type": "application/json", "User-Agent": "modeldeploy-evaluator"},
+        )
+
+    async def __aenter__(self) -> "TFServingClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def url(self, version: int) -> str:
+        return f"{self.endpoint}/v1/models/{self.model_name}/versions/{int(version)}:predict"
+
+    def body(self, b64_images: list[str] | tuple[str, ...]) -> bytes:
+        return json.dumps({"signature_name": self.signature_name,
+                           "instances": [{"b64": item} for item in b64_images]}).encode()  # fmt: skip
+
+    def _record(self, version: int, reason: str) -> None:
+        if self.on_request_error is not None:
+            self.on_request_error(version, reason)
+
+    async def predict_batch(self, version: int, b64_images: list[str] | tuple[str, ...]) -> np.ndarray:
+        """[len(b64_images), width] probabilities from one version, with retries (module docstring)."""
+        body = self.body(b64_images)
+        headers = {self.preview_header: f"v{int(version)}"}
+        attempt = 0
+        while True:
+            try:
+                async with self._semaphore:
+                    resp = await self._http.post(self.url(version), content=body, headers=headers)
+                failure = None
+                if resp.status_code == 429 or resp.status_code >= 500:
+                    failure = PredictFailure("http_5xx", f"HTTP {resp.status_code}: {resp.text[:200]}")
+                elif resp.status_code != 200:
+                    self._record(version, "http_4xx")
+                    raise PredictFailure("http_4xx", f"HTTP {resp.status_code}: {resp.text[:200]}")
+                else:
+                    try:
+                        return _rows(resp.json(), len(b64_images), self.width)
+                    except (GarbagePredictions, ValueError) as exc:  # ValueError: not JSON
+                        self._record(version, "garbage")
+                        raise PredictFailure("garbage", str(exc)[:300]) from None
+            except httpx.TimeoutException as exc:
+                failure = PredictFailure("timeout", f"no answer within {self.timeout_seconds:g}s ({type(exc).__name__})")
+            except httpx.TransportError as exc:
+                failure = PredictFailure("connect", f"{type(exc).__name__}: {exc}"[:300])
+            self._record(version, failure.reason)
+            if attempt >= self.retries:
+                raise failure
+            attempt += 1
+            delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (attempt - 1)) * (0.75 + 0.5 * random.random())
+            await asyncio.sleep(delay)
+
+    async def predict_golden(self, version: int, golden: GoldenData, batch_size: int = 16) -> np.ndarray:
+        """[N, width] probabilities for the whole golden set; the first failing batch fails it all."""
+        b64 = golden.b64
+        starts = range(0, len(b64), batch_size)
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self.predict_batch(version, b64[s : s + batch_size])) for s in starts]
+        except* PredictFailure as failures:
+            raise failures.exceptions[0] from None
+        return np.concatenate([t.result() for t in tasks], axis=0)

@@ -1,0 +1,286 @@
+"""Golden-set loading: labelled chest X-ray images as bytes (never decoded here) plus 14-finding labels.
+
+Where a golden set can live (spec.evaluation.goldenSet {uri, labels}):
+
+* a folder: an absolute path or ``file:///path`` (the operator mounts ``pvc://CLAIM/PATH`` at
+  ``/golden/PATH`` and passes that path) — the primary, recommended way;
+* ``http(s)://host/prefix/``: the labels file and every image it names are fetched over HTTPS
+  (anonymous GET: a web server, a public bucket, a bucket website);
+* ``s3://bucket/prefix`` and ``gs://bucket/prefix``: mapped to the stores' public HTTPS endpoints
+  (``https://bucket.s3.amazonaws.com/prefix``, or ``$AWS_ENDPOINT_URL_S3``/``$AWS_ENDPOINT_URL``
+  path-style; ``https://storage.googleapis.com/bucket/prefix``) and fetched ANONYMOUSLY. Private
+  buckets need signed requests (boto3 / google-auth are not in the evaluator image): sync the golden
+  set to a PVC and use ``pvc://`` instead;
+* ``sandbox://golden[?size=&seed=]``: the sandbox's built-in synthetic set (imported lazily).
+
+The labels file (``labels``: a name relative to the golden set, or an absolute path/URL) is a CSV in
+either of two layouts:
+
+* ChestX-ray14: columns "Image Index" and "Finding Labels" ("Effusion|Mass"; "No Finding" = all
+  zeros), parsed by xraymodel.findings like the training data;
+* wide: an image column ("Image Index", "image", "path", "filename" or "file") and one 0/1 column
+  per finding, named exactly as xraymodel.findings.FINDINGS (the layout GoldenSet.write produces).
+
+Image names are paths relative to the golden set; a bare file name is also looked up below it
+(e.g. in ``images/``). Images must be PNG, JPEG, GIF or BMP (what TF Serving's decode_image takes);
+they are sent as base64 without decoding, so the evaluator needs no imaging library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from xraymodel.findings import FINDINGS, UnknownFindingError, multi_hot, parse_finding_labels
+
+IMAGE_COLUMNS = ("Image Index", "image", "path", "filename", "file")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+MAX_IMAGE_BYTES = 32 * 1024 * 1024
+FETCH_CONCURRENCY = 8
+
+
+class GoldenSetError(ValueError):
+    """The golden set cannot be loaded; the message names the file, row or URL."""
+
+
+@dataclass(frozen=True)
+class GoldenData:
+    """N labelled images: names, encoded bytes (and their base64), labels [N, 14] in FINDINGS order."""
+
+    source: str
+    names: tuple[str, ...]
+    images: tuple[bytes, ...]
+    labels: np.ndarray  # int8 [N, len(findings)]
+    findings: tuple[str, ...] = FINDINGS
+
+    def __post_init__(self) -> None:
+        if len(self.names) != len(self.images) or self.labels.shape != (len(self.names), len(self.findings)):
+            raise GoldenSetError(f"{self.source}: {len(self.names)} names, {len(self.images)} images, labels {self.labels.shape}")
+        if not self.names:
+            raise GoldenSetError(f"{self.source}: the golden set is empty")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def b64(self) -> tuple[str, ...]:
+        cached = self.__dict__.get("_b64")
+        if cached is None:
+            cached = tuple(base64.b64encode(image).decode("ascii") for image in self.images)
+            object.__setattr__(self, "_b64", cached)
+        return cached
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 (first 16 hex digits) over names, image bytes and labels: which golden set this was."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            digest = hashlib.sha256()
+            for name, image in zip(self.names, self.images):
+                digest.update(name.encode())
+                digest.update(hashlib.sha256(image).digest())
+            digest.update(np.ascontiguousarray(self.labels, dtype=np.int8).tobytes())
+            cached = digest.hexdigest()[:16]
+            object.__setattr__(self, "_fingerprint", cached)
+        return cached
+
+    def positives(self) -> dict[str, int]:
+        return {f: int(self.labels[:, k].sum()) for k, f in enumerate(self.findings)}
+
+
+# --------------------------------------------------------------------------- labels CSV
+def parse_labels_csv(text: str, where: str = "labels.csv") -> list[tuple[str, list[float]]]:
+    """(image name, 14 labels) per row of a ChestX-ray14-style or wide labels CSV (see module doc)."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    columns = [(c or "").strip() for c in (reader.fieldnames or [])]
+    image_column = next((c for c in IMAGE_COLUMNS if c in columns), None)
+    if image_column is None:
+        raise GoldenSetError(f"{where}: no image column (one of {list(IMAGE_COLUMNS)}); found {columns}")
+    chestxray14 = "Finding Labels" in columns
+    if not chestxray14:
+        missing = [f for f in FINDINGS if f not in columns]
+        if missing:
+            raise GoldenSetError(
+                f"{where}: needs a 'Finding Labels' column or one 0/1 column per finding; missing {missing}"
+            )
+    rows: list[tuple[str, list[float]]] = []
+    seen: set[str] = set()
+    for row_number, row in enumerate(reader, start=2):
+        row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
+        if not any(row.values()):
+            continue
+        here = f"{where} row {row_number}"
+        name = row.get(image_column, "")
+        if not name:
+            raise GoldenSetError(f"{here}: empty {image_column!r}")
+        if name in seen:
+            raise GoldenSetError(f"{here}: image {name} listed twice")
+        seen.add(name)
+        if chestxray14:
+            try:
+                vector = multi_hot(parse_finding_labels(row.get("Finding Labels", "")), FINDINGS)
+            except UnknownFindingError as exc:
+                raise GoldenSetError(f"{here} ({name}): {exc}") from None
+        else:
+            vector = []
+            for finding in FINDINGS:
+                cell = row.get(finding, "")
+                try:
+                    value = float(cell)
+                except ValueError:
+                    value = -1.0
+                if value not in (0.0, 1.0):
+                    raise GoldenSetError(f"{here} ({name}): {finding} must be 0 or 1, got {cell!r}")
+                vector.append(value)
+        rows.append((name, vector))
+    if not rows:
+        raise GoldenSetError(f"{where}: no rows")
+    return rows
+
+
+def check_image(data: bytes, where: str) -> bytes:
+    if data.startswith(b"\x89PNG\r\n\x1a\n") or data.startswith(b"\xff\xd8\xff") or data.startswith((b"GIF87a", b"GIF89a")) \
+            or (data.startswith(b"BM") and len(data) > 26):  # fmt: skip
+        if len(data) > MAX_IMAGE_BYTES:
+            raise GoldenSetError(f"{where}: {len(data)} bytes is larger than {MAX_IMAGE_BYTES}")
+        return data
+    raise GoldenSetError(f"{where}: not a PNG, JPEG, GIF or BMP image (TF Serving's decode_image would reject it)")
+
+
+def _assemble(source: str, rows: list[tuple[str, list[float]]], images: list[bytes]) -> GoldenData:
+    labels = np.asarray([vector for _, vector in rows], dtype=np.int8).reshape(len(rows), len(FINDINGS))
+    return GoldenData(source, tuple(name for name, _ in rows), tuple(images), labels)
+
+
+# --------------------------------------------------------------------------- folder
+def load_folder(root: str | Path, labels: str = "labels.csv") -> GoldenData:
+    """A golden set in a local folder (or a mounted PVC)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise GoldenSetError(f"{root}: golden-set folder not found")
+    labels_path = Path(labels) if os.path.isabs(labels) else root / labels
+    try:
+        text = labels_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GoldenSetError(f"{labels_path}: cannot read the labels file: {exc}") from None
+    rows = parse_labels_csv(text, str(labels_path))
+    by_basename: dict[str, Path] | None = None
+    images = []
+    for name, _ in rows:
+        path = root / name
+        if not path.is_file():
+            if by_basename is None:
+                by_basename = {}
+                for p in root.rglob("*"):
+                    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+                        by_basename.setdefault(p.name, p)
+            path = by_basename.get(Path(name).name)
+            if path is None:
+                raise GoldenSetError(f"{labels_path}: image {name} not found below {root}")
+        images.append(check_image(path.read_bytes(), str(path)))
+    return _assemble(str(root), rows, images)
+
+
+# --------------------------------------------------------------------------- object stores over HTTPS
+def https_base(uri: str) -> str:
+    """The anonymous HTTPS base URL of an http(s)://, s3:// or gs:// golden-set URI (ends with '/')."""
+    parts = urlsplit(uri)
+    prefix = parts.path.strip("/")
+    if parts.scheme in ("http", "https"):
+        base = f"{parts.scheme}://{parts.netloc}/{prefix}" if prefix else f"{parts.scheme}://{parts.netloc}"
+    elif parts.scheme == "s3":
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            base = f"{endpoint.rstrip('/')}/{parts.netloc}/{prefix}".rstrip("/")
+        else:
+            base = f"https://{parts.netloc}.s3.amazonaws.com/{prefix}".rstrip("/")
+    elif parts.scheme == "gs":
+        base = f"https://storage.googleapis.com/{parts.netloc}/{prefix}".rstrip("/")
+    else:
+        raise GoldenSetError(f"{uri}: unsupported golden-set URI scheme {parts.scheme!r}")
+    if not parts.netloc:
+        raise GoldenSetError(f"{uri}: no host or bucket")
+    return base + "/"
+
+
+async def load_http(uri: str, labels: str = "labels.csv", *, timeout: float = 30.0) -> GoldenData:
+    """Fetch the labels file and every image it names with anonymous HTTPS GETs."""
+    import httpx
+
+    base = https_base(uri)
+    labels_url = labels if labels.startswith(("http://", "https://")) else base + labels.lstrip("/")
+    sem = asyncio.Semaphore(FETCH_CONCURRENCY)
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
+
+        async def get(url: str) -> bytes | None:
+            async with sem:
+                try:
+                    resp = await client.get(url)
+                except httpx.HTTPError as exc:
+                    raise GoldenSetError(f"{url}: {type(exc).__name__}: {exc}") from None
+            if resp.status_code == 404:
+                return None
+            if resp.status_code != 200:
+                hint = " (private bucket? sync the golden set to a PVC: pvc://)" if resp.status_code in (401, 403) else ""
+                raise GoldenSetError(f"{url}: HTTP {resp.status_code}{hint}")
+            return resp.content
+
+        text = await get(labels_url)
+        if text is None:
+            raise GoldenSetError(f"{labels_url}: HTTP 404 (labels file)")
+        rows = parse_labels_csv(text.decode("utf-8"), labels_url)
+
+        async def image(name: str) -> bytes:
+            candidates = [base + name.lstrip("/")]
+            if "/" not in name:
+                candidates.append(base + "images/" + name)
+            for url in candidates:
+                data = await get(url)
+                if data is not None:
+                    return check_image(data, url)
+            raise GoldenSetError(f"{labels_url}: image {name} not found ({candidates[0]}: HTTP 404)")
+
+        images = await asyncio.gather(*(image(name) for name, _ in rows))
+    return _assemble(base, rows, list(images))
+
+
+# --------------------------------------------------------------------------- sandbox
+def load_sandbox(uri: str) -> GoldenData:
+    """The sandbox's synthetic golden set (the simulated fleet recognises these exact images)."""
+    from modeldeploy.sandbox.golden import FINDINGS as SANDBOX_FINDINGS
+    from modeldeploy.sandbox.golden import GoldenSet
+
+    if tuple(SANDBOX_FINDINGS) != FINDINGS:
+        raise GoldenSetError(f"{uri}: the sandbox's finding order differs from xraymodel.findings")
+    try:
+        golden = GoldenSet.from_uri(uri)
+    except ValueError as exc:
+        raise GoldenSetError(str(exc)) from None
+    names = tuple(golden.filename(i) for i in range(golden.size))
+    images = tuple(golden.image_bytes(i) for i in range(golden.size))
+    return GoldenData(uri, names, images, np.asarray(golden.labels, dtype=np.int8))
+
+
+# --------------------------------------------------------------------------- dispatch
+async def load_golden_set(uri: str, labels: str = "labels.csv") -> GoldenData:
+    """Load from any supported location (module docstring); GoldenSetError names what is wrong."""
+    if uri.startswith("sandbox://"):
+        return await asyncio.to_thread(load_sandbox, uri)
+    if uri.startswith("file://"):
+        return await asyncio.to_thread(load_folder, urlsplit(uri).path, labels)
+    if uri.startswith("/"):
+        return await asyncio.to_thread(load_folder, uri, labels)
+    if uri.startswith(("http://", "https://", "s3://", "gs://")):
+        return await load_http(uri, labels)
+    if uri.startswith("pvc://"):
+        raise GoldenSetError(f"{uri}: pvc:// is mounted by the operator; the evaluator expects the mounted path")
+    raise GoldenSetError(f"{uri}: unsupported golden-set location (folder path, file://, http(s)://, s3://, gs://, sandbox://golden)")
