@@ -22,7 +22,7 @@ from modeldeploy import GROUP, PLURAL, VERSION
 from modeldeploy.analysis.prometheus import PrometheusClient
 from modeldeploy.kube import Kube
 from modeldeploy.metrics import OperatorMetrics
-from modeldeploy.reconciler import Reconciler, deployment_summary
+from modeldeploy.reconciler import Reconciler, deployment_summary, pod_scheduling
 from modeldeploy.render import names
 from modeldeploy.settings import Settings, replica_priority
 
@@ -108,6 +108,16 @@ def serving_deployments(namespace: str, labels: dict, body: kopf.Body, **_: Any)
     return {(namespace, owner): (int(version), deployment_summary(body))}
 
 
+@kopf.index("", "v1", "pods", labels={**OWNED, names.LABEL_COMPONENT: "tfserving"})
+def serving_pods(namespace: str, labels: dict, status: kopf.Status, **_: Any) -> dict:
+    """(namespace, ModelDeployment name) -> [(version, variant, unschedulable since, scheduler message)]."""
+    owner = labels.get(names.LABEL_OWNER)
+    version = labels.get(names.LABEL_MODEL_VERSION)
+    if not owner or not version or not str(version).isdigit():
+        return {}
+    return {(namespace, owner): (int(version),) + pod_scheduling(labels, status)}
+
+
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)
 def deployment_changed(namespace: str, labels: dict, memo: kopf.Memo, **_: Any) -> None:
     owner = labels.get(names.LABEL_OWNER)
@@ -128,8 +138,9 @@ async def rollout(
     memo: kopf.Memo,
     logger: logging.Logger,
     serving_deployments: kopf.Index,
+    serving_pods: kopf.Index,
     **_: Any,
 ) -> None:
     """The ModelDeployment's reconcile loop (runs for as long as the object exists)."""
-    await memo.reconciler.run(body, stopped, serving_deployments, logger)
+    await memo.reconciler.run(body, stopped, (serving_deployments, serving_pods), logger)
     await asyncio.sleep(0)

@@ -15,7 +15,7 @@ peering (``MODELDEPLOY_PEERING``) adds the kopf.dev peering objects.
 
 Not granted on purpose: secrets (TF Serving pods reference the model-store Secret by name; the
 operator never reads it), update/put (all writes are JSON merge patches), deletecollection,
-serviceaccounts, pods (not read yet, see PLANNED).
+serviceaccounts, get on pods (only kopf's list/watch index of the TF Serving pods is needed).
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ RULES: tuple[Rule, ...] = (
          why="Kube.apply of the model's Service"),
     Rule(CORE, "events", ("create",),
          why="Kube.emit_event: Events with distinct reasons (kopf's own event posting is disabled)"),
+    Rule(CORE, "pods", ("list", "watch"),
+         why="kopf index of the TF Serving pods' scheduling state: GPU pods unschedulable for "
+             "spec.serving.gpu.fallbackAfter start CPU replicas (spec.serving.gpu.fallbackToCPU)"),
     # ---- Istio routing ---------------------------------------------------------------------
     Rule("networking.istio.io", "destinationrules", ("get", "create", "patch"),
          why="Kube.apply of the DestinationRule (one subset per version)"),
@@ -76,10 +79,7 @@ RULES: tuple[Rule, ...] = (
 
 # Permissions a feature being built will need. NOT granted: least privilege means granting them in
 # the same change that starts using them (the RBAC test fails then, naming the rule to move).
-PLANNED: tuple[Rule, ...] = (
-    Rule(CORE, "pods", ("get", "list", "watch"),
-         why="GPU-shortage CPU fallback (spec.serving.gpu.fallbackToCPU): read pod scheduling state"),
-)
+PLANNED: tuple[Rule, ...] = ()
 
 # Permission triples: (api_group, resource, verb).
 Triple = tuple[str, str, str]

@@ -17,6 +17,7 @@ A pass with nothing to change makes zero API writes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -43,7 +44,7 @@ from modeldeploy.rollout import (
 )
 from modeldeploy.settings import Settings
 from modeldeploy.spec import ModelDeploymentSpec
-from modeldeploy.status import now_utc, status_patch
+from modeldeploy.status import from_timestamp, now_utc, status_patch
 from modeldeploy.validation import ValidationResult, validate_spec
 
 ACTION_BY = "modeldeploy.io/action-by"
@@ -209,9 +210,29 @@ class Reconciler:
         return mem.validation
 
     def _deployments(self, index: Any, namespace: str, name: str) -> dict[int, DeploymentState]:
+        """Readiness per version from kopf's indexes: primary Deployment, CPU twin, GPU pod scheduling."""
+        deployments, pods = index if isinstance(index, tuple) else (index, None)
+        primary: dict[int, dict] = {}
+        fallback: dict[int, dict] = {}
+        for version, summary in (deployments.get((namespace, name), []) if deployments is not None else []):
+            (fallback if summary.get("variant") == names.VARIANT_CPU_FALLBACK else primary)[version] = summary
+        stuck: dict[int, tuple[datetime.datetime, str]] = {}
+        for version, variant, since, message in (pods.get((namespace, name), []) if pods is not None else []):
+            moment = from_timestamp(since) if since else None
+            if variant == names.VARIANT_PRIMARY and moment is not None and (version not in stuck or moment < stuck[version][0]):
+                stuck[version] = (moment, message)
         out: dict[int, DeploymentState] = {}
-        for version, summary in (index.get((namespace, name), []) if index is not None else []):
-            out[version] = DeploymentState.from_object(version, summary)
+        for version in set(primary) | set(fallback):
+            state = DeploymentState.from_object(version, primary.get(version))
+            twin = fallback.get(version)
+            since, message = stuck.get(version, (None, ""))
+            out[version] = dataclasses.replace(
+                state,
+                fallback_exists=twin is not None,
+                fallback_ready=int(((twin or {}).get("status") or {}).get("readyReplicas") or 0),
+                unschedulable_since=since,
+                unschedulable_reason=message[:200],
+            )
         return out
 
     async def _measure(self, spec: ModelDeploymentSpec, body: dict, status: dict, obs: Observation,
@@ -256,9 +277,11 @@ class Reconciler:
             f"{target.uid}|{mem.validated_spec_json}|{decision.versions!r}|{decision.route!r}".encode()
         ).hexdigest()
         wanted_versions = {plan.version for plan in decision.versions}
+        on_cpu = {plan.version for plan in decision.versions if plan.cpu_fallback}
         stale = [v for v, dep in obs.deployments.items() if dep.exists and v not in wanted_versions]
+        stale_twins = [v for v, dep in obs.deployments.items() if dep.fallback_exists and v not in on_cpu]
         fresh_enough = time.monotonic() - mem.applied_at < self.settings.resync_seconds
-        if fingerprint == mem.applied_fingerprint and fresh_enough and not stale:
+        if fingerprint == mem.applied_fingerprint and fresh_enough and not stale and not stale_twins:
             return
         objects = desired_objects(target, list(decision.versions), decision.route,
                                   evaluator_image=self.settings.evaluator_image)
@@ -269,6 +292,9 @@ class Reconciler:
         for version in stale:
             await self.kube.delete(DEPLOYMENT, target.namespace, names.deployment_name(target.name, version))
             await self.kube.delete(CONFIGMAP, target.namespace, names.configmap_name(target.name, version))
+        for version in stale_twins:  # GPUs are back (or the version is gone): drop the CPU replicas
+            await self.kube.delete(DEPLOYMENT, target.namespace,
+                                   names.deployment_name(target.name, version, names.VARIANT_CPU_FALLBACK))
         mem.applied_fingerprint = fingerprint
         mem.applied_at = time.monotonic()
 
@@ -278,10 +304,20 @@ def decision_has_history(decision: Any) -> bool:
     return bool((decision.status.get("rollout") or {}).get("initialized") or decision.status.get("history"))
 
 
+def pod_scheduling(labels: dict, status: dict) -> tuple[str, str | None, str]:
+    """(variant, unschedulable since or None, scheduler message) of one TF Serving pod."""
+    variant = labels.get(names.LABEL_VARIANT, names.VARIANT_PRIMARY)
+    for cond in (status or {}).get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
+            return variant, cond.get("lastTransitionTime"), cond.get("message") or ""
+    return variant, None, ""
+
+
 def deployment_summary(body: dict) -> dict:
     """What the index keeps of a Deployment: enough for readiness decisions."""
     meta = body.get("metadata") or {}
     return {
+        "variant": ((meta.get("labels") or {}).get(names.LABEL_VARIANT) or names.VARIANT_PRIMARY),
         "metadata": {"generation": meta.get("generation"), "name": meta.get("name")},
         "spec": {"replicas": (body.get("spec") or {}).get("replicas", 1)},
         "status": dict(body.get("status") or {}),

@@ -63,10 +63,19 @@ class DeploymentState:
     updated: int = 0
     available: int = 0
     observed_current: bool = True  # status.observedGeneration caught up with metadata.generation
+    fallback_ready: int = 0  # ready pods of the version's CPU-fallback twin Deployment
+    fallback_exists: bool = False  # the CPU-fallback twin Deployment exists
+    unschedulable_since: datetime.datetime | None = None  # earliest GPU pod stuck Unschedulable
+    unschedulable_reason: str = ""
+
+    @property
+    def primary_ready(self) -> bool:
+        return self.exists and self.observed_current and self.ready >= max(1, self.desired) and self.updated >= max(1, self.desired)
 
     @property
     def is_ready(self) -> bool:
-        return self.exists and self.observed_current and self.ready >= max(1, self.desired) and self.updated >= max(1, self.desired)
+        """Serving: the primary pods are ready, or (GPU shortage) the CPU twin's are."""
+        return self.primary_ready or (self.exists and self.fallback_ready >= max(1, self.desired))
 
     @classmethod
     def from_object(cls, version: int, obj: dict | None) -> DeploymentState:
@@ -208,6 +217,7 @@ def decide(
         _manual_action(ctx, observation.action.strip(), observation)
 
     _follow_spec_version(ctx)
+    _gpu_fallback(ctx, observation)
     _progress(ctx, observation)
     _finish_promotion(ctx)
     _mark_initialized(ctx, observation)
@@ -511,6 +521,43 @@ def _rollback(ctx: _Ctx, reason: str, metrics: list[dict], action: str = "rolled
         ctx.event("Warning", "RolledBack", f"version {canary} rolled back; 100% back on stable {stable}: {reason}")
 
 
+def _gpu_fallback(ctx: _Ctx, obs: Observation) -> None:
+    """GPU shortage: versions whose GPU pods stay unschedulable get CPU replicas until GPUs are back."""
+    st, spec, now = ctx.st, ctx.spec, ctx.now
+    current = {f["version"]: f for f in st.get("gpuFallback") or []}
+    if not spec.serving.gpu.fallback_to_cpu or spec.serving.gpu.count < 1:
+        for version in current:
+            ctx.event("Normal", "GPUFallbackOff", f"version {version}: CPU fallback disabled; GPU pods only")
+        st.pop("gpuFallback", None)
+        return
+    after = parse_duration(spec.serving.gpu.fallback_after)
+    live = {st["stableVersion"]} | ({st["canaryVersion"]} if st.get("canaryVersion") is not None else set())
+    result: dict[int, dict] = {}
+    for version in sorted(live):
+        dep = obs.deployments.get(version)
+        if version in current:
+            if dep is not None and dep.primary_ready:
+                ctx.event("Normal", "GPURestored", f"version {version}: GPU pods are ready again; CPU replicas removed")
+                continue
+            result[version] = current[version]
+            continue
+        if dep is None or dep.primary_ready or dep.unschedulable_since is None:
+            continue
+        stuck = (now - dep.unschedulable_since).total_seconds()
+        if stuck >= after:
+            reason = f"GPU pods unschedulable for {stuck:.0f}s" + (f": {dep.unschedulable_reason}" if dep.unschedulable_reason else "")
+            result[version] = {"version": version, "since": to_timestamp(now), "reason": reason}
+            ctx.event("Warning", "GPUUnavailable",
+                      f"version {version}: {reason}; starting {spec.serving.replicas} CPU replica(s) "
+                      f"({spec.serving.cpu_image}, longer timeouts) until GPU capacity returns")
+        else:
+            ctx.wake_in(after - stuck + 0.05)
+    if result:
+        st["gpuFallback"] = [result[v] for v in sorted(result)]
+    else:
+        st.pop("gpuFallback", None)
+
+
 def _finish_promotion(ctx: _Ctx) -> None:
     r = ctx.r
     due = seconds_since(r.get("scaleDownAt"), ctx.now)
@@ -587,10 +634,20 @@ def _phase_and_conditions(ctx: _Ctx, obs: Observation) -> None:
         conds = set_condition(conds, "Progressing", True, "RolloutInProgress" if phase == "Progressing" else phase, message, gen, now)
     else:
         conds = set_condition(conds, "Progressing", False, "NoRollout", f"serving version {stable}", gen, now)
+    fallback = st.get("gpuFallback") or []
     if phase in ("RolledBack", "Failed"):
         conds = set_condition(conds, "Degraded", True, phase, message, gen, now)
+    elif fallback:
+        conds = set_condition(conds, "Degraded", True, "GPUUnavailable",
+                              "serving on CPU replicas: " + "; ".join(f"v{f['version']}: {f['reason']}" for f in fallback), gen, now)
     else:
         conds = set_condition(conds, "Degraded", False, "AsExpected", "no failed rollout pending", gen, now)
+    if spec.serving.gpu.fallback_to_cpu:
+        if fallback:
+            conds = set_condition(conds, "GPUFallback", True, "GPUUnavailable",
+                                  ", ".join(f"v{f['version']}" for f in fallback) + " on CPU replicas", gen, now)
+        else:
+            conds = set_condition(conds, "GPUFallback", False, "GPUAvailable", "all versions on GPU pods", gen, now)
     st["conditions"] = conds
     st.setdefault("canaryWeight", 0)
     st.setdefault("step", 0)
@@ -603,9 +660,10 @@ def plans(spec: ModelDeploymentSpec, st: Mapping[str, Any]) -> tuple[tuple[Versi
     replicas = spec.serving.replicas
     stable = st["stableVersion"]
     canary = st.get("canaryVersion")
-    out: dict[int, VersionPlan] = {stable: VersionPlan(stable, "stable", replicas)}
+    on_cpu = {f["version"] for f in st.get("gpuFallback") or []}
+    out: dict[int, VersionPlan] = {stable: VersionPlan(stable, "stable", replicas, cpu_fallback=stable in on_cpu)}
     if canary is not None and canary != stable:
-        out[canary] = VersionPlan(canary, "canary", replicas)
+        out[canary] = VersionPlan(canary, "canary", replicas, cpu_fallback=canary in on_cpu)
     previous = r.get("previousStable")
     if previous is not None and previous not in out:
         draining = bool(r.get("scaleDownAt"))

@@ -128,7 +128,7 @@ def test_deployment_gpu_placement_probes_and_security():
     pod = dep["spec"]["template"]["spec"]
     c = pod["containers"][0]
     assert dep["metadata"]["name"] == "resnet50-cxr-v3"
-    assert dep["spec"]["selector"]["matchLabels"] == {"app": "resnet50-cxr", "version": "v3"}
+    assert dep["spec"]["selector"]["matchLabels"] == {"app": "resnet50-cxr", "version": "v3", "modeldeploy.io/variant": "primary"}
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "Tesla-T4"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
@@ -159,13 +159,33 @@ def test_node_selector_override_and_extra_tolerations():
 
 
 def test_cpu_only_and_cpu_fallback_have_no_gpu():
-    for target, plan in ((load_target(serving__gpu={"count": 0}), VersionPlan(2, "stable", 1)),
-                         (load_target(serving__gpu={"count": 1, "fallbackToCPU": True}), VersionPlan(2, "stable", 1, cpu_fallback=True))):
-        pod = serving.deployment(target, plan)["spec"]["template"]["spec"]
+    for target, plan, variant in (
+        (load_target(serving__gpu={"count": 0}), VersionPlan(2, "stable", 1), "primary"),
+        (load_target(serving__gpu={"count": 1, "fallbackToCPU": True}), VersionPlan(2, "stable", 1, cpu_fallback=True), "cpu-fallback"),
+    ):
+        pod = serving.deployment(target, plan, variant)["spec"]["template"]["spec"]
         c = pod["containers"][0]
         assert "nvidia.com/gpu" not in c["resources"]["limits"]
         assert "nodeSelector" not in pod and "tolerations" not in pod
         assert c["image"] == "tensorflow/serving:2.21.0"
+
+
+def test_cpu_fallback_runs_a_twin_next_to_the_pending_gpu_deployment():
+    target = load_target(serving__gpu={"count": 1, "fallbackToCPU": True})
+    plan = VersionPlan(3, "canary", 2, cpu_fallback=True)
+    objs = desired_objects(target, [plan], RoutePlan(stable=3))
+    deps = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Deployment" and "evaluator" not in o["metadata"]["name"]}
+    assert set(deps) == {"resnet50-cxr-v3", "resnet50-cxr-v3-cpu"}
+    gpu, cpu = deps["resnet50-cxr-v3"], deps["resnet50-cxr-v3-cpu"]
+    assert gpu["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    # never overlapping selectors, but both in the version's Istio subset (version=v3)
+    assert gpu["spec"]["selector"]["matchLabels"] != cpu["spec"]["selector"]["matchLabels"]
+    for dep in (gpu, cpu):
+        assert dep["spec"]["template"]["metadata"]["labels"]["version"] == "v3"
+    cpu_c = cpu["spec"]["template"]["spec"]["containers"][0]
+    gpu_c = gpu["spec"]["template"]["spec"]["containers"][0]
+    assert cpu_c["readinessProbe"]["timeoutSeconds"] > gpu_c["readinessProbe"]["timeoutSeconds"]
+    assert cpu_c["resources"]["requests"]["cpu"] == "4"
 
 
 def test_pvc_storage_mounted_read_only():

@@ -21,10 +21,10 @@ def at(seconds: float) -> datetime.datetime:
     return T0 + datetime.timedelta(seconds=seconds)
 
 
-def make_spec(version: int = 2, strategy: dict | None = None, analysis: dict | None = None, **extra):
+def make_spec(version: int = 2, strategy: dict | None = None, analysis: dict | None = None, serving: dict | None = None, **extra):
     spec = {
         "model": {"name": "m", "basePath": "s3://b/m", "version": version},
-        "serving": {"replicas": 2},
+        "serving": serving or {"replicas": 2},
         "strategy": strategy or {"type": "Canary", "canary": {"steps": [10, 50, 100]}},
         "analysis": {
             "interval": "10s", "failureThreshold": 2, "progressDeadline": "60s", "minRequests": 10,
@@ -357,3 +357,39 @@ def test_invalid_status_touches_only_status():
     assert [e.reason for e in events] == ["InvalidSpec"]
     st2, events2 = decide_invalid(st, "invalid spec: spec.x: bad", at(5), 7)
     assert st2 == st and events2 == []  # no repeated Warning
+
+
+def _stuck(version: int, since_s: float, primary_ready: bool = False, cpu_ready: int = 0) -> DeploymentState:
+    return DeploymentState(version=version, desired=2, ready=2 if primary_ready else 0, updated=2,
+                           fallback_exists=cpu_ready > 0, fallback_ready=cpu_ready,
+                           unschedulable_since=None if primary_ready else at(since_s),
+                           unschedulable_reason="0/3 nodes are available: 1 Insufficient nvidia.com/gpu")
+
+
+@pytest.mark.parametrize(
+    "fallback_on, stuck_for, expect_fallback, event",
+    [(True, 3, False, None), (True, 7, True, "GPUUnavailable"), (False, 100, False, None)],
+)
+def test_gpu_fallback_after_pods_stay_unschedulable(fallback_on, stuck_for, expect_fallback, event):
+    spec = make_spec(version=2, serving={"replicas": 2, "gpu": {"count": 1, "fallbackToCPU": fallback_on, "fallbackAfter": "5s"}})
+    st = decide(spec, stable_status(1), Observation(deployments=ready(1) | {2: _stuck(2, 0)}), at(0), generation=2).status
+    d = decide(spec, st, Observation(deployments=ready(1) | {2: _stuck(2, 0)}), at(stuck_for), generation=2)
+    plans_by_version = {v.version: v for v in d.versions}
+    assert plans_by_version[2].cpu_fallback is expect_fallback
+    assert bool(d.status.get("gpuFallback")) is expect_fallback
+    if event:
+        assert event in reasons(d)
+        cond = next(c for c in d.status["conditions"] if c["type"] == "GPUFallback")
+        assert cond["status"] == "True" and "v2" in cond["message"]
+        assert "Insufficient nvidia.com/gpu" in d.status["gpuFallback"][0]["reason"]
+
+
+def test_cpu_replicas_make_the_canary_ready_and_gpu_return_removes_them():
+    spec = make_spec(version=2, serving={"replicas": 2, "gpu": {"count": 1, "fallbackToCPU": True, "fallbackAfter": "5s"}})
+    st = decide(spec, stable_status(1), Observation(deployments=ready(1) | {2: _stuck(2, 0)}), at(0), generation=2).status
+    st = decide(spec, st, Observation(deployments=ready(1) | {2: _stuck(2, 0)}), at(6), generation=2).status
+    d = decide(spec, st, Observation(deployments=ready(1) | {2: _stuck(2, 0, cpu_ready=2)}), at(8), generation=2)
+    assert d.status["canaryWeight"] == 10 and "CanaryReady" in reasons(d)  # serving on CPU
+    d = decide(spec, d.status, Observation(deployments=ready(1) | {2: _stuck(2, 0, primary_ready=True, cpu_ready=2)}), at(20), generation=2)
+    assert "gpuFallback" not in d.status and "GPURestored" in reasons(d)
+    assert not {v.version: v for v in d.versions}[2].cpu_fallback

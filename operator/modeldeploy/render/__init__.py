@@ -44,7 +44,7 @@ class VersionPlan:
     version: int
     role: str  # "stable" | "canary"
     replicas: int
-    cpu_fallback: bool = False
+    cpu_fallback: bool = False  # GPU pods unschedulable: also run a CPU twin Deployment (same version label)
 
 
 @dataclass(frozen=True)
@@ -62,12 +62,14 @@ class RoutePlan:
 def desired_objects(target: Target, versions: list[VersionPlan], route: RoutePlan, *,
                     evaluator_image: str | None = None) -> list[dict]:
     """Every object the operator keeps in place for this state, in apply order."""
-    from modeldeploy.render import evaluator, istio, serving
+    from modeldeploy.render import evaluator, istio, names, serving
 
     objects: list[dict] = []
     for plan in versions:
         objects.append(serving.configmap(target, plan))
         objects.append(serving.deployment(target, plan))
+        if plan.cpu_fallback:
+            objects.append(serving.deployment(target, plan, names.VARIANT_CPU_FALLBACK))
     objects.append(serving.service(target))
     live = sorted({v.version for v in versions} | {route.stable} | ({route.canary} if route.canary else set()))
     objects.append(istio.destination_rule(target, live))

@@ -12,6 +12,9 @@ PREVIEW_HEADER = "x-modeldeploy-version"
 ANNOTATION_APPLIED_HASH = "modeldeploy.io/applied-hash"
 ANNOTATION_CONFIG_HASH = "modeldeploy.io/config-hash"
 ANNOTATION_ACTION = "modeldeploy.io/action"
+LABEL_VARIANT = "modeldeploy.io/variant"
+VARIANT_PRIMARY = "primary"  # the Deployment as specified (GPU pods unless gpu.count is 0)
+VARIANT_CPU_FALLBACK = "cpu-fallback"  # CPU replicas while GPU pods cannot be scheduled
 
 
 def version_label(version: int) -> str:
@@ -19,8 +22,9 @@ def version_label(version: int) -> str:
     return f"v{int(version)}"
 
 
-def deployment_name(name: str, version: int) -> str:
-    return f"{name}-v{int(version)}"
+def deployment_name(name: str, version: int, variant: str = VARIANT_PRIMARY) -> str:
+    base = f"{name}-v{int(version)}"
+    return base if variant == VARIANT_PRIMARY else f"{base}-cpu"
 
 
 def configmap_name(name: str, version: int) -> str:
@@ -47,6 +51,7 @@ def common_labels(name: str) -> dict[str, str]:
     return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_OWNER: name}
 
 
-def selector_labels(name: str, version: int) -> dict[str, str]:
-    """Immutable Deployment selector of one version's pods (Istio's app/version convention)."""
-    return {"app": name, "version": version_label(version)}
+def selector_labels(name: str, version: int, variant: str = VARIANT_PRIMARY) -> dict[str, str]:
+    """Immutable Deployment selector of one version's pods (Istio's app/version convention, plus the
+    variant so that a version's GPU and CPU-fallback Deployments never select each other's pods)."""
+    return {"app": name, "version": version_label(version), LABEL_VARIANT: variant}

@@ -139,11 +139,11 @@ def _storage(target: Target) -> tuple[list[dict], list[dict], list[dict]]:
     return env, volumes, mounts
 
 
-def _resources(target: Target, plan: VersionPlan) -> dict:
+def _resources(target: Target, cpu_fallback: bool) -> dict:
     serving = target.spec.serving
-    gpu = serving.gpu.count if not plan.cpu_fallback else 0
-    requests = dict(CPU_FALLBACK_REQUESTS if plan.cpu_fallback else DEFAULT_REQUESTS)
-    limits = dict(CPU_FALLBACK_LIMITS if plan.cpu_fallback else DEFAULT_LIMITS)
+    gpu = serving.gpu.count if not cpu_fallback else 0
+    requests = dict(CPU_FALLBACK_REQUESTS if cpu_fallback else DEFAULT_REQUESTS)
+    limits = dict(CPU_FALLBACK_LIMITS if cpu_fallback else DEFAULT_LIMITS)
     requests.update({k: str(v) for k, v in serving.resources.requests.items()})
     limits.update({k: str(v) for k, v in serving.resources.limits.items()})
     if gpu > 0:
@@ -155,23 +155,24 @@ def _resources(target: Target, plan: VersionPlan) -> dict:
     return {"requests": dict(sorted(requests.items())), "limits": dict(sorted(limits.items()))}
 
 
-def _placement(target: Target, plan: VersionPlan) -> tuple[dict[str, str], list[dict]]:
+def _placement(target: Target, cpu_fallback: bool) -> tuple[dict[str, str], list[dict]]:
     serving = target.spec.serving
     node_selector: dict[str, str] = {}
     tolerations: list[dict] = []
     product = serving.gpu.effective_product
-    if product and not plan.cpu_fallback:
+    if product and not cpu_fallback:
         node_selector["nvidia.com/gpu.product"] = product
         tolerations.append({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"})
-    node_selector.update(serving.node_selector)
+    if not cpu_fallback:
+        node_selector.update(serving.node_selector)
     for tol in serving.tolerations:
         tolerations.append(tol.model_dump(by_alias=True, exclude_none=True))
     return dict(sorted(node_selector.items())), tolerations
 
 
-def _probes(target: Target, plan: VersionPlan) -> dict:
+def _probes(target: Target, plan: VersionPlan, cpu_fallback: bool) -> dict:
     model = target.spec.model.name
-    slow = plan.cpu_fallback  # CPU pods load and answer slower: longer timeouts
+    slow = cpu_fallback  # CPU pods load and answer slower: longer timeouts
     version_path = f"/v1/models/{model}/versions/{plan.version}"
     return {
         # Ready only once THIS model version is loaded and AVAILABLE (not a TCP probe).
@@ -203,11 +204,13 @@ def config_hash(files: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(restart_files, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def deployment(target: Target, plan: VersionPlan) -> dict:
+def deployment(target: Target, plan: VersionPlan, variant: str = names.VARIANT_PRIMARY) -> dict:
+    """One version's TF Serving Deployment: the primary (as specified), or its CPU fallback twin."""
     spec = target.spec
     serving = spec.serving
-    name = names.deployment_name(target.name, plan.version)
-    selector = names.selector_labels(target.name, plan.version)
+    cpu_fallback = variant == names.VARIANT_CPU_FALLBACK
+    name = names.deployment_name(target.name, plan.version, variant)
+    selector = names.selector_labels(target.name, plan.version, variant)
     labels = {
         **names.common_labels(target.name),
         **selector,
@@ -225,8 +228,8 @@ def deployment(target: Target, plan: VersionPlan) -> dict:
         names.ANNOTATION_CONFIG_HASH: config_hash(config_files(target, plan)),
     }
     env, volumes, mounts = _storage(target)
-    node_selector, tolerations = _placement(target, plan)
-    image = serving.cpu_image if (plan.cpu_fallback or serving.gpu.count == 0) else serving.image
+    node_selector, tolerations = _placement(target, cpu_fallback)
+    image = serving.cpu_image if (cpu_fallback or serving.gpu.count == 0) else serving.image
     container = {
         "name": "tfserving",
         "image": image,
@@ -238,8 +241,8 @@ def deployment(target: Target, plan: VersionPlan) -> dict:
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
         ],
         "env": env,
-        "resources": _resources(target, plan),
-        **_probes(target, plan),
+        "resources": _resources(target, cpu_fallback),
+        **_probes(target, plan, cpu_fallback),
         "volumeMounts": [
             {"name": "tfserving-config", "mountPath": tfc.CONFIG_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},

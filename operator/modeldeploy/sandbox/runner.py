@@ -194,7 +194,7 @@ class Sandbox:
         await self._api("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.ns}})
         self.controller = DeploymentController(
             api_url=self.api.url, namespace=self.ns, ready_policy=self._ready_policy, ready_delay=1.0,
-            poll_interval=0.1, on_change=self._on_pods,
+            poll_interval=0.1, on_change=self._on_pods, gpu_capacity=sc.cluster.gpuCapacity,
         )
         await self.controller.start()
         if self._evaluator_enabled():
@@ -349,6 +349,9 @@ class Sandbox:
         elif kind == "patch":
             await self._api("PATCH", self._md_path(), {"spec": event.patch}, "application/merge-patch+json")
             self._mark("patch", json.dumps(event.patch)[:80])
+        elif kind == "gpuCapacity":
+            self.controller.set_gpu_capacity(event.gpuCapacity)
+            self._mark("gpuCapacity", f"cluster GPU capacity -> {event.gpuCapacity}")
         elif kind == "apiFaults":
             config = dict(event.apiFaults)
             if config:
@@ -519,6 +522,10 @@ class Sandbox:
                 if md is not None:
                     self.state.status = md.get("status") or {}
                     self.state.history = self.state.status.get("history") or []
+                events = await self._api("GET", f"/api/v1/namespaces/{self.ns}/events") or {}
+                ordered = sorted(events.get("items", []), key=lambda e: int(e["metadata"].get("resourceVersion", 0)))
+                self.state.routing["eventReasons"] = [e.get("reason") for e in ordered
+                                                      if (e.get("involvedObject") or {}).get("kind") == "ModelDeployment"]
                 stats = await asyncio.to_thread(self.api.stats, self.ns)
                 self.state.routing["apiWrites"] = stats["writes"]
                 self.state.routing["faultsInjected"] = stats.get("faults_injected", 0)
@@ -577,6 +584,7 @@ class Sandbox:
             "analyses": sorted(st.analyses.values(), key=lambda a: a["t"]),
             "routingWritesValidated": st.routing.get("versions_written", 0),
             "apiFaultsInjected": st.routing.get("faultsInjected", 0),
+            "eventReasons": st.routing.get("eventReasons", []),
             "marks": st.marks,
             "history": st.history,
             "analysis": {"interval": self.spec.analysis.interval, "failureThreshold": self.spec.analysis.failure_threshold,
@@ -621,6 +629,10 @@ def check_expectations(scenario: Scenario, report: dict) -> list[dict]:
             if a["canaryVersion"] is not None and a["canaryVersion"] == b["canaryVersion"] and b["routedWeight"] < a["routedWeight"]:
                 backwards.append({"t": b["t"], "from": a["routedWeight"], "to": b["routedWeight"]})
         check("weightNeverBackwards", exp.weightNeverBackwards, backwards or "never", (not backwards) == exp.weightNeverBackwards)
+    if exp.eventReasons is not None:
+        seen = iter(report["eventReasons"])
+        in_order = all(any(r == want for r in seen) for want in exp.eventReasons)
+        check("eventReasons", exp.eventReasons, report["eventReasons"], in_order)
     if exp.historyActions is not None:
         actions = [h.get("action") for h in report["history"] if h.get("action") != "deployed"]
         check("historyActions", exp.historyActions, actions, actions == exp.historyActions)

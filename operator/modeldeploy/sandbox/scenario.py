@@ -78,12 +78,13 @@ class Event(_Strict):
     operator: Literal["restart", "kill", "start"] | None = None
     patch: dict[str, Any] | None = None  # extra: a merge patch of the ModelDeployment's spec
     apiFaults: dict[str, Any] | None = None  # extra: API emulator faults aimed at the operator ({} = off)
+    gpuCapacity: Annotated[int, Field(ge=0)] | None = None  # extra: GPUs in the simulated cluster from now on
 
     @model_validator(mode="after")
     def _one_action(self) -> Event:
-        actions = [k for k in ("setVersion", "annotate", "prometheus", "operator", "patch", "apiFaults") if getattr(self, k) is not None]
+        actions = [k for k in ("setVersion", "annotate", "prometheus", "operator", "patch", "apiFaults", "gpuCapacity") if getattr(self, k) is not None]
         if len(actions) != 1:
-            raise ValueError(f"an event needs exactly one of setVersion, annotate, prometheus, operator, patch, apiFaults (got {actions or 'none'})")
+            raise ValueError(f"an event needs exactly one of setVersion, annotate, prometheus, operator, patch, apiFaults, gpuCapacity (got {actions or 'none'})")
         if self.apiFaults:
             from modeldeploy.sandbox.apiserver_faults import FaultConfig
 
@@ -96,7 +97,7 @@ class Event(_Strict):
 
     @property
     def kind(self) -> str:
-        for k in ("setVersion", "annotate", "prometheus", "operator", "patch", "apiFaults"):
+        for k in ("setVersion", "annotate", "prometheus", "operator", "patch", "apiFaults", "gpuCapacity"):
             if getattr(self, k) is not None:
                 return k
         raise AssertionError
@@ -111,6 +112,13 @@ class Expect(_Strict):
     neverPromoted: bool | None = None  # extra: no promotion at all during the run
     historyActions: list[str] | None = None  # extra: status.history actions, in order (after the first deploy)
     weightNeverBackwards: bool | None = None  # extra: within one rollout, routed weight only grows (until it ends)
+    eventReasons: list[str] | None = None  # extra: these Event reasons were emitted (in this order, others may interleave)
+
+
+class Cluster(_Strict):
+    """(extra) The simulated cluster's capacity."""
+
+    gpuCapacity: Annotated[int, Field(ge=0)] | None = None  # nvidia.com/gpu in total; None = unlimited
 
 
 class Scenario(_Strict):
@@ -124,6 +132,7 @@ class Scenario(_Strict):
     expect: Expect = Expect()
     scrapeInterval: Annotated[float, Field(gt=0, le=15)] = 1.0  # extra: Prometheus scrape interval, seconds
     evaluator: bool | None = None  # extra: run the online evaluator (default: when spec.evaluation is set)
+    cluster: Cluster = Cluster()  # extra: simulated cluster capacity
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Scenario:
