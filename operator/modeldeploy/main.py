@@ -126,9 +126,9 @@ def deployment_changed(namespace: str, labels: dict, memo: kopf.Memo, **_: Any) 
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def modeldeployment_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+def modeldeployment_changed(namespace: str, name: str, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     if getattr(memo, "reconciler", None) is not None:
-        memo.reconciler.wake(namespace, name)
+        memo.reconciler.wake(namespace, name, meta.get("resourceVersion"))
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0, initial_delay=0)

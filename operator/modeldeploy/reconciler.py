@@ -48,6 +48,7 @@ from modeldeploy.status import from_timestamp, now_utc, status_patch
 from modeldeploy.validation import ValidationResult, validate_spec
 
 ACTION_BY = "modeldeploy.io/action-by"
+WAKE_DEBOUNCE_SECONDS = 0.03
 DEPLOYMENT = KINDS[("apps/v1", "Deployment")]
 CONFIGMAP = KINDS[("v1", "ConfigMap")]
 
@@ -78,10 +79,12 @@ class Reconciler:
     def _mem(self, namespace: str, name: str) -> _Memory:
         return self._memory.setdefault((namespace, name), _Memory())
 
-    def wake(self, namespace: str, name: str) -> None:
+    def wake(self, namespace: str, name: str, resource_version: str | None = None) -> None:
+        """Wake a ModelDeployment's loop early — unless the change is our own last write."""
         mem = self._memory.get((namespace, name))
-        if mem is not None:
-            mem.wake.set()
+        if mem is None or (resource_version is not None and resource_version == mem.written_rv):
+            return
+        mem.wake.set()
 
     def forget(self, namespace: str, name: str) -> None:
         self._memory.pop((namespace, name), None)
@@ -126,10 +129,14 @@ class Reconciler:
             return
         waits = [asyncio.ensure_future(mem.wake.wait()), asyncio.ensure_future(stopped.wait())]
         try:
-            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waits:
                 w.cancel()
+        if done and not stopped:
+            # Events come in bursts (a Deployment's status, its pods, our own writes echoed back):
+            # gather them for a moment and decide once.
+            await asyncio.sleep(WAKE_DEBOUNCE_SECONDS)
 
     # ---- one pass --------------------------------------------------------------------------------
 

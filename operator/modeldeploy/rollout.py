@@ -151,6 +151,16 @@ def seconds_until_analysis(spec: ModelDeploymentSpec, status: Mapping[str, Any],
     return spec.analysis.interval_seconds - elapsed
 
 
+def _analysis_slot(spec: ModelDeploymentSpec, status: Mapping[str, Any], now: datetime.datetime) -> datetime.datetime:
+    """The time the analysis that just ran was DUE, so the schedule does not drift by the time a pass
+    takes (query latency, a busy operator): the next one is due one interval after the slot, not after
+    the moment it ran. A schedule fallen behind by more than an interval restarts from now."""
+    due = now - datetime.timedelta(seconds=max(0.0, -seconds_until_analysis(spec, status, now)))
+    if (now - due).total_seconds() >= spec.analysis.interval_seconds:
+        return now
+    return due
+
+
 def fail_fast_metrics(spec: ModelDeploymentSpec) -> tuple:
     return tuple(m for m in spec.analysis.metrics if m.fail_fast is not None)
 
@@ -411,7 +421,7 @@ def _progress(ctx: _Ctx, obs: Observation) -> None:
     if result is None:
         return
     st["lastAnalysis"] = _analysis_status(result)
-    r["lastAnalysisAt"] = to_timestamp(ctx.now)
+    r["lastAnalysisAt"] = to_timestamp(_analysis_slot(spec, st, ctx.now))
     r["analyses"] = int(r.get("analyses") or 0) + 1
     verdict = result.verdict
     if verdict == "pass":

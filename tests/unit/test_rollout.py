@@ -393,3 +393,13 @@ def test_cpu_replicas_make_the_canary_ready_and_gpu_return_removes_them():
     d = decide(spec, d.status, Observation(deployments=ready(1) | {2: _stuck(2, 0, primary_ready=True, cpu_ready=2)}), at(20), generation=2)
     assert "gpuFallback" not in d.status and "GPURestored" in reasons(d)
     assert not {v.version: v for v in d.versions}[2].cpu_fallback
+
+
+def test_analysis_schedule_does_not_drift_when_a_pass_runs_late():
+    spec = make_spec(version=2, strategy={"type": "Canary", "canary": {"steps": [10, 20, 30, 40, 100]}})
+    st = progressing(spec, t_ready=5)  # first analysis due at 15
+    st = decide(spec, st, Observation(deployments=ready(1, 2), analysis=nodata(16.5)), at(16.5), generation=2).status
+    assert not analysis_due(spec, st, at(24.9))
+    assert analysis_due(spec, st, at(25.0))  # one interval after the slot (15), not after the late run (16.5)
+    st = decide(spec, st, Observation(deployments=ready(1, 2), analysis=nodata(60)), at(60), generation=2).status
+    assert not analysis_due(spec, st, at(69.9)) and analysis_due(spec, st, at(70))  # fell far behind: restart from now
