@@ -4,7 +4,8 @@
     modeldeploy evaluator run --config evaluator.yaml --once          # evaluate every listed version once, print JSON
 
 ``--endpoint-override URL`` replaces the config's TF Serving endpoint (the sandbox points it at the
-simulated fleet; useful with ``kubectl port-forward`` too). Imports stay light: numpy, httpx,
+simulated fleet; useful with ``kubectl port-forward`` too); ``--header NAME=VALUE`` adds a header to
+every predict request. Imports stay light: numpy, httpx,
 prometheus-client, PyYAML — never TensorFlow.
 """
 
@@ -30,14 +31,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--metrics-host", default="127.0.0.1", help="address for /metrics and /healthz (default 127.0.0.1)")
     run.add_argument("--metrics-port", type=int, default=9090, help="port for /metrics and /healthz (0 = any free port)")
     run.add_argument("--endpoint-override", default=None, help="TF Serving REST base URL to use instead of the config's")
+    run.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
+                     help="extra header on every predict request (repeatable), e.g. for a gateway's auth")
     run.add_argument("--once", action="store_true", help="evaluate every listed version once, print JSON, exit 0 if all succeeded")
     run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     run.set_defaults(func=_run)
 
 
+def _headers(pairs: list[str]) -> dict[str, str]:
+    headers = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"evaluator: --header expects NAME=VALUE, got {pair!r}")
+        headers[name.strip()] = value
+    return headers
+
+
 def _run(args: argparse.Namespace) -> int:
     import asyncio
     import logging
+
+    args.headers = _headers(args.header)
 
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
@@ -53,7 +68,8 @@ async def _once(args: argparse.Namespace) -> int:
     from xraymodel.evaluator.golden import GoldenSetError
     from xraymodel.evaluator.service import Evaluator
 
-    evaluator = Evaluator(args.config, endpoint_override=args.endpoint_override, first_publish_wait=0)
+    evaluator = Evaluator(args.config, endpoint_override=args.endpoint_override, first_publish_wait=0,
+                          extra_headers=args.headers)  # fmt: skip
     try:
         outcomes = await evaluator.evaluate_all()
     except (ConfigError, GoldenSetError) as exc:
@@ -86,7 +102,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
     log = logging.getLogger("xraymodel.evaluator")
     metrics = EvaluatorMetrics()
-    evaluator = Evaluator(args.config, metrics, endpoint_override=args.endpoint_override)
+    evaluator = Evaluator(args.config, metrics, endpoint_override=args.endpoint_override, extra_headers=args.headers)
     server = MetricsServer(metrics, args.metrics_host, args.metrics_port, evaluator.health).start()
     host, port = server.address
     log.info("metrics on http://%s:%d/metrics, health on /healthz", host, port)

@@ -14,7 +14,8 @@ objects, as TF Serving writes them for multi-output signatures).
   not: they will not get better in 200 ms.
 * Any batch failing after its retries fails the whole evaluation of the version (PredictFailure
   with a reason: timeout, connect, http_4xx, http_5xx, garbage); figures from part of the golden
-  set would not be comparable with the other version's.
+  set would not be comparable with the other version's. The first batch is sent alone, as a probe,
+  so a version that is down is not sent every batch of the golden set.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class TFServingClient:
         concurrency: int = 4,
         width: int = len(FINDINGS),
         on_request_error: Callable[[int, str], None] | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.model_name = model_name
@@ -95,7 +97,7 @@ class TFServingClient:
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(self.timeout_seconds),
             limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
-            headers={"Content-Type": "application/json", "User-Agent": "modeldeploy-evaluator"},
+            headers={"Content-Type": "application/json", "User-Agent": "modeldeploy-evaluator", **(extra_headers or {})},
         )
 
     async def __aenter__(self) -> "TFServingClient":
@@ -151,12 +153,16 @@ class TFServingClient:
             await asyncio.sleep(delay)
 
     async def predict_golden(self, version: int, golden: GoldenData, batch_size: int = 16) -> np.ndarray:
-        """[N, width] probabilities for the whole golden set; the first failing batch fails it all."""
+        """[N, width] probabilities for the whole golden set; the first failing batch fails it all.
+
+        The first batch goes alone (a probe): a version that is down costs one batch and its
+        retries, not one request per batch; the rest then go concurrently."""
         b64 = golden.b64
-        starts = range(0, len(b64), batch_size)
+        first = await self.predict_batch(version, b64[:batch_size])
+        starts = range(batch_size, len(b64), batch_size)
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self.predict_batch(version, b64[s : s + batch_size])) for s in starts]
         except* PredictFailure as failures:
             raise failures.exceptions[0] from None
-        return np.concatenate([t.result() for t in tasks], axis=0)
+        return np.concatenate([first, *(t.result() for t in tasks)], axis=0)

@@ -82,6 +82,7 @@ class Evaluator:
         poll_seconds: float = POLL_SECONDS,
         first_publish_wait: float | None = None,
         golden_loader: Callable[[str, str], Awaitable[GoldenData]] = load_golden_set,
+        extra_headers: dict[str, str] | None = None,
     ) -> None:
         self.config_path = Path(config_path)
         self.metrics = metrics or EvaluatorMetrics()
@@ -89,6 +90,7 @@ class Evaluator:
         self.poll_seconds = float(poll_seconds)
         self.first_publish_wait = first_publish_wait
         self.golden_loader = golden_loader
+        self.extra_headers = dict(extra_headers or {})
         self.config: EvaluatorConfig | None = None
         self.config_error: str | None = None
         self._config_text: str | None = None
@@ -158,7 +160,7 @@ class Evaluator:
         self.client = TFServingClient(
             config.endpoint, config.model_name, signature_name=config.signature_name,
             preview_header=config.preview_header, timeout_seconds=config.timeout_seconds,
-            retries=config.retries, concurrency=config.concurrency,
+            retries=config.retries, concurrency=config.concurrency, extra_headers=self.extra_headers,
             on_request_error=lambda version, reason: self.metrics.request_error(f"v{version}", reason),
         )  # fmt: skip
 

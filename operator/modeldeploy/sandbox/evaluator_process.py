@@ -8,6 +8,8 @@ What a cluster does for the evaluator pod, done here on 127.0.0.1:
 * the container: ``python -m modeldeploy.cli evaluator run --config FILE --endpoint-override
   <fleet url> --metrics-host 127.0.0.1 --metrics-port <free port>`` — the Service endpoint in the
   config (``http://<svc>.<ns>.svc.cluster.local:8501``) is replaced by the simulated fleet's URL;
+  its requests carry ``x-source-workload: <name>-evaluator`` so the fleet reports them in Istio's
+  metrics with the source_workload a mesh would give the evaluator pod;
 * Prometheus' pod scrape: `scrape_target()` (job ``evaluator``), which the runner adds to the
   real Prometheus.
 
@@ -30,6 +32,7 @@ from typing import Any
 
 from modeldeploy.render import names
 from modeldeploy.render.evaluator import CONFIG_FILE
+from modeldeploy.sandbox.fleet import SOURCE_HEADER
 from modeldeploy.sandbox.operator_process import free_port
 from modeldeploy.sandbox.prometheus import LISTEN_HOST, ScrapeTarget
 
@@ -97,7 +100,9 @@ class EvaluatorProcess:
     def command(self) -> list[str]:
         return [sys.executable, "-m", "modeldeploy.cli", "evaluator", "run", "--config", str(self.config_path),
                 "--endpoint-override", self.sandbox.fleet.url, "--metrics-host", LISTEN_HOST,
-                "--metrics-port", str(self.port)]  # fmt: skip
+                "--metrics-port", str(self.port),
+                # the fleet's convention for Istio's source_workload: the evaluator Deployment's name, as in a mesh
+                "--header", f"{SOURCE_HEADER}={self.configmap_name}"]  # fmt: skip
 
     def start(self, timeout: float = 20.0) -> "EvaluatorProcess":
         """Start the ConfigMap sync and the process; return once /healthz answers (blocking)."""
