@@ -38,8 +38,9 @@ def preprocess_pixels(pixels: tf.Tensor) -> tf.Tensor:
     return keras.applications.resnet50.preprocess_input(tf.cast(pixels, tf.float32))
 
 
-def _read_dicom_as_rgb(path: bytes) -> np.ndarray:
-    pixels = read_dicom_pixels(path.decode())
+def _read_dicom_as_rgb(path) -> np.ndarray:
+    value = path.item() if isinstance(path, np.ndarray) else path  # numpy_function passes a 0-d array
+    pixels = read_dicom_pixels(value.decode() if isinstance(value, bytes) else str(value))
     return np.repeat(pixels[:, :, None], 3, axis=2)
 
 

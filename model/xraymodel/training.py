@@ -185,7 +185,10 @@ def train(config: TrainingConfig, resume: bool = False, finetune_callbacks: list
             features[name] = feature_model.predict(ds, verbose=0)
         head_model = network.head_on_features(model, features["train"].shape[1])
         head_model.compile(
-            keras.optimizers.Adam(config.head_learning_rate, clipnorm=1.0), loss=loss, metrics=[auc_metric()]
+            keras.optimizers.Adam(config.head_learning_rate, clipnorm=1.0),
+            loss=loss,
+            metrics=[auc_metric()],
+            steps_per_execution=32,  # the head is tiny: run many steps per graph call
         )
         history = head_model.fit(
             features["train"],
@@ -207,10 +210,12 @@ def train(config: TrainingConfig, resume: bool = False, finetune_callbacks: list
         state["phases_done"].append("head")
         state["history"]["head"] = _plain_history(history.history)
         state["head_best_val_auc"] = float(max(history.history["val_auc"]))
+        state.setdefault("phase_seconds", {})["head"] = round(time.time() - started, 1)
         _write_json(staging / STATE_FILE, state)
 
     # Phase 2: unfreeze the top stages, train end to end on augmented images.
     if config.finetune_epochs > 0 and "finetune" not in state["phases_done"]:
+        finetune_started = time.time()
         network.set_trainable_stages(model, config.unfreeze_stages)
         model.compile(
             keras.optimizers.Adam(config.finetune_learning_rate), loss=loss, metrics=[auc_metric()], jit_compile=False
@@ -245,6 +250,7 @@ def train(config: TrainingConfig, resume: bool = False, finetune_callbacks: list
             ],
         )
         state["finetune_improved_on_head"] = best.is_file()
+        state.setdefault("phase_seconds", {})["finetune"] = round(time.time() - finetune_started, 1)
         if best.is_file():
             model.load_weights(best)
         elif head_weights.is_file():
@@ -295,6 +301,7 @@ def train(config: TrainingConfig, resume: bool = False, finetune_callbacks: list
         },
         "config": asdict(config),
         "training_seconds": round(time.time() - started, 1),
+        "phase_seconds": state.get("phase_seconds", {}),
         "software": _software_versions(),
     }
     _write_json(staging / RECORD_FILE, record)
