@@ -149,3 +149,55 @@ async def _gone(client, name, **labels) -> bool:
 async def _value_at_least(client, name, minimum) -> bool:
     v = value(await scrape(client), name)
     return v is not None and v >= minimum
+
+
+async def test_a_golden_set_that_is_not_there_yet_is_retried(service, tmp_path):
+    """A folder golden set missing at first (PVC not synced yet): counted, reported, retried; no crash."""
+    from modeldeploy.sandbox.golden import GoldenSet
+
+    cfg, evaluator, client = service
+    folder = tmp_path / "golden"
+    write(cfg, [(1, "stable")], golden=str(folder))
+    await wait_for(lambda: _value_at_least(client, "modeldeploy_evaluator_golden_set_errors_total", 1))
+    health = await client.get("/healthz")
+    assert health.status_code == 200 and "folder not found" in health.json()["goldenSetError"]
+    assert not pick(await scrape(client), "modeldeploy_evaluator_auroc_mean")
+    GoldenSet.from_uri(SMALL_GOLDEN).write(folder)  # the same images the fleet knows, as files + labels.csv
+    await wait_for(lambda: _has(client, "modeldeploy_evaluator_auroc_mean", version="v1"), timeout=10)
+    samples = await scrape(client)
+    assert value(samples, "modeldeploy_evaluator_auroc_mean", version="v1") == pytest.approx(0.85, abs=0.01)
+    assert value(samples, "modeldeploy_evaluator_golden_set_info", source=str(folder)) == 1
+
+
+def test_health_reports_a_stalled_loop(tmp_path):
+    evaluator = Evaluator(tmp_path / "evaluator.yaml")
+    assert evaluator.health()[0] is True
+    evaluator.heartbeat -= 60  # the loop has not ticked for a minute
+    ok, detail = evaluator.health()
+    assert ok is False and detail["status"] == "stalled"
+    evaluator.loading_golden = True  # ... because it is downloading the golden set: still alive
+    assert evaluator.health()[0] is True
+
+
+async def test_first_evaluation_waits_until_the_zeroed_counter_was_scraped(tmp_path, small_fleet):
+    """Otherwise Prometheus' first sample of samples_total would be 120 and increase() would miss that evaluation."""
+    cfg = write(tmp_path / "evaluator.yaml", [(1, "stable")])
+    metrics = EvaluatorMetrics()
+    evaluator = Evaluator(cfg, metrics, endpoint_override=small_fleet.url, first_publish_wait=30)
+    server = MetricsServer(metrics, "127.0.0.1", 0, evaluator.health).start()
+    try:
+        task = asyncio.create_task(evaluator.evaluate_all())
+        await asyncio.sleep(1.0)  # the evaluation itself is done by now (~0.2 s), but nobody has scraped
+        unscraped = parse_metrics(metrics.render().decode())  # a look that is not a scrape
+        assert not task.done()
+        assert value(unscraped, "modeldeploy_evaluator_samples_total", version="v1") == 0
+        assert not pick(unscraped, "modeldeploy_evaluator_auroc_mean")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.address[1]}") as client:
+            first = await scrape(client)  # Prometheus scrapes: it has seen 0
+            outcomes = await asyncio.wait_for(task, 5)
+            later = await scrape(client)
+        assert value(first, "modeldeploy_evaluator_samples_total", version="v1") == 0
+        assert outcomes["v1"].ok and value(later, "modeldeploy_evaluator_samples_total", version="v1") == 120
+    finally:
+        await evaluator.close()
+        server.stop()

@@ -104,6 +104,7 @@ class Evaluator:
         self.states: dict[str, VersionState] = {}
         self.heartbeat = time.monotonic()
         self.started = time.monotonic()
+        self.loading_golden = False
 
     # ------------------------------------------------------------------ config, golden set, client
     def reload_config(self) -> bool:
@@ -180,6 +181,7 @@ class Evaluator:
             for label, state in self.states.items():
                 state.predictions = state.evaluation = None
                 self.metrics.withdraw(label, failed=False)
+        self.loading_golden = True  # a long download is progress, not a stalled loop (/healthz)
         try:
             golden = await self.golden_loader(*key)
         except (GoldenSetError, OSError) as exc:
@@ -188,6 +190,9 @@ class Evaluator:
             self.metrics.golden_error()
             log.error("golden set %s: %s", key[0], exc)
             return False
+        finally:
+            self.loading_golden = False
+            self.heartbeat = time.monotonic()
         self.golden, self.golden_error = golden, None
         self.metrics.set_golden(golden)
         log.info("golden set %s: %d images, fingerprint %s, positives %s", golden.source, len(golden),
@@ -340,13 +345,14 @@ class Evaluator:
 
     # ------------------------------------------------------------------ health
     def health(self) -> tuple[bool, dict]:
-        """Alive when the loop ticked recently; the detail says what it is doing."""
+        """Alive when the loop ticked recently (or is loading the golden set); the detail says what it is doing."""
         age = time.monotonic() - self.heartbeat
-        ok = age < max(10.0, 20 * self.poll_seconds)
+        ok = self.loading_golden or age < max(10.0, 20 * self.poll_seconds)
         config = self.config
         return ok, {
             "status": "ok" if ok else "stalled",
             "loopAgeSeconds": round(age, 2),
+            "loadingGoldenSet": self.loading_golden,
             "config": str(self.config_path),
             "configLoaded": config is not None,
             "configError": self.config_error,
