@@ -76,7 +76,23 @@ def test_operator_image_runs_what_the_chart_expects():
 def test_evaluator_image_has_what_the_evaluator_needs():
     final = final_stage(EVALUATOR)
     entrypoint = yaml.safe_load(next(rest for word, rest in final if word == "ENTRYPOINT"))
-    assert entrypoint == ["modeldeploy", "evaluator", "run"]
+    assert entrypoint == ["modeldeploy"]
+    from modeldeploy.cli import build_parser
+
+    # the image's default command and the Deployment the operator renders both parse as `evaluator run`
+    cmd = yaml.safe_load(next(rest for word, rest in final if word == "CMD"))
+    assert build_parser().parse_args(cmd).command == "evaluator"
+    from modeldeploy.render import evaluator as render_evaluator
+    from modeldeploy.render import Target
+    from modeldeploy.validation import validate_manifest
+
+    doc = yaml.safe_load((ROOT / "examples" / "resnet50.yaml").read_text())
+    spec = validate_manifest(doc).spec
+    container = render_evaluator.deployment(Target("m", "ns", spec))["spec"]["template"]["spec"]["containers"][0]
+    rendered = container["command"] + container["args"]
+    assert rendered[0] == "modeldeploy"
+    parsed = build_parser().parse_args(rendered[1:])
+    assert parsed.command == "evaluator" and parsed.config.endswith("evaluator.yaml")
     installs = " ".join(rest for word, rest in instructions(EVALUATOR) if word == "RUN")
     assert "numpy" in installs
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]

@@ -70,6 +70,13 @@ def test_scenario_passes(path, scenario_runs):
         assert report["rollbackSeconds"] is not None and report["rollbackSeconds"] <= expect["rollbackWithinSeconds"]
     if expect.get("outcome") == "promoted":
         assert report["promotionSeconds"] is not None and report["prometheusQueries"] > 0
+        md_metrics = yaml.safe_load(path.read_text())["modelDeployment"]["spec"]["analysis"]["metrics"]
+        if any(m.get("builtin") in ("accuracy", "accuracyDrift", "predictionPSI") for m in md_metrics):
+            # audit trail: the promotion records the evaluation that justified it
+            promoted = next(h for h in report["history"] if h["action"] == "promoted")
+            evaluation = promoted["evaluation"]
+            assert evaluation["canary"]["aurocMean"] > 0.5 and evaluation["stable"]["aurocMean"] > 0.5
+            assert len(evaluation["canary"]["aurocPerFinding"]) == 14 and len(evaluation["psiPerFinding"]) == 14
     png = out / f"{path.stem}.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
 

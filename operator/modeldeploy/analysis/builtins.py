@@ -44,9 +44,12 @@ class QueryContext:
 
 
 def _istio_selector(ctx: QueryContext, version: int, extra: str = "") -> str:
+    # The online evaluator's golden-set probes are not user traffic: they must neither count toward
+    # minRequests nor weigh on latency and error rate.
     labels = (
         f'reporter="destination",destination_workload_namespace="{ctx.namespace}",'
-        f'destination_service_name="{ctx.service}",destination_version="{names.version_label(version)}"'
+        f'destination_service_name="{ctx.service}",destination_version="{names.version_label(version)}",'
+        f'source_workload!="{names.evaluator_name(ctx.name)}"'
     )
     return "{" + labels + (("," + extra) if extra else "") + "}"
 

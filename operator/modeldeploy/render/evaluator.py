@@ -87,6 +87,7 @@ def deployment(target: Target, image_override: str | None = None) -> dict:
     container = {
         "name": "evaluator",
         "image": image_override or ev.image,
+        "command": ["modeldeploy"],
         "args": ["evaluator", "run", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}",
                  "--metrics-host", "0.0.0.0", "--metrics-port", str(METRICS_PORT)],
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
