@@ -21,9 +21,34 @@ RESIZE_METHOD = "bilinear"
 RESIZE_ANTIALIAS = True
 
 
+JPEG_SCALE_RATIOS = (1, 2, 4, 8)
+
+
+def _decode_jpeg_scaled(image_bytes: tf.Tensor, input_size: int) -> tf.Tensor:
+    """JPEG decoded at 1/2, 1/4 or 1/8 scale by libjpeg's scaled IDCT when the image is large.
+
+    The largest ratio that keeps the shorter side >= input_size is used, so a 1024 px radiograph
+    served at 224 px is decoded at 256 px: the inverse DCT does the first downsampling almost for
+    free, and the antialiased resize does the rest.
+    """
+    shape = tf.image.extract_jpeg_shape(image_bytes)
+    shorter = tf.minimum(shape[0], shape[1])
+    fits = tf.stack([shorter // ratio >= input_size for ratio in JPEG_SCALE_RATIOS])
+    index = tf.reduce_sum(tf.cast(fits, tf.int32)) - 1  # ratios are ascending: count those that fit
+    branches = [
+        (lambda ratio=ratio: tf.io.decode_jpeg(image_bytes, channels=3, ratio=ratio)) for ratio in JPEG_SCALE_RATIOS
+    ]
+    return tf.switch_case(tf.maximum(index, 0), branches)
+
+
 def decode_and_resize(image_bytes: tf.Tensor, input_size: int) -> tf.Tensor:
     """Encoded PNG/JPEG (any channels, 8 bit) -> float32 RGB [S, S, 3] in 0..255."""
-    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False, dtype=tf.uint8)
+    image = tf.cond(
+        tf.io.is_jpeg(image_bytes),
+        lambda: _decode_jpeg_scaled(image_bytes, input_size),
+        lambda: tf.io.decode_image(image_bytes, channels=3, expand_animations=False, dtype=tf.uint8),
+    )
+    image.set_shape([None, None, 3])
     return resize_pixels(image, input_size)
 
 

@@ -12,6 +12,8 @@ same images: AUROC delta and latency at batch 1 go into quantization_report.json
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import statistics
 import time
@@ -77,7 +79,8 @@ def convert(model, mode: str, calibration_pixels: np.ndarray | None = None) -> b
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.float32
-    flatbuffer = converter.convert()
+    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints every captured variable while exporting
+        flatbuffer = converter.convert()
     check_has_weights(flatbuffer, model.count_params())
     return flatbuffer
 
