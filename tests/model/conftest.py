@@ -15,20 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-CI_INPUT_SIZE = 64
-CI_IMAGES = 600
-
-
-def run_model_cli(argv: list[str]) -> int:
-    """Parse and run ``modeldeploy <argv>`` with only the model command group registered."""
-    import argparse
-
-    from xraymodel.cli import register
-
-    parser = argparse.ArgumentParser(prog="modeldeploy")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+from model_cli_runner import CI_IMAGES, CI_INPUT_SIZE, run_model_cli  # noqa: E402
 
 
 def _require_tensorflow():

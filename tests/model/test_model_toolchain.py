@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CI_INPUT_SIZE, run_model_cli
+from model_cli_runner import CI_INPUT_SIZE, run_model_cli
 
 pytestmark = pytest.mark.tf
 tf = pytest.importorskip("tensorflow", reason="needs the 'ml' extra (TensorFlow)")

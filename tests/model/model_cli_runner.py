@@ -1,0 +1,18 @@
+"""Helpers shared by the model tests (a uniquely named module: several test folders have a conftest)."""
+
+from __future__ import annotations
+
+import argparse
+
+CI_INPUT_SIZE = 64  # px: the session's CI-sized model
+CI_IMAGES = 600  # synthetic images (~300 patients) in the session's data set
+
+
+def run_model_cli(argv: list[str]) -> int:
+    """Parse and run ``modeldeploy <argv>`` with only the model command group registered."""
+    from xraymodel.cli import register
+
+    parser = argparse.ArgumentParser(prog="modeldeploy")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
