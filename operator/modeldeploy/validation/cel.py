@@ -7,6 +7,7 @@ package evaluates the very rules a real API server runs. Values are typed per th
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Any
 
@@ -39,6 +40,28 @@ def typed(schema: dict[str, Any], value: Any) -> Any:
     return value
 
 
+# Rule results by (rule, value): ModelDeployments of one platform share most sub-specs, and the
+# operator revalidates on every spec change; CEL evaluation is the expensive part of validation.
+_RESULTS: dict[tuple[str, str], tuple[bool, str | None]] = {}
+_RESULTS_LIMIT = 20_000
+
+
+def _evaluate(expression: str, self_value: Any) -> tuple[bool, str | None]:
+    """(rule holds, error text) for one rule on one value, memoised."""
+    key = (expression, json.dumps(self_value, sort_keys=True, default=str))
+    cached = _RESULTS.get(key)
+    if cached is not None:
+        return cached
+    try:
+        result = (_program(expression).execute({"self": self_value}) is True, None)
+    except Exception as exc:  # noqa: BLE001 - a rule that errors is a validation failure
+        result = (False, f"{type(exc).__name__}: {exc}")
+    if len(_RESULTS) >= _RESULTS_LIMIT:
+        _RESULTS.clear()
+    _RESULTS[key] = result
+    return result
+
+
 def cel_problems(schema: dict[str, Any], value: Any, prefix: tuple = ()) -> list[Problem]:
     """One Problem per failing rule, at the path of the node that carries the rule."""
     problems = []
@@ -49,13 +72,9 @@ def cel_problems(schema: dict[str, Any], value: Any, prefix: tuple = ()) -> list
         self_value = typed(node, sub)
         for rule in rules:
             expression = rule["rule"]
-            try:
-                ok = _program(expression).execute({"self": self_value})
-            except Exception as exc:  # noqa: BLE001 - a rule that errors is a validation failure
-                problems.append(
-                    Problem(format_path(path) or "<root>", f"{rule.get('message') or expression} ({type(exc).__name__}: {exc})")
-                )
-                continue
-            if ok is not True:
+            ok, error = _evaluate(expression, self_value)
+            if error is not None:
+                problems.append(Problem(format_path(path) or "<root>", f"{rule.get('message') or expression} ({error})"))
+            elif not ok:
                 problems.append(Problem(format_path(path) or "<root>", rule.get("message") or f"failed rule: {expression}"))
     return problems
