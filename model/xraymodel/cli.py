@@ -90,8 +90,10 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from xraymodel.evaluation import evaluate
+    from xraymodel.evaluation import evaluate, is_export_dir
 
+    if not args.out and is_export_dir(args.model):
+        raise ValueError(f"{args.model} is an exported version (immutable): pass --out for the evaluation")
     out = args.out or str(Path(args.model) / f"evaluation-{args.split if not args.data else 'data'}")
     report = evaluate(
         args.model, out, data_dir=args.data, split=args.split, threshold=args.threshold,

@@ -32,7 +32,12 @@ def test_interrupted_training_resumes_after_the_head_phase(trained_run):
     assert record["history"]["head"] == facts["state_after_interrupt"]["history"]["head"]  # not re-run
     assert len(record["history"]["finetune"]["loss"]) == 1
     assert (run_dir / "model.keras").is_file()
-    assert any((run_dir / "logs" / "head").iterdir()) and any((run_dir / "logs" / "finetune").iterdir())
+    for phase in ("head", "finetune"):  # TensorBoard scalar events, readable without tensorboard
+        tags = set()
+        for event_file in (run_dir / "logs" / phase).iterdir():
+            for raw_event in tf.data.TFRecordDataset(str(event_file)):
+                tags |= {value.tag for value in tf.compat.v1.Event.FromString(raw_event.numpy()).summary.value}
+        assert {"epoch_loss", "epoch_val_auc"} <= tags
     assert record["data"]["fingerprint"].startswith("sha256:")
     patients = {}
     for split in ("train", "val", "test"):
@@ -193,6 +198,8 @@ def fresh_synthetic(tmp_path_factory):
 
 
 def test_evaluating_the_export_through_the_bytes_signature(exported_version, fresh_synthetic, tmp_path):
+    # an exported version is immutable: evaluate never writes into it by default
+    assert run_model_cli(["model", "evaluate", "--model", str(exported_version), "--data", str(fresh_synthetic)]) == 2
     out = tmp_path / "eval-export"
     assert run_model_cli(
         ["model", "evaluate", "--model", str(exported_version), "--data", str(fresh_synthetic), "--out", str(out), "--bootstrap", "200"]
