@@ -48,23 +48,9 @@ from typing import Iterator
 
 import numpy as np
 
+from xraymodel.findings import FINDINGS  # the one list of findings, in model output order
+
 URI = "sandbox://golden"
-FINDINGS: tuple[str, ...] = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Effusion",
-    "Infiltration",
-    "Mass",
-    "Nodule",
-    "Pneumonia",
-    "Pneumothorax",
-    "Consolidation",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Pleural_Thickening",
-    "Hernia",
-)
 # Image counts per finding in the NIH ChestX-ray14 release (Data_Entry_2017, 112,120 images).
 _NIH_COUNTS = (11559, 2776, 13317, 19894, 5782, 6331, 1431, 5302, 4667, 2303, 2516, 1686, 3385, 227)
 _NIH_TOTAL = 112120
