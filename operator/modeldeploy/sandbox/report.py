@@ -15,6 +15,7 @@ MARK_STYLE = {
     "setVersion": ("tab:blue", "--"), "annotate": ("tab:purple", "--"), "prometheus": ("tab:gray", ":"),
     "operator": ("tab:brown", ":"), "promoted": ("tab:green", "-"), "rollback": ("tab:red", "-"),
     "breach": ("tab:orange", ":"), "visible": ("tab:red", ":"), "patch": ("tab:purple", ":"),
+    "gpuCapacity": ("tab:cyan", "--"), "apiFaults": ("tab:gray", "--"),
 }
 
 
@@ -56,7 +57,8 @@ def draw_timeline(report: dict, path: str | pathlib.Path) -> pathlib.Path:
             colour, style = MARK_STYLE.get(mark["kind"], ("black", ":"))
             a.axvline(mark["t"], color=colour, ls=style, lw=1, alpha=0.8)
     for mark in report.get("marks") or []:
-        if mark["kind"] in ("setVersion", "promoted", "rollback", "visible", "annotate", "prometheus", "operator"):
+        if mark["kind"] in ("setVersion", "promoted", "rollback", "visible", "annotate", "prometheus", "operator",
+                            "gpuCapacity", "apiFaults", "patch"):
             ax.annotate(mark["text"][:38], (mark["t"], 100), xytext=(2, -2), textcoords="offset points",
                         rotation=90, fontsize=7, va="top", color=MARK_STYLE.get(mark["kind"], ("black", ""))[0])
     ax.legend(loc="center left", fontsize=8)
