@@ -85,3 +85,11 @@ def test_vendored_istio_crds_match_the_test_copies():
     here = ROOT / "operator" / "modeldeploy" / "sandbox" / "crds"
     for path in here.glob("*.yaml"):
         assert path.read_bytes() == (ROOT / "tests" / "data" / "thirdparty-crds" / path.name).read_bytes()
+
+
+def test_test_module_names_are_unique():
+    """pytest imports test modules by basename (rootdir mode): two test_x.py in different folders collide."""
+    import collections
+
+    names = collections.Counter(p.name for p in (ROOT / "tests").rglob("*.py") if p.name != "conftest.py")
+    assert not [n for n, c in names.items() if c > 1], [n for n, c in names.items() if c > 1]
