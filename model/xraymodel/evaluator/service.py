@@ -331,8 +331,12 @@ class Evaluator:
         for state in states:
             if state.task is not None:
                 await asyncio.gather(state.task, return_exceptions=True)
-        outcomes = await asyncio.gather(*(self.evaluate_version(s) for s in states))
-        return {s.entry.label: o for s, o in zip(states, outcomes)}
+        # The stable version first: the others' drift (PSI, KS) is measured against its predictions.
+        stable = [s for s in states if s.entry.role == "stable"]
+        others = [s for s in states if s.entry.role != "stable"]
+        outcomes = list(await asyncio.gather(*(self.evaluate_version(s) for s in stable)))
+        outcomes += await asyncio.gather(*(self.evaluate_version(s) for s in others))
+        return {s.entry.label: o for s, o in zip(stable + others, outcomes)}
 
     async def close(self) -> None:
         tasks = [s.task for s in self.states.values() if s.task is not None]
