@@ -44,10 +44,15 @@ def draw_timeline(report: dict, path: str | pathlib.Path) -> pathlib.Path:
              + (f" — rollback {report['rollbackSeconds']} s after the breach was visible" if report.get("rollbackSeconds") is not None else "")
              + (f" — promoted in {report['promotionSeconds']} s" if report.get("promotionSeconds") is not None else ""))
     ax.set_title(title, fontsize=11)
-    phases = [(s["t"], s["phase"]) for s in timeline]
-    for (t0, phase), nxt in zip(phases, phases[1:] + [(t[-1] if t else 0, None)]):
-        if phase in ("RolledBack", "Failed"):
-            ax.axvspan(t0, nxt[0], color="tab:red", alpha=0.08)
+    # one shaded band per stretch of RolledBack/Failed (not one per sample)
+    start = None
+    for sample in timeline + [{"t": t[-1] if t else 0, "phase": None}]:
+        bad = sample["phase"] in ("RolledBack", "Failed")
+        if bad and start is None:
+            start = sample["t"]
+        elif not bad and start is not None:
+            ax.axvspan(start, sample["t"], color="tab:red", alpha=0.08, lw=0)
+            start = None
     breach = report.get("breach") or {}
     for a in axes:
         if breach.get("visibleAt") is not None:
