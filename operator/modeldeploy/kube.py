@@ -75,10 +75,6 @@ def kind_of(obj: dict) -> Kind:
         raise kopf.PermanentError(f"modeldeploy does not manage {obj.get('apiVersion')}/{obj.get('kind')}") from None
 
 
-def kind(api_version: str, kind_name: str) -> Kind:
-    return KINDS[(api_version, kind_name)]
-
-
 # --------------------------------------------------------------------------------------------
 # Pure helpers: comparing desired and live objects
 # --------------------------------------------------------------------------------------------

@@ -62,7 +62,6 @@ class _Memory:
     validated_spec_json: str | None = None
     validation: ValidationResult | None = None
     written_rv: str | None = None  # resourceVersion our last write produced
-    written_body: dict | None = None
     applied_fingerprint: str | None = None
     applied_at: float = 0.0
     last_fail_fast: float = 0.0
@@ -190,7 +189,6 @@ class Reconciler:
                 namespace, name, {"metadata": {"annotations": {names.ANNOTATION_ACTION: None, ACTION_BY: None}}}
             )
             mem.written_rv = (result.get("metadata") or {}).get("resourceVersion")
-            mem.written_body = result
         self.metrics.record_status(namespace, name, decision.status, spec)
         return min(decision.wake_in, self.settings.resync_seconds)
 
@@ -275,7 +273,6 @@ class Reconciler:
         meta = body["metadata"]
         result = await self.kube.patch_status(meta["namespace"], meta["name"], patch)
         mem.written_rv = (result.get("metadata") or {}).get("resourceVersion")
-        mem.written_body = result
 
     async def _apply_children(self, mem: _Memory, target: Target, decision: Any, obs: Observation) -> None:
         # The children are a pure function of (identity, spec, plans): fingerprint the inputs and
