@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import GARBAGE, SMALL_GOLDEN, parse_metrics, pick, value, write_config
+from evaluator_testkit import GARBAGE, SMALL_GOLDEN, parse_metrics, pick, value, write_config
 from xraymodel.evaluator.exporter import EvaluatorMetrics
 from xraymodel.evaluator.service import Evaluator
 

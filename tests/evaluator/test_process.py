@@ -20,7 +20,7 @@ import types
 import httpx
 import pytest
 
-from conftest import SMALL_GOLDEN, parse_metrics, pick, value, wait_for, write_config
+from evaluator_testkit import SMALL_GOLDEN, parse_metrics, pick, value, wait_for, write_config
 from modeldeploy.render import Target, VersionPlan
 from modeldeploy.render import evaluator as render_evaluator
 from modeldeploy.sandbox.evaluator_process import EvaluatorProcess

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from conftest import SMALL_GOLDEN, parse_metrics, pick, value, wait_for, write_config
+from evaluator_testkit import SMALL_GOLDEN, parse_metrics, pick, value, wait_for, write_config
 from xraymodel.evaluator.exporter import EvaluatorMetrics, MetricsServer
 from xraymodel.evaluator.service import Evaluator
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from conftest import write_config
+from evaluator_testkit import write_config
 from xraymodel.evaluator.client import PredictFailure, TFServingClient
 from xraymodel.evaluator.exporter import EvaluatorMetrics
 from xraymodel.evaluator.service import Evaluator

@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import threading
-import time
 from typing import Any
 
 from modeldeploy.render import names
 from modeldeploy.render.evaluator import CONFIG_FILE
 from modeldeploy.sandbox.fleet import SOURCE_HEADER
 from modeldeploy.sandbox.operator_process import free_port
+from modeldeploy.sandbox.processes import terminate, wait_http_ok
 from modeldeploy.sandbox.prometheus import LISTEN_HOST, ScrapeTarget
 
 SYNC_INTERVAL = 0.5
@@ -132,33 +131,14 @@ class EvaluatorProcess:
         return self
 
     def wait_healthy(self, timeout: float = 20.0) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.running:
-                code = None if self.proc is None else self.proc.returncode
-                raise RuntimeError(f"evaluator exited with {code}:\n{self.log_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"evaluator /healthz not up in {timeout}s:\n{self.log_text()[-3000:]}")
+        wait_http_ok(f"{self.url}/healthz", what="evaluator", proc=self.proc, log_text=self.log_text, timeout=timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        terminate(self.proc, timeout)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

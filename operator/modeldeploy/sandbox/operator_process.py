@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import pathlib
-import signal
 import socket
 import subprocess
 import sys
-import time
+
+from modeldeploy.sandbox.processes import terminate, wait_http_ok
 
 
 def free_port() -> int:
@@ -87,13 +87,7 @@ class OperatorProcess:
         """Graceful stop (SIGTERM), then SIGKILL if it hangs."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        terminate(self.proc, timeout)
         self._close_log()
 
     def kill(self) -> None:
@@ -119,19 +113,7 @@ class OperatorProcess:
 
     def wait_metrics(self, timeout: float = 20.0) -> None:
         """Until the operator's /metrics answers (it is up and its startup handler ran)."""
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.running:
-                raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
-            try:
-                if httpx.get(self.metrics_url, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"operator metrics not up in {timeout}s:\n{self.log_text()[-3000:]}")
+        wait_http_ok(self.metrics_url, what="operator", proc=self.proc, log_text=self.log_text, timeout=timeout)
 
     def __enter__(self) -> OperatorProcess:
         return self.start()
