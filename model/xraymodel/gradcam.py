@@ -64,19 +64,21 @@ def read_display_image(path: str | Path, max_side: int = 1024) -> np.ndarray:
     if is_dicom_file(path):
         image = Image.fromarray(read_dicom_pixels(path))
     else:
-        image = Image.open(path).convert("L")
+        image = Image.open(path)
+        if image.mode.startswith("I"):  # 16-bit grey: window the stored range, as the model's decode does
+            values = np.asarray(image, dtype=np.float64)
+            low, high = values.min(), values.max()
+            image = Image.fromarray(((values - low) * (255.0 / max(high - low, 1.0)) + 0.5).astype(np.uint8))
+        image = image.convert("L")
     image.thumbnail((max_side, max_side))
     return np.asarray(image)
 
 
 def model_input_pixels(path: str | Path, input_size: int) -> np.ndarray:
     """RGB 0..255 float pixels exactly as training and serving decode and resize the file."""
-    import tensorflow as tf
+    from xraymodel.pipeline import load_file_pixels
 
-    from xraymodel.dicom_input import is_dicom_file
-    from xraymodel.pipeline import load_pixels
-
-    return load_pixels(tf.constant(str(path)), input_size, is_dicom_file(path)).numpy()
+    return load_file_pixels(path, input_size).numpy()
 
 
 def render_gradcam_png(grey: np.ndarray, heatmap: np.ndarray, title: str) -> bytes:

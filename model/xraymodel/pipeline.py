@@ -1,6 +1,7 @@
 """tf.data input pipeline and the pixel preprocessing shared with the exported serving graph.
 
-    path -> read -> decode (PNG/JPEG in graph; DICOM via pydicom with windowing) -> resize ->
+    path -> read -> decode (per file: PNG 8/16 bit or JPEG in graph; DICOM via pydicom with
+    windowing) -> resize ->
     cache -> [shuffle -> augment] -> preprocess_input -> batch -> prefetch
 
 ``decode_and_resize`` and ``preprocess_pixels`` are the single definition of "what the model sees":
@@ -41,13 +42,50 @@ def _decode_jpeg_scaled(image_bytes: tf.Tensor, input_size: int) -> tf.Tensor:
     return tf.switch_case(tf.maximum(index, 0), branches)
 
 
-def decode_and_resize(image_bytes: tf.Tensor, input_size: int) -> tf.Tensor:
-    """Encoded PNG/JPEG (any channels, 8 bit) -> float32 RGB [S, S, 3] in 0..255."""
-    image = tf.cond(
-        tf.io.is_jpeg(image_bytes),
-        lambda: _decode_jpeg_scaled(image_bytes, input_size),
-        lambda: tf.io.decode_image(image_bytes, channels=3, expand_animations=False, dtype=tf.uint8),
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_BIT_DEPTH_OFFSET = 24  # IHDR: 8-byte signature, chunk length, "IHDR", width, height, then bit depth
+
+
+def is_16_bit_png(image_bytes: tf.Tensor) -> tf.Tensor:
+    """True for a PNG whose IHDR says 16 bits per sample (read from the bytes, not a file name)."""
+    signature = tf.strings.substr(image_bytes, 0, len(PNG_SIGNATURE))
+    depth = tf.strings.substr(image_bytes, PNG_BIT_DEPTH_OFFSET, 1)
+    return tf.logical_and(tf.equal(signature, PNG_SIGNATURE), tf.equal(depth, b"\x10"))
+
+
+def _decode_png_16_bit(image_bytes: tf.Tensor) -> tf.Tensor:
+    """16-bit PNG -> float32 [H, W, 3] in 0..255, windowed to the stored range.
+
+    A 16-bit PNG from a DICOM export usually holds 10-15-bit values (0..4095 for 12 bit): taking
+    the top byte, as an 8-bit decode does, leaves an almost black image. Like a DICOM without a
+    window, the stored range (min..max) is mapped linearly to 0..255.
+    """
+    values = tf.cast(tf.io.decode_png(image_bytes, channels=3, dtype=tf.uint16), tf.float32)
+    low, high = tf.reduce_min(values), tf.reduce_max(values)
+    return (values - low) * (255.0 / tf.maximum(high - low, 1.0))
+
+
+def decode_pixels(image_bytes: tf.Tensor, input_size: int) -> tf.Tensor:
+    """Encoded PNG/JPEG (grey or colour, 8 or 16 bit) -> RGB [H, W, 3] in 0..255 (uint8 or float32).
+
+    The format is read from the bytes themselves: JPEG (scaled IDCT), 16-bit PNG (windowed),
+    anything else through decode_image as 8 bit.
+    """
+    return tf.case(
+        [
+            (tf.io.is_jpeg(image_bytes), lambda: tf.cast(_decode_jpeg_scaled(image_bytes, input_size), tf.float32)),
+            (is_16_bit_png(image_bytes), lambda: _decode_png_16_bit(image_bytes)),
+        ],
+        default=lambda: tf.cast(
+            tf.io.decode_image(image_bytes, channels=3, expand_animations=False, dtype=tf.uint8), tf.float32
+        ),
+        exclusive=True,
     )
+
+
+def decode_and_resize(image_bytes: tf.Tensor, input_size: int) -> tf.Tensor:
+    """Encoded PNG/JPEG (any channels, 8 or 16 bit) -> float32 RGB [S, S, 3] in 0..255."""
+    image = decode_pixels(image_bytes, input_size)
     image.set_shape([None, None, 3])
     return resize_pixels(image, input_size)
 
@@ -69,13 +107,25 @@ def _read_dicom_as_rgb(path) -> np.ndarray:
     return np.repeat(pixels[:, :, None], 3, axis=2)
 
 
-def load_pixels(path: tf.Tensor, input_size: int, dicom: bool) -> tf.Tensor:
-    """One file -> float32 [S, S, 3] in 0..255."""
-    if dicom:
+def load_pixels(path: tf.Tensor, input_size: int, dicom: tf.Tensor | bool) -> tf.Tensor:
+    """One file -> float32 [S, S, 3] in 0..255; ``dicom`` is decided per file (see is_dicom_file)."""
+
+    def from_dicom():
         image = tf.numpy_function(_read_dicom_as_rgb, [path], tf.uint8, stateful=False)
         image.set_shape([None, None, 3])
         return resize_pixels(image, input_size)
-    return decode_and_resize(tf.io.read_file(path), input_size)
+
+    def from_image_bytes():
+        return decode_and_resize(tf.io.read_file(path), input_size)
+
+    if isinstance(dicom, bool):
+        return from_dicom() if dicom else from_image_bytes()
+    return tf.cond(dicom, from_dicom, from_image_bytes)
+
+
+def load_file_pixels(path: str, input_size: int) -> tf.Tensor:
+    """One file by name -> float32 [S, S, 3] (format detected from the file itself)."""
+    return load_pixels(tf.constant(str(path)), input_size, is_dicom_file(path))
 
 
 def augment_pixels(pixels: tf.Tensor, input_size: int) -> tf.Tensor:
@@ -108,12 +158,12 @@ def build_dataset(
     Training datasets are shuffled each epoch (seeded) and, with ``augment``, augmented after the
     cache so every epoch sees new variants. Evaluation datasets keep manifest order.
     """
-    dicom = any(is_dicom_file(path) for path in data.paths)
     paths = tf.constant(list(data.paths))
+    dicom = tf.constant([is_dicom_file(path) for path in data.paths], dtype=tf.bool)  # per file, never per set
     labels = tf.constant(data.labels, dtype=tf.float32)
-    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    dataset = tf.data.Dataset.from_tensor_slices((paths, dicom, labels))
     dataset = dataset.map(
-        lambda path, label: (load_pixels(path, input_size, dicom), label),
+        lambda path, is_dicom, label: (load_pixels(path, input_size, is_dicom), label),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )

@@ -48,14 +48,10 @@ def _with_pixel_preprocessing(model):
 
 
 def load_pixels_array(data: datasets.LabelledImages, input_size: int) -> np.ndarray:
-    """float32 [n, S, S, 3] raw pixels through the training pipeline's decode and resize."""
-    import tensorflow as tf
+    """float32 [n, S, S, 3] raw pixels through the training pipeline's decode and resize (per-file format)."""
+    from xraymodel.pipeline import load_file_pixels
 
-    from xraymodel.dicom_input import is_dicom_file
-    from xraymodel.pipeline import load_pixels
-
-    dicom = any(is_dicom_file(p) for p in data.paths)
-    return np.stack([load_pixels(tf.constant(path), input_size, dicom).numpy() for path in data.paths])
+    return np.stack([load_file_pixels(path, input_size).numpy() for path in data.paths])
 
 
 def convert(model, mode: str, calibration_pixels: np.ndarray | None = None) -> bytes:
