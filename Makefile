@@ -5,14 +5,14 @@ SHELL := /bin/bash
 PY_SYS ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.stamp-$(shell cat pyproject.toml scripts/setup.sh 2>/dev/null | sha1sum | cut -c1-12)
+STAMP  := $(VENV)/.stamp-$(shell cat pyproject.toml model/pyproject.toml sandbox/pyproject.toml scripts/setup.sh 2>/dev/null | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-unit test-integration test-e2e demo bench docs sync-crds clean
+.PHONY: setup test test-unit test-integration test-e2e test-chart test-evaluator test-model demo bench docs sync-crds sync-demo clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/setup.sh
+$(STAMP): pyproject.toml model/pyproject.toml sandbox/pyproject.toml scripts/setup.sh
 	@bash scripts/setup.sh "$(PY_SYS)" "$(VENV)"
 	@rm -f $(VENV)/.stamp-* && touch $@
 
@@ -28,6 +28,15 @@ test-integration: setup
 test-e2e: setup
 	@$(PY) -m pytest -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
 
+test-chart: setup
+	@$(PY) -m pytest -p no:cacheprovider tests/chart $(PYTEST_ARGS)
+
+test-evaluator: setup
+	@$(PY) -m pytest -p no:cacheprovider tests/evaluator $(PYTEST_ARGS)
+
+test-model: setup
+	@$(PY) -m pytest -p no:cacheprovider tests/model $(PYTEST_ARGS)
+
 demo: setup
 	@$(PY) -m modeldeploy.cli demo
 
@@ -41,5 +50,9 @@ sync-crds:
 	@cp crds/modeldeployment.yaml operator/modeldeploy/crd/modeldeployment.yaml
 	@if [ -d charts/modeldeploy/crds ]; then cp crds/modeldeployment.yaml charts/modeldeploy/crds/modeldeployment.yaml; fi
 
+# The demo's scenarios ship inside the sandbox package (so `modeldeploy demo` runs from a wheel).
+sync-demo:
+	@cp examples/scenarios/good-canary-promoted.yaml examples/scenarios/latency-regression-rolled-back.yaml sandbox/mdsandbox/demo/
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info out demo-out
+	rm -rf $(VENV) .pytest_cache build *.egg-info */*.egg-info out demo-out

@@ -23,11 +23,11 @@ import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "model")]
+sys.path[:0] = [str(ROOT / d) for d in ("operator", "common", "model", "sandbox")]
 
-from modeldeploy.sandbox.apiserver import ApiServerProcess  # noqa: E402
-from modeldeploy.sandbox.controllers import DeploymentController  # noqa: E402
-from modeldeploy.sandbox.operator_process import OperatorProcess  # noqa: E402
+from kubeemu.process import ApiServerProcess  # noqa: E402
+from mdsandbox.controllers import DeploymentController  # noqa: E402
+from mdsandbox.operator_process import OperatorProcess  # noqa: E402
 
 NS = "bench"
 KINDS = {

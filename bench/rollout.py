@@ -26,10 +26,10 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "model")]
+sys.path[:0] = [str(ROOT / d) for d in ("operator", "common", "model", "sandbox")]
 
-from modeldeploy.sandbox.runner import run_scenario  # noqa: E402
-from modeldeploy.sandbox.scenario import parse_scenario  # noqa: E402
+from mdsandbox.runner import run_scenario  # noqa: E402
+from mdsandbox.scenario import parse_scenario  # noqa: E402
 
 BASE = {
     "modelDeployment": {

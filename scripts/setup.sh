@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything ModelDeploy needs on a fresh Debian machine: the Prometheus server (Debian
-# package, for tests and the sandbox), a virtualenv with the operator, the model tool chain and the
-# test tools. Idempotent; `make setup` runs it when pyproject.toml or this script changed.
+# package, for tests and the sandbox), a virtualenv with the three distributions of this repository
+# installed editable -- the operator (pyproject.toml), the model tool chain + evaluator
+# (model/pyproject.toml, with its ml extra) and the sandbox (sandbox/pyproject.toml) -- and the test
+# tools. One pip command, so the sandbox's dependencies on `modeldeploy` and `modeldeploy-model` are
+# satisfied by these local folders, never looked up in an index. Idempotent; `make setup` runs it
+# when a pyproject.toml or this script changed.
 set -euo pipefail
 PY_SYS=${1:-python3}
 VENV=${2:-.venv}
@@ -26,10 +30,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating virtualenv $VENV"
   "$PY_SYS" -m venv "$VENV"
 fi
-echo "setup: installing Python packages (operator, model tool chain, test tools)"
+echo "setup: installing Python packages (operator, model tool chain + evaluator, sandbox, test tools)"
 "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-"$VENV/bin/python" -m pip install -q -e ".[test,ml,sandbox]" 2>&1 | grep -v "^WARNING: Location" || true
-"$VENV/bin/python" -c "import modeldeploy, kopf, kmock, tensorflow" >/dev/null 2>&1 || {
+"$VENV/bin/python" -m pip install -q -e ".[test]" -e "./model[ml]" -e ./sandbox 2>&1 | grep -v "^WARNING: Location" || true
+"$VENV/bin/python" -c "import modeldeploy, mdcommon, xraymodel, kubeemu, mdsandbox, kopf, kmock, tensorflow" >/dev/null 2>&1 || {
   echo "setup: FAILED: packages did not import"; exit 1; }
 # tensorflow-serving-api pulls the full `tensorflow` (572 MB) as a dependency: install it without deps
 # beside tensorflow-cpu (its grpcio and protobuf needs are already met).

@@ -2,7 +2,7 @@
 Shared pytest fixtures.
 
 ``apiserver`` (session-scoped) is the Kubernetes API server emulator running as its own process
-on 127.0.0.1 (see modeldeploy.sandbox.apiserver), with the ModelDeployment CRD (crds/, if present)
+on 127.0.0.1 (see kubeemu.apiserver), with the ModelDeployment CRD (crds/, if present)
 and the third-party CRDs in tests/data/thirdparty-crds/ (Istio, Prometheus operator) registered.
 Point clients at ``apiserver.kubeconfig`` / ``apiserver.url``; give every test its own namespace.
 """
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from modeldeploy.sandbox.apiserver import ApiServerProcess
+from kubeemu.process import ApiServerProcess
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODELDEPLOY_CRD = REPO_ROOT / 'crds' / 'modeldeployment.yaml'

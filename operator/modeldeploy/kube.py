@@ -31,7 +31,6 @@ import urllib3
 from kubernetes.client.rest import ApiException
 
 from modeldeploy import GROUP, PLURAL, VERSION
-from modeldeploy.render.names import ANNOTATION_APPLIED_HASH
 
 MERGE_PATCH = "application/merge-patch+json"
 LAST_APPLIED = "modeldeploy.io/last-applied"
@@ -63,7 +62,9 @@ KINDS: dict[tuple[str, str], Kind] = {
     ("v1", "Pod"): Kind("v1", "Pod", "pods", ("CoreV1Api", "pod")),
     ("apps/v1", "Deployment"): Kind("apps/v1", "Deployment", "deployments", ("AppsV1Api", "deployment")),
     ("networking.istio.io/v1", "VirtualService"): Kind("networking.istio.io/v1", "VirtualService", "virtualservices"),
-    ("networking.istio.io/v1", "DestinationRule"): Kind("networking.istio.io/v1", "DestinationRule", "destinationrules"),
+    ("networking.istio.io/v1", "DestinationRule"): Kind(
+        "networking.istio.io/v1", "DestinationRule", "destinationrules"
+    ),
     (f"{GROUP}/{VERSION}", "ModelDeployment"): Kind(f"{GROUP}/{VERSION}", "ModelDeployment", PLURAL),
 }
 
@@ -79,6 +80,7 @@ def kind_of(obj: dict) -> Kind:
 # Pure helpers: comparing desired and live objects
 # --------------------------------------------------------------------------------------------
 
+
 def is_subset(desired: Any, live: Any) -> bool:
     """True when every field we set in `desired` has the same value in `live` (server defaults may add more)."""
     if isinstance(desired, dict):
@@ -88,7 +90,7 @@ def is_subset(desired: Any, live: Any) -> bool:
     if isinstance(desired, list):
         if not isinstance(live, list) or len(desired) != len(live):
             return False
-        return all(is_subset(d, l) for d, l in zip(desired, live))
+        return all(is_subset(d, lv) for d, lv in zip(desired, live))
     if isinstance(desired, bool) or isinstance(live, bool):
         return desired is live
     if isinstance(desired, (int, float)) and isinstance(live, (int, float)):
@@ -118,7 +120,6 @@ def _owned_view(obj: dict) -> dict:
     meta = view.setdefault("metadata", {})
     annotations = dict(meta.get("annotations") or {})
     annotations.pop(LAST_APPLIED, None)
-    annotations.pop(ANNOTATION_APPLIED_HASH, None)
     if annotations:
         meta["annotations"] = annotations
     else:
@@ -142,6 +143,7 @@ def needs_write(desired: dict, live: dict) -> bool:
 # --------------------------------------------------------------------------------------------
 # The client
 # --------------------------------------------------------------------------------------------
+
 
 class Kube:
     """Async facade over the synchronous kubernetes client; one instance per operator (in kopf memo)."""
@@ -220,13 +222,27 @@ class Kube:
         """JSON merge patch (lists are replaced whole, keys set to null are removed)."""
         if k.typed:
             resp = await self._call(
-                "patch", k.kind, self._typed(k, "patch"), name, namespace, patch,
-                _content_type=MERGE_PATCH, _preload_content=False,
+                "patch",
+                k.kind,
+                self._typed(k, "patch"),
+                name,
+                namespace,
+                patch,
+                _content_type=MERGE_PATCH,
+                _preload_content=False,
             )
             return json.loads(resp.data)
         return await self._call(
-            "patch", k.kind, self.custom.patch_namespaced_custom_object,
-            k.group, k.version, namespace, k.plural, name, patch, _content_type=MERGE_PATCH,
+            "patch",
+            k.kind,
+            self.custom.patch_namespaced_custom_object,
+            k.group,
+            k.version,
+            namespace,
+            k.plural,
+            name,
+            patch,
+            _content_type=MERGE_PATCH,
         )
 
     async def delete(self, k: Kind, namespace: str, name: str) -> bool:
@@ -236,8 +252,14 @@ class Kube:
                 await self._call("delete", k.kind, self._typed(k, "delete"), name, namespace, _preload_content=False)
             else:
                 await self._call(
-                    "delete", k.kind, self.custom.delete_namespaced_custom_object,
-                    k.group, k.version, namespace, k.plural, name,
+                    "delete",
+                    k.kind,
+                    self.custom.delete_namespaced_custom_object,
+                    k.group,
+                    k.version,
+                    namespace,
+                    k.plural,
+                    name,
                 )
             return True
         except NotFound:
@@ -265,7 +287,9 @@ class Kube:
             except Conflict:
                 live = await self.get(k, meta["namespace"], meta["name"])
                 if live is None:
-                    raise kopf.TemporaryError(f"{k.kind} {meta['name']} conflicts but is absent; retrying", delay=1) from None
+                    raise kopf.TemporaryError(
+                        f"{k.kind} {meta['name']} conflicts but is absent; retrying", delay=1
+                    ) from None
         if not needs_write(desired, live):
             return "unchanged"
         last_text = ((live.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
@@ -285,8 +309,16 @@ class Kube:
     async def patch_status(self, namespace: str, name: str, status_patch: dict) -> dict:
         """Merge-patch the ModelDeployment's status subresource."""
         return await self._call(
-            "patch", "ModelDeployment/status", self.custom.patch_namespaced_custom_object_status,
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status_patch}, _content_type=MERGE_PATCH,
+            "patch",
+            "ModelDeployment/status",
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": status_patch},
+            _content_type=MERGE_PATCH,
         )
 
     async def patch_modeldeployment(self, namespace: str, name: str, patch: dict) -> dict:
@@ -299,7 +331,7 @@ class Kube:
     async def emit_event(self, body: dict, *, type: str, reason: str, message: str) -> None:
         """A core/v1 Event on the ModelDeployment, with its own reason (never one generic 'Synced')."""
         meta = body.get("metadata", {})
-        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -323,8 +355,14 @@ class Kube:
             "count": 1,
         }
         try:
-            await self._call("create", "Event", self.core.create_namespaced_event, meta.get("namespace"), event,
-                             _preload_content=False)
+            await self._call(
+                "create",
+                "Event",
+                self.core.create_namespaced_event,
+                meta.get("namespace"),
+                event,
+                _preload_content=False,
+            )
         except kopf.TemporaryError:
             pass  # an Event is best effort: never fail a reconcile over it
 

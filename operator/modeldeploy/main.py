@@ -18,12 +18,11 @@ from typing import Any
 
 import kopf
 
-from modeldeploy import GROUP, PLURAL, VERSION
+from modeldeploy import GROUP, PLURAL, VERSION, names
 from modeldeploy.analysis.prometheus import PrometheusClient
 from modeldeploy.kube import Kube
 from modeldeploy.metrics import OperatorMetrics
 from modeldeploy.reconciler import Reconciler, deployment_summary, pod_scheduling
-from modeldeploy.render import names
 from modeldeploy.settings import Settings, replica_priority
 
 OWNED = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
@@ -35,7 +34,11 @@ class _QuietWakeups(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not (message.startswith("Handler ") and message.endswith(" succeeded.") and any(h in message for h in _WAKE_HANDLERS))
+        return not (
+            message.startswith("Handler ")
+            and message.endswith(" succeeded.")
+            and any(h in message for h in _WAKE_HANDLERS)
+        )
 
 
 @kopf.on.startup()
@@ -69,7 +72,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     else:
         settings.peering.standalone = True
     kube = Kube(workers=config.kube_workers)
-    prometheus = PrometheusClient(config.prometheus_url, timeout=config.prometheus_timeout) if config.prometheus_url else None
+    prometheus = (
+        PrometheusClient(config.prometheus_url, timeout=config.prometheus_timeout) if config.prometheus_url else None
+    )
     metrics = OperatorMetrics()
     metrics.serve(config.metrics_host, config.metrics_port)
     kube.on_call = lambda verb, kind: metrics.api_calls.labels(verb, kind).inc()
@@ -80,8 +85,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     memo.prometheus = prometheus
     memo.metrics = metrics
     memo.reconciler = Reconciler(kube, prometheus, config, metrics)
-    logger.info("modeldeploy operator started (prometheus=%s, metrics=%s:%s)",
-                config.prometheus_url or "none", config.metrics_host, config.metrics_port)
+    logger.info(
+        "modeldeploy operator started (prometheus=%s, metrics=%s:%s)",
+        config.prometheus_url or "none",
+        config.metrics_host,
+        config.metrics_port,
+    )
 
 
 @kopf.on.cleanup()

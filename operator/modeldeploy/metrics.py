@@ -20,31 +20,69 @@ class OperatorMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         labels = ("namespace", "name")
-        self.phase = Gauge("modeldeploy_phase", "1 for the current phase of a ModelDeployment", labels + ("phase",), registry=r)
-        self.canary_weight = Gauge("modeldeploy_canary_weight", "Percent of live traffic routed to the canary", labels, registry=r)
-        self.stable_version = Gauge("modeldeploy_stable_version", "Model version serving live traffic", labels, registry=r)
-        self.canary_version = Gauge("modeldeploy_canary_version", "Model version being rolled out (0 = none)", labels, registry=r)
-        self.failed_checks = Gauge("modeldeploy_failed_checks", "Failed analysis checks of the current rollout", labels, registry=r)
-        self.rollout_started = Gauge("modeldeploy_rollout_start_timestamp_seconds", "When the current rollout started (0 = none)", labels, registry=r)
-        self.progress_deadline = Gauge("modeldeploy_progress_deadline_seconds", "spec.analysis.progressDeadline", labels, registry=r)
-        self.analysis_value = Gauge("modeldeploy_analysis_value", "Last measured value of an analysis metric", labels + ("metric",), registry=r)
-        self.analysis_verdict = Gauge("modeldeploy_analysis_verdict", "1 for the last verdict of an analysis metric", labels + ("metric", "verdict"), registry=r)
-        self.analysis_threshold = Gauge("modeldeploy_analysis_threshold", "Bound of an analysis metric", labels + ("metric", "bound"), registry=r)
+        self.phase = Gauge(
+            "modeldeploy_phase", "1 for the current phase of a ModelDeployment", labels + ("phase",), registry=r
+        )
+        self.canary_weight = Gauge(
+            "modeldeploy_canary_weight", "Percent of live traffic routed to the canary", labels, registry=r
+        )
+        self.stable_version = Gauge(
+            "modeldeploy_stable_version", "Model version serving live traffic", labels, registry=r
+        )
+        self.canary_version = Gauge(
+            "modeldeploy_canary_version", "Model version being rolled out (0 = none)", labels, registry=r
+        )
+        self.failed_checks = Gauge(
+            "modeldeploy_failed_checks", "Failed analysis checks of the current rollout", labels, registry=r
+        )
+        self.rollout_started = Gauge(
+            "modeldeploy_rollout_start_timestamp_seconds",
+            "When the current rollout started (0 = none)",
+            labels,
+            registry=r,
+        )
+        self.progress_deadline = Gauge(
+            "modeldeploy_progress_deadline_seconds", "spec.analysis.progressDeadline", labels, registry=r
+        )
+        self.analysis_value = Gauge(
+            "modeldeploy_analysis_value", "Last measured value of an analysis metric", labels + ("metric",), registry=r
+        )
+        self.analysis_verdict = Gauge(
+            "modeldeploy_analysis_verdict",
+            "1 for the last verdict of an analysis metric",
+            labels + ("metric", "verdict"),
+            registry=r,
+        )
+        self.analysis_threshold = Gauge(
+            "modeldeploy_analysis_threshold", "Bound of an analysis metric", labels + ("metric", "bound"), registry=r
+        )
         self.promotions = Counter("modeldeploy_promotions", "Versions promoted to stable", labels, registry=r)
-        self.rollbacks = Counter("modeldeploy_rollbacks", "Rollouts rolled back or aborted", labels + ("action",), registry=r)
+        self.rollbacks = Counter(
+            "modeldeploy_rollbacks", "Rollouts rolled back or aborted", labels + ("action",), registry=r
+        )
         self.no_data = Counter("modeldeploy_analysis_no_data", "Analyses that lacked data", labels, registry=r)
         self.analyses = Counter("modeldeploy_analyses", "Analyses run", labels + ("kind", "verdict"), registry=r)
         self.reconcile_seconds = Histogram(
-            "modeldeploy_reconcile_duration_seconds", "Duration of one reconcile pass", registry=r,
+            "modeldeploy_reconcile_duration_seconds",
+            "Duration of one reconcile pass",
+            registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.analysis_seconds = Histogram(
-            "modeldeploy_analysis_duration_seconds", "Duration of one analysis (all Prometheus queries)", registry=r,
+            "modeldeploy_analysis_duration_seconds",
+            "Duration of one analysis (all Prometheus queries)",
+            registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        self.api_calls = Counter("modeldeploy_kubernetes_api_calls", "Kubernetes API calls", ("verb", "kind"), registry=r)
-        self.reconcile_errors = Counter("modeldeploy_reconcile_errors", "Reconcile passes that failed", ("kind",), registry=r)
-        self.prometheus_queries = Counter("modeldeploy_prometheus_queries", "Queries sent to Prometheus", ("result",), registry=r)
+        self.api_calls = Counter(
+            "modeldeploy_kubernetes_api_calls", "Kubernetes API calls", ("verb", "kind"), registry=r
+        )
+        self.reconcile_errors = Counter(
+            "modeldeploy_reconcile_errors", "Reconcile passes that failed", ("kind",), registry=r
+        )
+        self.prometheus_queries = Counter(
+            "modeldeploy_prometheus_queries", "Queries sent to Prometheus", ("result",), registry=r
+        )
 
     def serve(self, host: str, port: int) -> None:
         if port:
@@ -84,9 +122,22 @@ class OperatorMetrics:
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop every series of a deleted ModelDeployment (else its last phase would keep alerts firing)."""
-        for family in (self.phase, self.canary_weight, self.stable_version, self.canary_version, self.failed_checks,
-                       self.rollout_started, self.progress_deadline, self.analysis_value, self.analysis_verdict,
-                       self.analysis_threshold, self.promotions, self.rollbacks, self.no_data, self.analyses):
+        for family in (
+            self.phase,
+            self.canary_weight,
+            self.stable_version,
+            self.canary_version,
+            self.failed_checks,
+            self.rollout_started,
+            self.progress_deadline,
+            self.analysis_value,
+            self.analysis_verdict,
+            self.analysis_threshold,
+            self.promotions,
+            self.rollbacks,
+            self.no_data,
+            self.analyses,
+        ):
             for sample_labels in list(family._metrics):  # prometheus-client keeps children by label tuple
                 if sample_labels[:2] == (namespace, name):
                     family.remove(*sample_labels)

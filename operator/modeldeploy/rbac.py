@@ -40,41 +40,95 @@ class Rule:
 
 RULES: tuple[Rule, ...] = (
     # ---- ModelDeployments ------------------------------------------------------------------
-    Rule("modeldeploy.io", "modeldeployments", ("get", "list", "watch", "patch"),
-         why="kopf lists/watches them (daemon, event handler) and patches its finalizer; "
-             "Kube.get_modeldeployment re-reads one after our own write; Kube.patch_modeldeployment "
-             "removes a handled modeldeploy.io/action annotation"),
-    Rule("modeldeploy.io", "modeldeployments/status", ("patch",),
-         why="Kube.patch_status: the status subresource is the operator's only state store"),
+    Rule(
+        "modeldeploy.io",
+        "modeldeployments",
+        ("get", "list", "watch", "patch"),
+        why="kopf lists/watches them (daemon, event handler) and patches its finalizer; "
+        "Kube.get_modeldeployment re-reads one after our own write; Kube.patch_modeldeployment "
+        "removes a handled modeldeploy.io/action annotation",
+    ),
+    Rule(
+        "modeldeploy.io",
+        "modeldeployments/status",
+        ("patch",),
+        why="Kube.patch_status: the status subresource is the operator's only state store",
+    ),
     # ---- TF Serving children ---------------------------------------------------------------
-    Rule("apps", "deployments", ("get", "list", "watch", "create", "patch", "delete"),
-         why="kopf index + event handler on our Deployments (list/watch); Kube.apply of one "
-             "Deployment per model version (get/create/patch); stale versions deleted"),
-    Rule(CORE, "configmaps", ("get", "create", "patch", "delete"),
-         why="Kube.apply of the per-version TF Serving config; deleted with its version"),
-    Rule(CORE, "services", ("get", "create", "patch"),
-         why="Kube.apply of the model's Service"),
-    Rule(CORE, "events", ("create",),
-         why="Kube.emit_event: Events with distinct reasons (kopf's own event posting is disabled)"),
-    Rule(CORE, "pods", ("list", "watch"),
-         why="kopf index of the TF Serving pods' scheduling state: GPU pods unschedulable for "
-             "spec.serving.gpu.fallbackAfter start CPU replicas (spec.serving.gpu.fallbackToCPU)"),
+    Rule(
+        "apps",
+        "deployments",
+        ("get", "list", "watch", "create", "patch", "delete"),
+        why="kopf index + event handler on our Deployments (list/watch); Kube.apply of one "
+        "Deployment per model version (get/create/patch); stale versions deleted",
+    ),
+    Rule(
+        CORE,
+        "configmaps",
+        ("get", "create", "patch", "delete"),
+        why="Kube.apply of the per-version TF Serving config; deleted with its version",
+    ),
+    Rule(CORE, "services", ("get", "create", "patch"), why="Kube.apply of the model's Service"),
+    Rule(
+        CORE,
+        "events",
+        ("create",),
+        why="Kube.emit_event: Events with distinct reasons (kopf's own event posting is disabled)",
+    ),
+    Rule(
+        CORE,
+        "pods",
+        ("list", "watch"),
+        why="kopf index of the TF Serving pods' scheduling state: GPU pods unschedulable for "
+        "spec.serving.gpu.fallbackAfter start CPU replicas (spec.serving.gpu.fallbackToCPU)",
+    ),
     # ---- Istio routing ---------------------------------------------------------------------
-    Rule("networking.istio.io", "destinationrules", ("get", "create", "patch"),
-         why="Kube.apply of the DestinationRule (one subset per version)"),
-    Rule("networking.istio.io", "virtualservices", ("get", "create", "patch"),
-         why="Kube.apply of the VirtualService (weights, A/B matches, mirroring)"),
+    Rule(
+        "networking.istio.io",
+        "destinationrules",
+        ("get", "create", "patch"),
+        why="Kube.apply of the DestinationRule (one subset per version)",
+    ),
+    Rule(
+        "networking.istio.io",
+        "virtualservices",
+        ("get", "create", "patch"),
+        why="Kube.apply of the VirtualService (weights, A/B matches, mirroring)",
+    ),
     # ---- kopf itself -----------------------------------------------------------------------
-    Rule("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"), cluster_scoped=True,
-         why="kopf's resource observer notices CRDs appearing/disappearing at runtime "
-             "(kopf/_core/reactor/observation.py; only a warning without it)"),
-    Rule(CORE, "namespaces", ("list", "watch"), cluster_scoped=True, only="namespaced",
-         why="kopf's namespace observer, only when watching a list of namespaces (not cluster-wide)"),
-    Rule("kopf.dev", "clusterkopfpeerings", ("list", "watch", "patch"), cluster_scoped=True,
-         only="clusterwide", peering=True,
-         why="kopf peering, cluster-wide: watch the peers and patch our keep-alive into status"),
-    Rule("kopf.dev", "kopfpeerings", ("list", "watch", "patch"), only="namespaced", peering=True,
-         why="kopf peering, per watched namespace: watch the peers and patch our keep-alive"),
+    Rule(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        ("list", "watch"),
+        cluster_scoped=True,
+        why="kopf's resource observer notices CRDs appearing/disappearing at runtime "
+        "(kopf/_core/reactor/observation.py; only a warning without it)",
+    ),
+    Rule(
+        CORE,
+        "namespaces",
+        ("list", "watch"),
+        cluster_scoped=True,
+        only="namespaced",
+        why="kopf's namespace observer, only when watching a list of namespaces (not cluster-wide)",
+    ),
+    Rule(
+        "kopf.dev",
+        "clusterkopfpeerings",
+        ("list", "watch", "patch"),
+        cluster_scoped=True,
+        only="clusterwide",
+        peering=True,
+        why="kopf peering, cluster-wide: watch the peers and patch our keep-alive into status",
+    ),
+    Rule(
+        "kopf.dev",
+        "kopfpeerings",
+        ("list", "watch", "patch"),
+        only="namespaced",
+        peering=True,
+        why="kopf peering, per watched namespace: watch the peers and patch our keep-alive",
+    ),
 )
 
 # Permissions a feature being built will need. NOT granted: least privilege means granting them in

@@ -28,12 +28,14 @@ from typing import Any
 
 import kopf
 
+from modeldeploy import names
 from modeldeploy.analysis import builtins
 from modeldeploy.analysis.prometheus import PrometheusClient
 from modeldeploy.analysis.runner import analyse
 from modeldeploy.kube import KINDS, Kube
 from modeldeploy.metrics import OperatorMetrics
-from modeldeploy.render import Target, desired_objects, names
+from modeldeploy.plans import Target
+from modeldeploy.render import desired_objects
 from modeldeploy.rollout import (
     DeploymentState,
     Observation,
@@ -139,7 +141,9 @@ class Reconciler:
 
     # ---- one pass --------------------------------------------------------------------------------
 
-    async def reconcile(self, live_body: kopf.Body | dict, index: Any, logger: logging.Logger, now: datetime.datetime | None = None) -> float:
+    async def reconcile(
+        self, live_body: kopf.Body | dict, index: Any, logger: logging.Logger, now: datetime.datetime | None = None
+    ) -> float:
         body = await self._fresh_body(live_body)
         if body is None:
             return self.settings.resync_seconds  # deleted meanwhile
@@ -219,12 +223,16 @@ class Reconciler:
         deployments, pods = index if isinstance(index, tuple) else (index, None)
         primary: dict[int, dict] = {}
         fallback: dict[int, dict] = {}
-        for version, summary in (deployments.get((namespace, name), []) if deployments is not None else []):
+        for version, summary in deployments.get((namespace, name), []) if deployments is not None else []:
             (fallback if summary.get("variant") == names.VARIANT_CPU_FALLBACK else primary)[version] = summary
         stuck: dict[int, tuple[datetime.datetime, str]] = {}
-        for version, variant, since, message in (pods.get((namespace, name), []) if pods is not None else []):
+        for version, variant, since, message in pods.get((namespace, name), []) if pods is not None else []:
             moment = from_timestamp(since) if since else None
-            if variant == names.VARIANT_PRIMARY and moment is not None and (version not in stuck or moment < stuck[version][0]):
+            if (
+                variant == names.VARIANT_PRIMARY
+                and moment is not None
+                and (version not in stuck or moment < stuck[version][0])
+            ):
                 stuck[version] = (moment, message)
         out: dict[int, DeploymentState] = {}
         for version in set(primary) | set(fallback):
@@ -240,20 +248,34 @@ class Reconciler:
             )
         return out
 
-    async def _measure(self, spec: ModelDeploymentSpec, body: dict, status: dict, obs: Observation,
-                       mem: _Memory, now: datetime.datetime, logger: logging.Logger) -> Observation:
+    async def _measure(
+        self,
+        spec: ModelDeploymentSpec,
+        body: dict,
+        status: dict,
+        obs: Observation,
+        mem: _Memory,
+        now: datetime.datetime,
+        logger: logging.Logger,
+    ) -> Observation:
         """Run an interval analysis or a fail-fast check if one is due."""
         kind = None
         if analysis_due(spec, status, now):
             kind = "interval"
-        elif fail_fast_applies(spec, status) and time.monotonic() - mem.last_fail_fast >= spec.analysis.fail_fast_interval_seconds * 0.9:
+        elif (
+            fail_fast_applies(spec, status)
+            and time.monotonic() - mem.last_fail_fast >= spec.analysis.fail_fast_interval_seconds * 0.9
+        ):
             kind = "failFast"
         if kind is None:
             return obs
         meta = body["metadata"]
         ctx = builtins.QueryContext(
-            namespace=meta["namespace"], name=meta["name"], model_name=spec.model.name,
-            stable_version=status["stableVersion"], canary_version=status["canaryVersion"],
+            namespace=meta["namespace"],
+            name=meta["name"],
+            model_name=spec.model.name,
+            stable_version=status["stableVersion"],
+            canary_version=status["canaryVersion"],
         )
         started = time.perf_counter()
         result = await analyse(spec, ctx, self.prometheus, now, kind=kind)
@@ -287,8 +309,9 @@ class Reconciler:
         fresh_enough = time.monotonic() - mem.applied_at < self.settings.resync_seconds
         if fingerprint == mem.applied_fingerprint and fresh_enough and not stale and not stale_twins:
             return
-        objects = desired_objects(target, list(decision.versions), decision.route,
-                                  evaluator_image=self.settings.evaluator_image)
+        objects = desired_objects(
+            target, list(decision.versions), decision.route, evaluator_image=self.settings.evaluator_image
+        )
         # A brand-new ModelDeployment has no children yet: create straight away (a 409 falls back to
         # read + patch). Children are independent objects, so they are applied concurrently.
         assume_absent = mem.applied_fingerprint is None and not obs.deployments and not decision_has_history(decision)
@@ -297,8 +320,9 @@ class Reconciler:
             await self.kube.delete(DEPLOYMENT, target.namespace, names.deployment_name(target.name, version))
             await self.kube.delete(CONFIGMAP, target.namespace, names.configmap_name(target.name, version))
         for version in stale_twins:  # GPUs are back (or the version is gone): drop the CPU replicas
-            await self.kube.delete(DEPLOYMENT, target.namespace,
-                                   names.deployment_name(target.name, version, names.VARIANT_CPU_FALLBACK))
+            await self.kube.delete(
+                DEPLOYMENT, target.namespace, names.deployment_name(target.name, version, names.VARIANT_CPU_FALLBACK)
+            )
         mem.applied_fingerprint = fingerprint
         mem.applied_at = time.monotonic()
 
@@ -312,7 +336,11 @@ def pod_scheduling(labels: dict, status: dict) -> tuple[str, str | None, str]:
     """(variant, unschedulable since or None, scheduler message) of one TF Serving pod."""
     variant = labels.get(names.LABEL_VARIANT, names.VARIANT_PRIMARY)
     for cond in (status or {}).get("conditions") or []:
-        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
+        if (
+            cond.get("type") == "PodScheduled"
+            and cond.get("status") == "False"
+            and cond.get("reason") == "Unschedulable"
+        ):
             return variant, cond.get("lastTransitionTime"), cond.get("message") or ""
     return variant, None, ""
 

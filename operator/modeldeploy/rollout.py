@@ -31,9 +31,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mdcommon.durations import parse_duration
 from modeldeploy.analysis.verdict import AnalysisResult
-from modeldeploy.durations import parse_duration
-from modeldeploy.render import RoutePlan, VersionPlan
+from modeldeploy.plans import RoutePlan, VersionPlan
 from modeldeploy.spec import ModelDeploymentSpec
 from modeldeploy.status import (
     append_history,
@@ -49,7 +49,15 @@ READINESS_POLL_SECONDS = 2.0
 MANUAL_ACTIONS = ("promote", "promote-full", "abort", "pause", "resume", "retry")
 
 # Keys of status.rollout that belong to one rollout (reset when a new one starts).
-_PER_ROLLOUT_KEYS = ("startedAt", "readyAt", "stepStartedAt", "lastAnalysisAt", "analyses", "failedHold", "noDataStreak")
+_PER_ROLLOUT_KEYS = (
+    "startedAt",
+    "readyAt",
+    "stepStartedAt",
+    "lastAnalysisAt",
+    "analyses",
+    "failedHold",
+    "noDataStreak",
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,12 @@ class DeploymentState:
 
     @property
     def primary_ready(self) -> bool:
-        return self.exists and self.observed_current and self.ready >= max(1, self.desired) and self.updated >= max(1, self.desired)
+        return (
+            self.exists
+            and self.observed_current
+            and self.ready >= max(1, self.desired)
+            and self.updated >= max(1, self.desired)
+        )
 
     @property
     def is_ready(self) -> bool:
@@ -128,6 +141,7 @@ class Decision:
 # Timing questions the controller asks before it measures anything
 # --------------------------------------------------------------------------------------------
 
+
 def canary_live(status: Mapping[str, Any]) -> bool:
     """A rollout whose new version is ready and routed (analysis applies)."""
     rollout = status.get("rollout") or {}
@@ -161,22 +175,21 @@ def _analysis_slot(spec: ModelDeploymentSpec, status: Mapping[str, Any], now: da
     return due
 
 
-def fail_fast_metrics(spec: ModelDeploymentSpec) -> tuple:
-    return tuple(m for m in spec.analysis.metrics if m.fail_fast is not None)
-
-
 def fail_fast_applies(spec: ModelDeploymentSpec, status: Mapping[str, Any]) -> bool:
-    return canary_live(status) and bool(fail_fast_metrics(spec))
+    return canary_live(status) and bool(spec.analysis.fail_fast_metrics)
 
 
 # --------------------------------------------------------------------------------------------
 # decide()
 # --------------------------------------------------------------------------------------------
 
+
 class _Ctx:
     """Mutable working copy used while deciding (never escapes decide())."""
 
-    def __init__(self, spec: ModelDeploymentSpec, status: Mapping[str, Any], now: datetime.datetime, generation: int | None):
+    def __init__(
+        self, spec: ModelDeploymentSpec, status: Mapping[str, Any], now: datetime.datetime, generation: int | None
+    ):
         self.spec = spec
         self.now = now
         self.generation = generation
@@ -238,7 +251,7 @@ def decide(
         ctx.wake_in(READINESS_POLL_SECONDS)
     if canary_live(st):
         ctx.wake_in(seconds_until_analysis(spec, st, now))
-        if fail_fast_metrics(spec):
+        if spec.analysis.fail_fast_metrics:
             ctx.wake_in(spec.analysis.fail_fast_interval_seconds)
     if st["phase"] == "Initializing":
         ctx.wake_in(READINESS_POLL_SECONDS)
@@ -257,7 +270,9 @@ def decide(
     )
 
 
-def decide_invalid(status: Mapping[str, Any], message: str, now: datetime.datetime, generation: int | None) -> tuple[dict[str, Any], list[Event]]:
+def decide_invalid(
+    status: Mapping[str, Any], message: str, now: datetime.datetime, generation: int | None
+) -> tuple[dict[str, Any], list[Event]]:
     """Status for a spec that fails validation: phase Invalid, Ready=False/InvalidSpec. Children untouched."""
     st = copy.deepcopy(dict(status or {}))
     events: list[Event] = []
@@ -267,18 +282,25 @@ def decide_invalid(status: Mapping[str, Any], message: str, now: datetime.dateti
     st["message"] = message
     if generation is not None:
         st["observedGeneration"] = generation
-    st["conditions"] = set_condition(st.get("conditions") or [], "Ready", False, "InvalidSpec", message, generation, now)
+    st["conditions"] = set_condition(
+        st.get("conditions") or [], "Ready", False, "InvalidSpec", message, generation, now
+    )
     return st, events
 
 
 # ---- manual actions ---------------------------------------------------------------------------
+
 
 def _manual_action(ctx: _Ctx, action: str, obs: Observation) -> None:
     st, r = ctx.st, ctx.r
     who = f" by {obs.action_by}" if obs.action_by else ""
     canary = st.get("canaryVersion")
     if action not in MANUAL_ACTIONS:
-        ctx.event("Warning", "UnknownAction", f"ignored modeldeploy.io/action {action!r}; use one of {', '.join(MANUAL_ACTIONS)}")
+        ctx.event(
+            "Warning",
+            "UnknownAction",
+            f"ignored modeldeploy.io/action {action!r}; use one of {', '.join(MANUAL_ACTIONS)}",
+        )
         return
     if action == "pause":
         if not r.get("paused"):
@@ -327,6 +349,7 @@ def _manual_action(ctx: _Ctx, action: str, obs: Observation) -> None:
 
 # ---- following spec.model.version -------------------------------------------------------------
 
+
 def _follow_spec_version(ctx: _Ctx) -> None:
     st, r, spec = ctx.st, ctx.r, ctx.spec
     target = spec.model.version
@@ -337,9 +360,19 @@ def _follow_spec_version(ctx: _Ctx) -> None:
             reason = f"spec.model.version set back to the stable version {stable}"
             _rollback(ctx, reason=reason, action="aborted", metrics=_last_metrics(st), remember=False)
         else:
-            ctx.history(version=canary, action="superseded", from_version=stable, strategy=st.get("strategy"),
-                        reason=f"spec.model.version changed to {target} during the rollout", metrics=_last_metrics(st))
-            ctx.event("Normal", "RolloutSuperseded", f"rollout of version {canary} superseded by version {target}; restarting from stable {stable}")
+            ctx.history(
+                version=canary,
+                action="superseded",
+                from_version=stable,
+                strategy=st.get("strategy"),
+                reason=f"spec.model.version changed to {target} during the rollout",
+                metrics=_last_metrics(st),
+            )
+            ctx.event(
+                "Normal",
+                "RolloutSuperseded",
+                f"rollout of version {canary} superseded by version {target}; restarting from stable {stable}",
+            )
             _clear_canary(ctx)
         canary = None
     if target == stable:
@@ -364,8 +397,11 @@ def _start_rollout(ctx: _Ctx, version: int, note: str = "") -> None:
     r["startedAt"] = to_timestamp(ctx.now)
     r["analyses"] = 0
     extra = f" ({note})" if note else ""
-    ctx.event("Normal", "RolloutStarted",
-              f"rolling out version {version} over stable {st['stableVersion']} with strategy {ctx.spec.strategy.type}{extra}")
+    ctx.event(
+        "Normal",
+        "RolloutStarted",
+        f"rolling out version {version} over stable {st['stableVersion']} with strategy {ctx.spec.strategy.type}{extra}",
+    )
 
 
 def _clear_canary(ctx: _Ctx) -> None:
@@ -379,6 +415,7 @@ def _clear_canary(ctx: _Ctx) -> None:
 
 
 # ---- progressing a rollout --------------------------------------------------------------------
+
 
 def _initial_weight(spec: ModelDeploymentSpec) -> int:
     if spec.strategy.type == "Canary":
@@ -404,8 +441,11 @@ def _progress(ctx: _Ctx, obs: Observation) -> None:
         deadline = spec.analysis.progress_deadline_seconds
         if elapsed > deadline:
             ready = f"{dep.ready}/{dep.desired} pods ready" if dep is not None and dep.exists else "no Deployment"
-            _rollback(ctx, reason=f"ProgressDeadlineExceeded: version {canary} not ready within {spec.analysis.progress_deadline} ({ready})",
-                      metrics=[])
+            _rollback(
+                ctx,
+                reason=f"ProgressDeadlineExceeded: version {canary} not ready within {spec.analysis.progress_deadline} ({ready})",
+                metrics=[],
+            )
         else:
             ctx.wake_in(min(READINESS_POLL_SECONDS, deadline - elapsed + 0.05))
         return
@@ -414,7 +454,12 @@ def _progress(ctx: _Ctx, obs: Observation) -> None:
     if obs.fail_fast is not None and obs.fail_fast.verdict == "fail":
         breach = "; ".join(f"{m.name} {m.reason}" for m in obs.fail_fast.failed)
         st["lastAnalysis"] = _analysis_status(obs.fail_fast)
-        _fail(ctx, reason=f"fail-fast threshold crossed: {breach}", metrics=[m.to_status() for m in obs.fail_fast.metrics], immediate=True)
+        _fail(
+            ctx,
+            reason=f"fail-fast threshold crossed: {breach}",
+            metrics=[m.to_status() for m in obs.fail_fast.metrics],
+            immediate=True,
+        )
         return
 
     result = obs.analysis
@@ -434,25 +479,43 @@ def _progress(ctx: _Ctx, obs: Observation) -> None:
         breach = "; ".join(f"{m.name} {m.reason}" for m in result.failed)
         st["failedChecks"] = int(st.get("failedChecks") or 0) + 1
         if st["failedChecks"] >= spec.analysis.failure_threshold:
-            _fail(ctx, reason=f"analysis failed {st['failedChecks']} time(s) (threshold {spec.analysis.failure_threshold}): {breach}",
-                  metrics=[m.to_status() for m in result.metrics])
+            _fail(
+                ctx,
+                reason=f"analysis failed {st['failedChecks']} time(s) (threshold {spec.analysis.failure_threshold}): {breach}",
+                metrics=[m.to_status() for m in result.metrics],
+            )
         else:
-            ctx.event("Warning", "AnalysisFailed",
-                      f"check {st['failedChecks']}/{spec.analysis.failure_threshold} failed: {breach}")
+            ctx.event(
+                "Warning",
+                "AnalysisFailed",
+                f"check {st['failedChecks']}/{spec.analysis.failure_threshold} failed: {breach}",
+            )
     else:  # noData
         streak = int(r.get("noDataStreak") or 0) + 1
         r["noDataStreak"] = streak
         missing = "; ".join(f"{m.name}: {m.reason}" for m in result.missing)
         policy = spec.analysis.on_no_data
         if policy == "rollback":
-            _fail(ctx, reason=f"no data (onNoData rollback): {missing}", metrics=[m.to_status() for m in result.metrics], immediate=True)
+            _fail(
+                ctx,
+                reason=f"no data (onNoData rollback): {missing}",
+                metrics=[m.to_status() for m in result.metrics],
+                immediate=True,
+            )
         elif policy == "fail":
             st["failedChecks"] = int(st.get("failedChecks") or 0) + 1
             if st["failedChecks"] >= spec.analysis.failure_threshold:
-                _fail(ctx, reason=f"no data counted as failure {st['failedChecks']} time(s): {missing}",
-                      metrics=[m.to_status() for m in result.metrics])
+                _fail(
+                    ctx,
+                    reason=f"no data counted as failure {st['failedChecks']} time(s): {missing}",
+                    metrics=[m.to_status() for m in result.metrics],
+                )
             else:
-                ctx.event("Warning", "NoData", f"no data, counted as failed check {st['failedChecks']}/{spec.analysis.failure_threshold}: {missing}")
+                ctx.event(
+                    "Warning",
+                    "NoData",
+                    f"no data, counted as failed check {st['failedChecks']}/{spec.analysis.failure_threshold}: {missing}",
+                )
         elif streak == 1:  # hold: say it once per streak, not every interval
             ctx.event("Warning", "NoData", f"holding at {_route_text(spec, st)}: {missing}")
 
@@ -493,14 +556,22 @@ def _promote(ctx: _Ctx, reason: str, manual: bool = False) -> None:
     last = st.get("lastAnalysis") or {}
     analyses = int(r.get("analyses") or 0)
     why = reason if manual else f"{analyses} passing analyses; last: {reason}"
-    ctx.history(version=canary, action="promoted", from_version=old, strategy=st.get("strategy"),
-                reason=why, metrics=list(last.get("metrics") or []),
-                evaluation=(last.get("evaluation") or None))
+    ctx.history(
+        version=canary,
+        action="promoted",
+        from_version=old,
+        strategy=st.get("strategy"),
+        reason=why,
+        metrics=list(last.get("metrics") or []),
+        evaluation=(last.get("evaluation") or None),
+    )
     _clear_canary(ctx)
     st["stableVersion"] = canary
     if old != canary:
         r["previousStable"] = old
-        r["scaleDownAt"] = to_timestamp(ctx.now + datetime.timedelta(seconds=parse_duration(spec.strategy.scale_down_delay)))
+        r["scaleDownAt"] = to_timestamp(
+            ctx.now + datetime.timedelta(seconds=parse_duration(spec.strategy.scale_down_delay))
+        )
     ctx.event("Normal", "Promoted", f"version {canary} promoted to stable (was {old}): {why}")
 
 
@@ -512,16 +583,21 @@ def _fail(ctx: _Ctx, reason: str, metrics: list[dict], immediate: bool = False) 
     st, r = ctx.st, ctx.r
     if not r.get("failedHold"):
         r["failedHold"] = True
-        ctx.event("Warning", "AnalysisFailed",
-                  f"{reason}; automatic rollback is off: holding version {st['canaryVersion']} at {st.get('canaryWeight', 0)}% "
-                  "for a human (kubectl modeldeploy abort|promote|retry)")
+        ctx.event(
+            "Warning",
+            "AnalysisFailed",
+            f"{reason}; automatic rollback is off: holding version {st['canaryVersion']} at {st.get('canaryWeight', 0)}% "
+            "for a human (kubectl modeldeploy abort|promote|retry)",
+        )
 
 
 def _rollback(ctx: _Ctx, reason: str, metrics: list[dict], action: str = "rolledBack", remember: bool = True) -> None:
     st, r = ctx.st, ctx.r
     canary = st["canaryVersion"]
     stable = st["stableVersion"]
-    ctx.history(version=canary, action=action, from_version=stable, strategy=st.get("strategy"), reason=reason, metrics=metrics)
+    ctx.history(
+        version=canary, action=action, from_version=stable, strategy=st.get("strategy"), reason=reason, metrics=metrics
+    )
     _clear_canary(ctx)
     if remember:
         r["rolledBackVersion"] = canary
@@ -555,11 +631,16 @@ def _gpu_fallback(ctx: _Ctx, obs: Observation) -> None:
             continue
         stuck = (now - dep.unschedulable_since).total_seconds()
         if stuck >= after:
-            reason = f"GPU pods unschedulable for {stuck:.0f}s" + (f": {dep.unschedulable_reason}" if dep.unschedulable_reason else "")
+            reason = f"GPU pods unschedulable for {stuck:.0f}s" + (
+                f": {dep.unschedulable_reason}" if dep.unschedulable_reason else ""
+            )
             result[version] = {"version": version, "since": to_timestamp(now), "reason": reason}
-            ctx.event("Warning", "GPUUnavailable",
-                      f"version {version}: {reason}; starting {spec.serving.replicas} CPU replica(s) "
-                      f"({spec.serving.cpu_image}, longer timeouts) until GPU capacity returns")
+            ctx.event(
+                "Warning",
+                "GPUUnavailable",
+                f"version {version}: {reason}; starting {spec.serving.replicas} CPU replica(s) "
+                f"({spec.serving.cpu_image}, longer timeouts) until GPU capacity returns",
+            )
         else:
             ctx.wake_in(after - stuck + 0.05)
     if result:
@@ -573,7 +654,9 @@ def _finish_promotion(ctx: _Ctx) -> None:
     due = seconds_since(r.get("scaleDownAt"), ctx.now)
     if due is not None and due >= 0:
         r.pop("scaleDownAt")
-        ctx.event("Normal", "ScaledDown", f"previous version {r.get('previousStable')} scaled to zero after the drain delay")
+        ctx.event(
+            "Normal", "ScaledDown", f"previous version {r.get('previousStable')} scaled to zero after the drain delay"
+        )
 
 
 def _mark_initialized(ctx: _Ctx, obs: Observation) -> None:
@@ -584,12 +667,17 @@ def _mark_initialized(ctx: _Ctx, obs: Observation) -> None:
     dep = obs.deployments.get(stable)
     if dep is not None and dep.is_ready:
         r["initialized"] = True
-        ctx.history(version=stable, action="deployed", reason=f"first version {stable} ready ({dep.ready} pods)",
-                    strategy=st.get("strategy"))
+        ctx.history(
+            version=stable,
+            action="deployed",
+            reason=f"first version {stable} ready ({dep.ready} pods)",
+            strategy=st.get("strategy"),
+        )
         ctx.event("Normal", "Deployed", f"version {stable} is serving ({dep.ready} pods ready)")
 
 
 # ---- phase, conditions, plans -----------------------------------------------------------------
+
 
 def _route_text(spec: ModelDeploymentSpec, st: Mapping[str, Any]) -> str:
     kind = spec.strategy.type
@@ -614,7 +702,10 @@ def _phase_and_conditions(ctx: _Ctx, obs: Observation) -> None:
     if canary is not None and r.get("failedHold"):
         phase, message = "Failed", f"rollout of version {canary} failed; holding for a human decision"
     elif rolled_back:
-        phase, message = "RolledBack", f"version {target} was rolled back; serving stable {stable} (set a new version or retry)"
+        phase, message = (
+            "RolledBack",
+            f"version {target} was rolled back; serving stable {stable} (set a new version or retry)",
+        )
     elif ctx.paused and (canary is not None or target != stable):
         what = f"rollout of version {canary}" if canary is not None else f"rollout of version {target}"
         phase, message = "Paused", f"{what} paused"
@@ -636,26 +727,48 @@ def _phase_and_conditions(ctx: _Ctx, obs: Observation) -> None:
 
     conds = st.get("conditions") or []
     if stable_ready:
-        conds = set_condition(conds, "Ready", True, "StableAvailable", f"version {stable} ready ({stable_dep.ready} pods)", gen, now)
+        conds = set_condition(
+            conds, "Ready", True, "StableAvailable", f"version {stable} ready ({stable_dep.ready} pods)", gen, now
+        )
     else:
-        detail = f"{stable_dep.ready}/{stable_dep.desired} pods ready" if stable_dep and stable_dep.exists else "Deployment not created yet"
+        detail = (
+            f"{stable_dep.ready}/{stable_dep.desired} pods ready"
+            if stable_dep and stable_dep.exists
+            else "Deployment not created yet"
+        )
         conds = set_condition(conds, "Ready", False, "StableNotReady", f"version {stable}: {detail}", gen, now)
     if canary is not None:
-        conds = set_condition(conds, "Progressing", True, "RolloutInProgress" if phase == "Progressing" else phase, message, gen, now)
+        conds = set_condition(
+            conds, "Progressing", True, "RolloutInProgress" if phase == "Progressing" else phase, message, gen, now
+        )
     else:
         conds = set_condition(conds, "Progressing", False, "NoRollout", f"serving version {stable}", gen, now)
     fallback = st.get("gpuFallback") or []
     if phase in ("RolledBack", "Failed"):
         conds = set_condition(conds, "Degraded", True, phase, message, gen, now)
     elif fallback:
-        conds = set_condition(conds, "Degraded", True, "GPUUnavailable",
-                              "serving on CPU replicas: " + "; ".join(f"v{f['version']}: {f['reason']}" for f in fallback), gen, now)
+        conds = set_condition(
+            conds,
+            "Degraded",
+            True,
+            "GPUUnavailable",
+            "serving on CPU replicas: " + "; ".join(f"v{f['version']}: {f['reason']}" for f in fallback),
+            gen,
+            now,
+        )
     else:
         conds = set_condition(conds, "Degraded", False, "AsExpected", "no failed rollout pending", gen, now)
     if spec.serving.gpu.fallback_to_cpu:
         if fallback:
-            conds = set_condition(conds, "GPUFallback", True, "GPUUnavailable",
-                                  ", ".join(f"v{f['version']}" for f in fallback) + " on CPU replicas", gen, now)
+            conds = set_condition(
+                conds,
+                "GPUFallback",
+                True,
+                "GPUUnavailable",
+                ", ".join(f"v{f['version']}" for f in fallback) + " on CPU replicas",
+                gen,
+                now,
+            )
         else:
             conds = set_condition(conds, "GPUFallback", False, "GPUAvailable", "all versions on GPU pods", gen, now)
     st["conditions"] = conds
@@ -689,13 +802,19 @@ def plans(spec: ModelDeploymentSpec, st: Mapping[str, Any]) -> tuple[tuple[Versi
     if routed_canary is None:
         route = RoutePlan(stable=stable, preview=preview)
     elif kind == "ABTest":
-        route = RoutePlan(stable=stable, canary=routed_canary, match=tuple(spec.strategy.ab_test.match), preview=preview)
+        route = RoutePlan(
+            stable=stable, canary=routed_canary, match=tuple(spec.strategy.ab_test.match), preview=preview
+        )
     elif kind == "Shadow":
-        route = RoutePlan(stable=stable, canary=routed_canary, mirror_percent=spec.strategy.shadow.mirror_percent, preview=preview)
+        route = RoutePlan(
+            stable=stable, canary=routed_canary, mirror_percent=spec.strategy.shadow.mirror_percent, preview=preview
+        )
     elif kind == "BlueGreen":
         route = RoutePlan(stable=stable, canary=routed_canary, canary_weight=0, preview=preview)
     else:
-        route = RoutePlan(stable=stable, canary=routed_canary, canary_weight=int(st.get("canaryWeight") or 0), preview=preview)
+        route = RoutePlan(
+            stable=stable, canary=routed_canary, canary_weight=int(st.get("canaryWeight") or 0), preview=preview
+        )
     return versions, route
 
 

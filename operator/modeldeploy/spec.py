@@ -8,13 +8,12 @@ The operator and ``modeldeploy validate`` share this code, so both say the same 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from modeldeploy.durations import parse_duration
+from mdcommon.durations import parse_duration
 
 EVALUATOR_BUILTINS = frozenset({"accuracy", "accuracyDrift", "predictionPSI"})
 DEFAULT_GPU_PRODUCT = "Tesla-T4"
@@ -40,15 +39,13 @@ class SpecError(ValueError):
         super().__init__("; ".join(str(p) for p in problems))
 
 
-def _camel(name: str) -> str:
+def camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=_camel, populate_by_name=True, frozen=True, extra="forbid"
-    )
+    model_config = ConfigDict(alias_generator=camel, populate_by_name=True, frozen=True, extra="forbid")
 
 
 Duration = Annotated[str, Field(pattern=r"^(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h))+$")]
@@ -80,7 +77,7 @@ class ModelSpec(_Model):
     @property
     def pvc_claim_and_path(self) -> tuple[str, str]:
         """(claim, path inside the claim) of a pvc://CLAIM/PATH base path."""
-        rest = self.base_path[len("pvc://"):]
+        rest = self.base_path[len("pvc://") :]
         claim, _, path = rest.partition("/")
         return claim, path
 
@@ -178,9 +175,7 @@ class Bounds(_Model):
     max: float | None = None
 
     def breached_by(self, value: float) -> bool:
-        return (self.min is not None and value < self.min) or (
-            self.max is not None and value > self.max
-        )
+        return (self.min is not None and value < self.min) or (self.max is not None and value > self.max)
 
 
 Builtin = Literal["latency", "errorRate", "accuracy", "accuracyDrift", "predictionPSI"]
@@ -237,6 +232,11 @@ class AnalysisSpec(_Model):
     def scrape_interval_seconds(self) -> float:
         return parse_duration(self.scrape_interval)
 
+    @property
+    def fail_fast_metrics(self) -> tuple[MetricSpec, ...]:
+        """The metrics with a failFast bound (checked every failFastInterval while a canary is live)."""
+        return tuple(m for m in self.metrics if m.fail_fast is not None)
+
     def window_seconds(self, metric: MetricSpec) -> float:
         """Query window: the metric's own, else max(interval, 4 scrapes) so rate() has >= 4 samples."""
         if metric.window:
@@ -280,6 +280,7 @@ class ModelDeploymentSpec(_Model):
 # Parsing and semantic rules
 # --------------------------------------------------------------------------------------------
 
+
 def _loc_to_path(loc: tuple[object, ...]) -> str:
     path = "spec"
     for part in loc:
@@ -288,122 +289,6 @@ def _loc_to_path(loc: tuple[object, ...]) -> str:
         else:
             path += f".{part}"
     return path
-
-
-_QUANTITY = re.compile(
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
-_HEADER_NAME = re.compile(r"^[a-z0-9-]+$")
-
-
-def semantic_problems(spec: ModelDeploymentSpec) -> list[Problem]:
-    """Rules beyond the CRD schema and its CEL rules (the operator and `validate` both apply them)."""
-    from modeldeploy.analysis.templates import TemplateProblem, check_query_template
-
-    problems: list[Problem] = []
-    analysis = spec.analysis
-    for field in ("interval", "progress_deadline", "fail_fast_interval", "scrape_interval"):
-        if parse_duration(getattr(analysis, field)) <= 0:
-            problems.append(Problem(f"spec.analysis.{_camel(field)}", "must be greater than 0"))
-    if analysis.interval_seconds < 5:
-        problems.append(Problem("spec.analysis.interval", "must be at least 5s"))
-    if analysis.progress_deadline_seconds < analysis.interval_seconds:
-        problems.append(
-            Problem("spec.analysis.progressDeadline", "must be at least one analysis.interval")
-        )
-    if analysis.fail_fast_interval_seconds > analysis.interval_seconds:
-        problems.append(
-            Problem("spec.analysis.failFastInterval", "must not be longer than analysis.interval")
-        )
-
-    seen: set[str] = set()
-    for i, metric in enumerate(analysis.metrics):
-        path = f"spec.analysis.metrics[{i}]"
-        if metric.name in seen:
-            problems.append(Problem(f"{path}.name", f"duplicate metric name {metric.name!r}"))
-        seen.add(metric.name)
-        if metric.min is None and metric.max is None:
-            problems.append(Problem(path, "a metric needs min or max (or both)"))
-        if (metric.builtin is None) == (metric.query is None):
-            problems.append(Problem(path, "a metric needs exactly one of builtin or query"))
-        if metric.quantile is not None:
-            if metric.builtin != "latency":
-                problems.append(Problem(f"{path}.quantile", "quantile is only for the latency builtin"))
-            elif not 0 < metric.quantile < 1:
-                problems.append(Problem(f"{path}.quantile", "must be between 0 and 1 (exclusive)"))
-        if metric.min is not None and metric.max is not None and metric.min > metric.max:
-            problems.append(Problem(path, "min must not be greater than max"))
-        if metric.builtin in EVALUATOR_BUILTINS and spec.evaluation is None:
-            problems.append(
-                Problem(f"{path}.builtin", f"{metric.builtin} needs spec.evaluation (the online golden-set evaluator)")
-            )
-        if metric.fail_fast is not None:
-            ff = metric.fail_fast
-            if ff.min is None and ff.max is None:
-                problems.append(Problem(f"{path}.failFast", "failFast needs min or max"))
-            if ff.max is not None and metric.max is not None and ff.max < metric.max:
-                problems.append(
-                    Problem(f"{path}.failFast.max", "must be at least the metric's max (fail-fast is the hard limit)")
-                )
-            if ff.min is not None and metric.min is not None and ff.min > metric.min:
-                problems.append(
-                    Problem(f"{path}.failFast.min", "must be at most the metric's min (fail-fast is the hard limit)")
-                )
-        if metric.window is not None and parse_duration(metric.window) < analysis.scrape_interval_seconds * 2:
-            problems.append(
-                Problem(f"{path}.window", "must cover at least 2 scrapes (analysis.scrapeInterval) for rate()")
-            )
-        if metric.query is not None:
-            try:
-                check_query_template(metric.query)
-            except TemplateProblem as exc:
-                problems.append(Problem(f"{path}.query", str(exc)))
-
-    strategy = spec.strategy
-    steps = strategy.canary.steps
-    if any(b <= a for a, b in zip(steps, steps[1:])):
-        problems.append(Problem("spec.strategy.canary.steps", "must be strictly increasing"))
-    if strategy.type == "ABTest" and not strategy.ab_test.match:
-        problems.append(
-            Problem("spec.strategy.abTest.match", "needs at least one match when strategy.type is ABTest")
-        )
-    for i, rule in enumerate(strategy.ab_test.match):
-        if not rule.headers:
-            problems.append(Problem(f"spec.strategy.abTest.match[{i}]", "needs at least one header condition"))
-        for header, cond in rule.headers.items():
-            hpath = f"spec.strategy.abTest.match[{i}].headers.{header}"
-            if not _HEADER_NAME.match(header):
-                problems.append(Problem(hpath, "header names must be lower case (Istio matches them lower-cased)"))
-            set_fields = [f for f in ("exact", "prefix", "regex") if getattr(cond, f) is not None]
-            if len(set_fields) != 1:
-                problems.append(Problem(hpath, "a header match needs exactly one of exact, prefix or regex"))
-            if cond.regex is not None:
-                try:
-                    re.compile(cond.regex)
-                except re.error as exc:
-                    problems.append(Problem(f"{hpath}.regex", f"not a valid regular expression: {exc}"))
-    parse_duration(strategy.scale_down_delay)
-
-    gpu = spec.serving.gpu
-    if gpu.product is not None and gpu.count < 1:
-        problems.append(Problem("spec.serving.gpu.product", "needs gpu.count >= 1 (a GPU model is only selected for GPU pods)"))
-    if gpu.fallback_to_cpu and gpu.count < 1:
-        problems.append(Problem("spec.serving.gpu.fallbackToCPU", "needs gpu.count >= 1"))
-    for kind in ("requests", "limits"):
-        for res, qty in getattr(spec.serving.resources, kind).items():
-            if not _QUANTITY.match(str(qty)):
-                problems.append(Problem(f"spec.serving.resources.{kind}.{res}", f"{qty!r} is not a quantity"))
-    if spec.model.storage_scheme == "pvc":
-        claim, _ = spec.model.pvc_claim_and_path
-        if not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", claim or ""):
-            problems.append(Problem("spec.model.basePath", "pvc:// needs a claim name: pvc://CLAIM/PATH"))
-    if spec.model.storage_scheme in ("s3", "gs"):
-        bucket = spec.model.base_path.split("://", 1)[1].split("/", 1)[0]
-        if not bucket:
-            problems.append(Problem("spec.model.basePath", "needs a bucket: s3://BUCKET/PATH"))
-    if spec.model.s3 is not None and spec.model.storage_scheme != "s3":
-        problems.append(Problem("spec.model.s3", "only applies to s3:// base paths"))
-    return problems
 
 
 def parse_spec(spec: dict) -> ModelDeploymentSpec:
@@ -421,7 +306,4 @@ def parse_spec(spec: dict) -> ModelDeploymentSpec:
                 msg = "required field is missing"
             problems.append(Problem(_loc_to_path(loc), msg))
         raise SpecError(problems) from None
-    problems = semantic_problems(parsed)
-    if problems:
-        raise SpecError(problems)
     return parsed

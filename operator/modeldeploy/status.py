@@ -14,12 +14,12 @@ HISTORY_LIMIT = 100  # oldest records beyond this are dropped (Events and logs k
 
 
 def now_utc() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def to_timestamp(moment: datetime.datetime) -> str:
     """RFC 3339 with milliseconds, UTC (sub-second precision matters for fast rollbacks)."""
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def from_timestamp(text: str | None) -> datetime.datetime | None:

@@ -1,8 +1,11 @@
 """Container images (static checks; building needs a Docker daemon, which CI does not have).
 
-operator/Dockerfile: small (slim base, multi-stage, base install only: no TensorFlow), non-root
-numeric user matching the chart's runAsUser, the entry point the chart runs, the ports the chart
-probes. model/Dockerfile (evaluator): numpy + the base install, no TensorFlow, non-root.
+operator/Dockerfile: small (slim base, multi-stage, the operator distribution only: no sandbox, no
+model tool chain, no TensorFlow), non-root numeric user matching the chart's runAsUser, the entry
+point the chart runs, the ports the chart probes. model/Dockerfile (evaluator): the model
+distribution's base install (numpy, httpx, prometheus-client), no TensorFlow, no kopf/kubernetes/
+pydantic (nothing of the operator), non-root. What each build copies and installs is checked against
+what the distributions contain (tests/unit/test_packaging.py builds the wheels).
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ from chartlib import CHART, ROOT
 
 OPERATOR = ROOT / "operator" / "Dockerfile"
 EVALUATOR = ROOT / "model" / "Dockerfile"
+# What the build-time guard of each image must prove absent (find_spec(...) is None).
+MUST_BE_ABSENT = {
+    OPERATOR: {"tensorflow", "mdsandbox", "kubeemu", "xraymodel"},
+    EVALUATOR: {"tensorflow", "kopf", "kubernetes", "pydantic", "modeldeploy", "mdsandbox"},
+}
 
 
 def instructions(path) -> list[tuple[str, str]]:
@@ -55,7 +63,8 @@ def test_image_is_multi_stage_slim_and_non_root(path):
     assert pip_installs, "expected a pip install"
     for args in pip_installs:
         assert "tensorflow" not in args.lower() and "[ml" not in args, f"pip install {args}: no TensorFlow, no ml extra"
-    assert "find_spec('tensorflow') is None" in installs, "the build must prove TensorFlow is absent"
+    guarded = set(re.findall(r"'([\w.]+)'", " ".join(re.findall(r"for m in \(([^)]*)\) if importlib\.util\.find_spec\(m\) is not None", installs))))
+    assert MUST_BE_ABSENT[path] <= guarded, f"the build must prove absent: {sorted(MUST_BE_ABSENT[path] - guarded)}"
     assert not any(word == "ADD" for word, _ in ins), "COPY, not ADD (no remote fetches or auto-extraction)"
 
 
@@ -83,7 +92,7 @@ def test_evaluator_image_has_what_the_evaluator_needs():
     cmd = yaml.safe_load(next(rest for word, rest in final if word == "CMD"))
     assert build_parser().parse_args(cmd).command == "evaluator"
     from modeldeploy.render import evaluator as render_evaluator
-    from modeldeploy.render import Target
+    from modeldeploy.plans import Target
     from modeldeploy.validation import validate_manifest
 
     doc = yaml.safe_load((ROOT / "examples" / "resnet50.yaml").read_text())
@@ -94,16 +103,39 @@ def test_evaluator_image_has_what_the_evaluator_needs():
     parsed = build_parser().parse_args(rendered[1:])
     assert parsed.command == "evaluator" and parsed.config.endswith("evaluator.yaml")
     installs = " ".join(rest for word, rest in instructions(EVALUATOR) if word == "RUN")
-    assert "numpy" in installs
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    names = {re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower() for d in deps}
-    assert {"httpx", "prometheus-client"} <= names, "the base install must bring httpx and prometheus-client"
+    assert [a.split() for a in re.findall(r"pip install ([^&|;]*)", installs)] == [["--no-cache-dir", "./model"]], "no extras"
+    names = dependency_names(ROOT / "model" / "pyproject.toml")
+    assert {"numpy", "httpx", "prometheus-client", "pyyaml"} <= names, "the evaluator's base install"
+    assert not {"kopf", "kubernetes", "pydantic", "modeldeploy"} & names, "nothing of the operator in the evaluator image"
 
 
-def test_base_dependencies_exclude_tensorflow():
-    """Both images install the project WITHOUT extras: its base dependencies must stay TF-free."""
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert not [d for d in deps if d.lower().startswith(("tensorflow", "keras", "torch"))], deps
+def dependency_names(pyproject) -> set[str]:
+    deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    return {re.split(r"[<>=!~\[ ;@]", d, maxsplit=1)[0].strip().lower() for d in deps}
+
+
+@pytest.mark.parametrize(
+    "path, copied, installed",
+    [
+        (OPERATOR, {"pyproject.toml", "README.md", "operator/", "common/"}, "."),
+        (EVALUATOR, {"common/", "model/"}, "./model"),
+    ],
+    ids=["operator", "evaluator"],
+)
+def test_each_image_gets_only_its_own_distribution(path, copied, installed):
+    """The operator image never sees sandbox/ or model/; the evaluator image never sees operator/ or sandbox/."""
+    sources = {src for word, rest in instructions(path) if word == "COPY" and not rest.startswith("--from")
+               for src in rest.split()[:-1]}  # fmt: skip
+    assert sources == copied
+    installs = " ".join(rest for word, rest in instructions(path) if word == "RUN")
+    assert [args.split()[-1] for args in re.findall(r"pip install ([^&|;]*)", installs)] == [installed]
+
+
+@pytest.mark.parametrize("pyproject", ["pyproject.toml", "model/pyproject.toml"])
+def test_base_dependencies_exclude_tensorflow(pyproject):
+    """Both images install their distribution WITHOUT extras: its base dependencies must stay TF-free."""
+    names = dependency_names(ROOT / pyproject)
+    assert not [d for d in names if d.startswith(("tensorflow", "keras", "torch"))], names
 
 
 def test_dockerignore_keeps_the_context_small():
@@ -111,8 +143,8 @@ def test_dockerignore_keeps_the_context_small():
                 if line.strip() and not line.startswith("#")]
     assert patterns[0] == "*", "allowlist: ignore everything, then re-include what the build needs"
     included = {p[1:] for p in patterns if p.startswith("!")}
-    assert {"pyproject.toml", "README.md", "operator/**", "model/**"} <= included
-    assert not {".venv", "tests/**", ".git"} & included
+    assert {"pyproject.toml", "README.md", "operator/**", "common/**", "model/**"} <= included
+    assert not {".venv", "tests/**", ".git", "sandbox/**"} & included
     copied = {rest.split()[0] for path in (OPERATOR, EVALUATOR) for word, rest in instructions(path)
               if word == "COPY" and not rest.startswith("--from")}
     for source in copied:

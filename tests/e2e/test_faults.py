@@ -17,8 +17,8 @@ import random
 
 import pytest
 
-from modeldeploy.sandbox.runner import run_scenario
-from modeldeploy.sandbox.scenario import parse_scenario
+from mdsandbox.runner import run_scenario
+from mdsandbox.scenario import parse_scenario
 
 pytestmark = pytest.mark.slow
 

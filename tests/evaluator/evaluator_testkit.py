@@ -1,6 +1,6 @@
 """Fixtures for the evaluator tests: the sandbox's simulated TF Serving fleet as the server, a proxy that can misbehave.
 
-The fleet (modeldeploy.sandbox.fleet.SimulatedFleet, aiohttp on 127.0.0.1) answers TF Serving's
+The fleet (mdsandbox.fleet.SimulatedFleet, aiohttp on 127.0.0.1) answers TF Serving's
 REST predict API with predictions whose mean AUROC on the sandbox golden set is each version's
 configured `accuracy`; `latencyMs` and `errorRate` give real slowness and real 500s. The
 `ChaosProxy` (also aiohttp on 127.0.0.1) sits in front of it and, per version, can answer garbage
@@ -21,8 +21,8 @@ import yaml
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from modeldeploy.sandbox.fleet import SimulatedFleet
-from modeldeploy.sandbox.golden import GoldenSet
+from mdsandbox.fleet import SimulatedFleet
+from mdsandbox.synthetic_golden import GoldenSet, materialize
 
 MODEL = "resnet50_chest_xray"
 SMALL_GOLDEN = "sandbox://golden?size=120&seed=1&min_positives=4"
@@ -31,7 +31,12 @@ SMALL_GOLDEN = "sandbox://golden?size=120&seed=1&min_positives=4"
 def write_config(path: pathlib.Path, versions: list[tuple[int, str]], *, golden: str = "sandbox://golden",
                  interval: str = "10s", timeout: float = 2.0, concurrency: int = 4, endpoint: str = "http://unused:8501",
                  **extra) -> pathlib.Path:  # fmt: skip
-    """An evaluator.yaml like the operator renders (modeldeploy.render.evaluator.config), atomically replaced."""
+    """An evaluator.yaml like the operator renders (modeldeploy.render.evaluator.config), atomically replaced.
+
+    A ``sandbox://`` golden set is written to a folder next to the file first and the config names
+    that folder, as the sandbox's EvaluatorProcess does (the evaluator knows no sandbox:// scheme)."""
+    if golden.startswith("sandbox://"):
+        golden = str(materialize(golden, path.parent / "golden"))
     config = {
         "namespace": "radiology", "modelDeployment": "resnet50", "modelName": MODEL,
         "signatureName": "serving_default", "endpoint": endpoint, "previewHeader": "x-modeldeploy-version",

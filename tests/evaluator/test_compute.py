@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modeldeploy.sandbox.golden import GoldenSet
+from mdsandbox.synthetic_golden import GoldenSet
 from xraymodel.evaluator import compute
 from xraymodel.findings import FINDINGS
 

@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from modeldeploy.render import Target, VersionPlan
+from modeldeploy.plans import Target, VersionPlan
 from modeldeploy.render import evaluator as render_evaluator
 from modeldeploy.spec import parse_spec
 from xraymodel.evaluator.config import ConfigError, parse_config, parse_config_text

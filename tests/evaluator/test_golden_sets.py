@@ -1,4 +1,4 @@
-"""Golden-set loading: folder (both CSV layouts), HTTP (a real local web server), sandbox://, errors that name the row."""
+"""Golden-set loading: folder (both CSV layouts), HTTP (a real local web server), the sandbox's folder, errors that name the row."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from modeldeploy.sandbox.golden import GoldenSet
+from mdsandbox.synthetic_golden import GoldenSet, materialize
 from xraymodel.evaluator.golden import GoldenSetError, https_base, load_folder, load_golden_set, parse_labels_csv
 from xraymodel.findings import FINDINGS
 
@@ -24,21 +24,29 @@ def golden_folder(tmp_path, small_golden):
     return small_golden.write(tmp_path / "golden")
 
 
-async def test_sandbox_uri_gives_the_images_the_fleet_recognises(small_golden):
-    data = await load_golden_set(SMALL)
+async def test_the_sandboxs_folder_gives_the_images_the_fleet_recognises(small_golden, tmp_path):
+    folder = materialize(SMALL, tmp_path)
+    assert materialize(SMALL, tmp_path) == folder  # written once per uri
+    data = await load_golden_set(str(folder))
     assert len(data) == 40 and data.findings == FINDINGS
     assert all(small_golden.image_id(image) == i for i, image in enumerate(data.images))
     np.testing.assert_array_equal(data.labels, small_golden.labels)
     assert data.b64[0] and len(data.fingerprint) == 16
 
 
-async def test_folder_with_a_wide_labels_csv(golden_folder, small_golden):
+async def test_folder_with_a_wide_labels_csv(golden_folder, small_golden, tmp_path):
     data = await load_golden_set(str(golden_folder))
     assert data.names[0] == "golden_00000.png"  # listed by bare name, found in images/
     assert data.images[3] == small_golden.image_bytes(3)
     np.testing.assert_array_equal(data.labels, small_golden.labels)
     same = await load_golden_set(f"file://{golden_folder}", str(golden_folder / "labels.csv"))
-    assert same.fingerprint == data.fingerprint == (await load_golden_set(SMALL)).fingerprint
+    assert same.fingerprint == data.fingerprint == (await load_golden_set(str(materialize(SMALL, tmp_path)))).fingerprint
+
+
+async def test_the_evaluator_does_not_know_the_sandbox_scheme():
+    """The production evaluator never imports the sandbox: sandbox:// is refused with the way out."""
+    with pytest.raises(GoldenSetError, match="writes it to a folder"):
+        await load_golden_set(SMALL)
 
 
 def test_folder_with_a_chestxray14_labels_csv(tmp_path, small_golden):

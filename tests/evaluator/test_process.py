@@ -21,9 +21,9 @@ import httpx
 import pytest
 
 from evaluator_testkit import SMALL_GOLDEN, parse_metrics, pick, value, wait_for, write_config
-from modeldeploy.render import Target, VersionPlan
+from modeldeploy.plans import Target, VersionPlan
 from modeldeploy.render import evaluator as render_evaluator
-from modeldeploy.sandbox.evaluator_process import EvaluatorProcess
+from mdsandbox.evaluator_process import EvaluatorProcess
 from modeldeploy.spec import parse_spec
 
 

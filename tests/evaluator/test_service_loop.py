@@ -153,7 +153,7 @@ async def _value_at_least(client, name, minimum) -> bool:
 
 async def test_a_golden_set_that_is_not_there_yet_is_retried(service, tmp_path):
     """A folder golden set missing at first (PVC not synced yet): counted, reported, retried; no crash."""
-    from modeldeploy.sandbox.golden import GoldenSet
+    from mdsandbox.synthetic_golden import GoldenSet
 
     cfg, evaluator, client = service
     folder = tmp_path / "golden"

@@ -126,7 +126,7 @@ async def test_tensorflow_rejecting_an_image_fails_the_version_cleanly(tf_server
 
 
 def _golden_images() -> list[bytes]:
-    from modeldeploy.sandbox.golden import GoldenSet
+    from mdsandbox.synthetic_golden import GoldenSet
 
     g = GoldenSet.from_uri(GOLDEN)
     return [g.image_bytes(i) for i in range(g.size)]

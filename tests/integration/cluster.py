@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from modeldeploy.sandbox.controllers import DeploymentController
-from modeldeploy.sandbox.operator_process import OperatorProcess
+from mdsandbox.controllers import DeploymentController
+from mdsandbox.operator_process import OperatorProcess
 
 MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
 DEPLOY = ("apps", "v1", "deployments")

@@ -23,8 +23,9 @@ from typing import Any
 
 import pytest
 
-from modeldeploy.sandbox.fleet import SimulatedFleet
-from modeldeploy.sandbox.prometheus import PrometheusServer, ScrapeTarget, free_port
+from mdsandbox.fleet import SimulatedFleet
+from mdsandbox.processes import free_port
+from mdsandbox.prometheus_process import PrometheusServer, ScrapeTarget
 
 SCRAPE_INTERVAL = 0.5
 ISTIO_JOB = "istio-mesh"

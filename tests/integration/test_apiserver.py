@@ -1,5 +1,5 @@
 """
-Integration tests of the Kubernetes API server emulator (modeldeploy.sandbox.apiserver).
+Integration tests of the Kubernetes API server emulator (kubeemu.apiserver).
 
 Most tests talk HTTP to the session-scoped ``apiserver`` process (each in its own namespace) with
 the stdlib, the kubernetes python client, the real ``kubectl`` and a real ``kopf run``; a few run
@@ -28,8 +28,8 @@ import pytest
 import yaml
 
 from kopf_testop_crd import FINALIZER, GROUP, PLURAL, VERSION, WIDGET_CRD
-from modeldeploy.sandbox.apiserver import ApiServerProcess, serve
-from modeldeploy.sandbox.apiserver_process import ApiServerHTTPError
+from kubeemu.apiserver import ApiServerProcess, serve
+from kubeemu.process import ApiServerHTTPError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 VENV_BIN = pathlib.Path(sys.executable).parent

@@ -25,7 +25,7 @@ def ha(apiserver, tmp_path):
     c = Cluster(apiserver, tmp_path)
     apiserver.request("POST", f"/apis/kopf.dev/v1/namespaces/{c.namespace}/kopfpeerings",
                       {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "modeldeploy"}})
-    from modeldeploy.sandbox.operator_process import OperatorProcess
+    from mdsandbox.operator_process import OperatorProcess
 
     def replica(tag: str, priority: int) -> OperatorProcess:
         return OperatorProcess(kubeconfig=apiserver.kubeconfig, namespaces=[c.namespace], log_path=tmp_path / f"operator-{tag}.log",

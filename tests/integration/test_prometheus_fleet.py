@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from modeldeploy.sandbox.fleet import ISTIO_DURATION_BUCKETS_MS, SimulatedFleet, VersionBehaviour
-from modeldeploy.sandbox.golden import GoldenSet
-from modeldeploy.sandbox.prometheus import PrometheusServer, PrometheusUnavailable, Sample
+from mdsandbox.fleet import ISTIO_DURATION_BUCKETS_MS, SimulatedFleet, VersionBehaviour
+from mdsandbox.synthetic_golden import GoldenSet
+from mdsandbox.prometheus_process import PrometheusServer, PrometheusUnavailable, Sample
 
 SERVICE = "resnet50"  # the `fleet` fixture's defaults (tests/integration/conftest.py)
 MODEL_NAME = "resnet50_cxr"

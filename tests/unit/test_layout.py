@@ -1,14 +1,20 @@
-"""Repository guard rails: no package shadows the stdlib, the CRD copies are identical, the operator never loads TF."""
+"""Repository guard rails: no package shadows the stdlib, the CRD copies are identical, the operator never loads TF,
+the import contracts hold (and can fail), ruff is clean."""
 
 from __future__ import annotations
 
+import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+SOURCE_DIRS = ("operator", "common", "model", "sandbox")  # the folders that hold import packages
+BIN = pathlib.Path(sys.executable).parent
 
 
 def test_operator_folder_is_not_a_package():
@@ -16,7 +22,7 @@ def test_operator_folder_is_not_a_package():
 
 
 def test_no_top_level_module_shadows_the_stdlib():
-    for src in ("operator", "model"):
+    for src in SOURCE_DIRS:
         for entry in (ROOT / src).iterdir():
             name = entry.stem if entry.suffix == ".py" else entry.name
             if entry.is_dir() and not (entry / "__init__.py").exists():
@@ -29,7 +35,7 @@ def test_no_top_level_module_shadows_the_stdlib():
 def test_stdlib_operator_still_importable_with_project_paths():
     code = "import operator, sys; assert operator.__file__.startswith(sys.base_prefix), operator.__file__; print('ok')"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          env={"PYTHONPATH": f"{ROOT / 'operator'}:{ROOT / 'model'}"})
+                          env={"PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in SOURCE_DIRS)})
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
 
 
@@ -70,11 +76,33 @@ def test_operator_does_not_import_tensorflow():
     assert proc.stdout.strip() == "False"
 
 
+def _loaded_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return {name.split(".")[0] for name in proc.stdout.split()}
+
+
+def test_the_running_operator_loads_nothing_of_the_sandbox_or_the_model():
+    loaded = _loaded_after("import modeldeploy.main, modeldeploy.cli, modeldeploy.cli.plugin")
+    assert not {"mdsandbox", "kubeemu", "xraymodel", "kmock", "numpy"} & loaded  # aiohttp: kopf uses it
+
+
+def test_the_emulator_process_wrapper_does_not_load_kmock():
+    """tests/conftest.py starts the emulator for every tier through kubeemu.process: stdlib + PyYAML only."""
+    assert not {"kmock", "aiohttp", "attrs"} & _loaded_after("import kubeemu.process")
+
+
+def test_the_evaluator_loads_nothing_of_the_operator():
+    loaded = _loaded_after("import xraymodel.evaluator.service, xraymodel.evaluator.cli")
+    assert not {"modeldeploy", "mdsandbox", "kubeemu", "kopf", "kubernetes", "pydantic"} & loaded
+
+
 def test_every_module_has_a_docstring():
     import ast
 
     undocumented = []
-    for path in list((ROOT / "operator" / "modeldeploy").rglob("*.py")) + list((ROOT / "model" / "xraymodel").rglob("*.py")):
+    for path in [p for src in SOURCE_DIRS for p in (ROOT / src).rglob("*.py")]:
         tree = ast.parse(path.read_text())
         if not ast.get_docstring(tree) and path.name != "__main__.py":
             undocumented.append(str(path.relative_to(ROOT)))
@@ -82,9 +110,22 @@ def test_every_module_has_a_docstring():
 
 
 def test_vendored_istio_crds_match_the_test_copies():
-    here = ROOT / "operator" / "modeldeploy" / "sandbox" / "crds"
-    for path in here.glob("*.yaml"):
+    here = ROOT / "sandbox" / "mdsandbox" / "crds"
+    vendored = sorted(here.glob("*.yaml"))
+    assert vendored
+    for path in vendored:
         assert path.read_bytes() == (ROOT / "tests" / "data" / "thirdparty-crds" / path.name).read_bytes()
+
+
+def test_demo_scenarios_in_the_package_match_the_examples():
+    """`modeldeploy demo` runs from an installed wheel: its scenarios are package data, copies of examples/."""
+    from mdsandbox.cli import DEMO_SCENARIOS
+
+    here = ROOT / "sandbox" / "mdsandbox" / "demo"
+    assert sorted(p.name for p in here.glob("*.yaml")) == sorted(DEMO_SCENARIOS)
+    for name in DEMO_SCENARIOS:
+        copy = (here / name).read_bytes()
+        assert copy == (ROOT / "examples" / "scenarios" / name).read_bytes(), f"{name} differs (run `make sync-demo`)"
 
 
 def test_test_module_names_are_unique():
@@ -93,3 +134,67 @@ def test_test_module_names_are_unique():
 
     names = collections.Counter(p.name for p in (ROOT / "tests").rglob("*.py") if p.name != "conftest.py")
     assert not [n for n, c in names.items() if c > 1], [n for n, c in names.items() if c > 1]
+
+
+# ---------------------------------------------------------------------------------------- import contracts
+def _lint_imports(root: pathlib.Path) -> subprocess.CompletedProcess:
+    """import-linter with the contracts of pyproject.toml, on the packages below `root`."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(root / d) for d in SOURCE_DIRS))
+    return subprocess.run([str(BIN / "lint-imports"), "--no-cache", "--config", str(root / "pyproject.toml")],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_import_contracts_hold():
+    proc = _lint_imports(ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 broken" in proc.stdout
+
+
+# (file to add a back edge to, the import, the contract that must break)
+BACK_EDGES = [
+    ("operator/modeldeploy/kube.py", "import mdsandbox.runner", "The operator imports neither"),
+    ("operator/modeldeploy/reconciler.py", "import xraymodel.findings", "The operator imports neither"),
+    ("model/xraymodel/evaluator/golden.py", "import mdsandbox.synthetic_golden", "The model tool chain"),
+    ("model/xraymodel/evaluator/config.py", "import modeldeploy.spec", "The model tool chain"),
+    ("model/xraymodel/evaluator/config.py", "import pydantic", "no kopf in the evaluator image"),
+    ("sandbox/kubeemu/store.py", "import modeldeploy.names", "The API emulator is generic"),
+    ("common/mdcommon/durations.py", "import yaml", "mdcommon is shared by every image"),
+    ("operator/modeldeploy/analysis/runner.py", "import modeldeploy.rollout", "Operator layers"),
+    ("operator/modeldeploy/spec.py", "import modeldeploy.validation", "Operator layers"),
+]
+
+
+@pytest.fixture(scope="module")
+def source_copy(tmp_path_factory) -> pathlib.Path:
+    """The Python sources and pyproject.toml, copied: the back edges go into the copy, never the tree."""
+    root = tmp_path_factory.mktemp("layout")
+    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
+    for src in SOURCE_DIRS:
+        shutil.copytree(ROOT / src, root / src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.yaml"))
+    return root
+
+
+@pytest.mark.parametrize("path, statement, contract", BACK_EDGES, ids=[f"{p.split('/')[-1]}:{s}" for p, s, _ in BACK_EDGES])
+def test_import_contracts_catch_a_back_edge(source_copy, path, statement, contract):
+    target = source_copy / path
+    original = target.read_text()
+    try:
+        target.write_text(original + f"\n\ndef _back_edge():\n    {statement}  # added by the test\n")
+        proc = _lint_imports(source_copy)
+    finally:
+        target.write_text(original)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    broken = [line for line in proc.stdout.splitlines() if "BROKEN" in line or contract in line]
+    assert any(contract in line for line in broken), proc.stdout
+    assert str(source_copy) in proc.stdout or statement.split()[-1] in proc.stdout  # it analysed the copy
+
+
+# ---------------------------------------------------------------------------------------- ruff
+def test_ruff_lint_is_clean():
+    proc = subprocess.run([str(BIN / "ruff"), "check", "--no-cache"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ruff_format_is_clean():
+    proc = subprocess.run([str(BIN / "ruff"), "format", "--check", "--no-cache"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -14,7 +14,8 @@ import yaml
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
 from modeldeploy.cli.manifests import dump_yaml
-from modeldeploy.render import RoutePlan, Target, VersionPlan, desired_objects, istio, serving
+from modeldeploy.plans import RoutePlan, Target, VersionPlan
+from modeldeploy.render import desired_objects, istio, serving
 from modeldeploy.render import tfserving_config as tfc
 from modeldeploy.rollout import plans
 from modeldeploy.spec import MatchRule

@@ -10,7 +10,7 @@ them from Prometheus and gate the rollout on them (docs/evaluator.md).
 
 Modules:
   config    evaluator.yaml (rendered by the operator, re-read every round) -> EvaluatorConfig
-  golden    golden-set loading: folder (or pvc mount), http(s)/s3/gs (anonymous HTTPS), sandbox://golden
+  golden    golden-set loading: folder (or pvc mount), http(s)/s3/gs (anonymous HTTPS)
   client    TF Serving REST predict client: timeouts, retries, bounded concurrency, strict response checks
   compute   pure NumPy: one version's evaluation, drift between two versions (reuses xraymodel.metrics)
   exporter  Prometheus exposition (own registry; /metrics and /healthz), series removed on failure

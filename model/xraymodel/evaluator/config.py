@@ -7,7 +7,7 @@ no restart is needed. Fields (the operator writes all of the first group):
     namespace, modelDeployment, modelName, signatureName    identity (metric labels) and the signature
     endpoint            http://<svc>.<ns>.svc.cluster.local:8501 (TF Serving REST through the mesh)
     previewHeader       header naming the version for Istio's per-version route (x-modeldeploy-version)
-    goldenSet           {uri, labels}: folder / pvc mount, http(s)://, s3://, gs://, sandbox://golden
+    goldenSet           {uri, labels}: folder / pvc mount, http(s)://, s3://, gs:// (the sandbox passes a folder)
     interval            Go duration between evaluations of one version ("60s")
     timeoutSeconds      per predict request
     concurrency         predict requests in flight at once, over all versions
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from modeldeploy.durations import parse_duration
+from mdcommon.durations import parse_duration
 
 ROLES = ("stable", "canary")
 _MODEL_NAME = re.compile(r"^[a-zA-Z0-9_]+$")

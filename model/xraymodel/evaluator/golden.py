@@ -11,7 +11,9 @@ Where a golden set can live (spec.evaluation.goldenSet {uri, labels}):
   path-style; ``https://storage.googleapis.com/bucket/prefix``) and fetched ANONYMOUSLY. Private
   buckets need signed requests (boto3 / google-auth are not in the evaluator image): sync the golden
   set to a PVC and use ``pvc://`` instead;
-* ``sandbox://golden[?size=&seed=]``: the sandbox's built-in synthetic set (imported lazily).
+* not ``sandbox://golden``: the sandbox writes its synthetic set to a folder and gives the evaluator
+  that path (mdsandbox.synthetic_golden.materialize, like a kubelet mounting a volume), so this
+  production service never imports the sandbox.
 
 The labels file (``labels``: a name relative to the golden set, or an absolute path/URL) is a CSV in
 either of two layouts:
@@ -253,28 +255,12 @@ async def load_http(uri: str, labels: str = "labels.csv", *, timeout: float = 30
     return _assemble(base, rows, list(images))
 
 
-# --------------------------------------------------------------------------- sandbox
-def load_sandbox(uri: str) -> GoldenData:
-    """The sandbox's synthetic golden set (the simulated fleet recognises these exact images)."""
-    from modeldeploy.sandbox.golden import FINDINGS as SANDBOX_FINDINGS
-    from modeldeploy.sandbox.golden import GoldenSet
-
-    if tuple(SANDBOX_FINDINGS) != FINDINGS:
-        raise GoldenSetError(f"{uri}: the sandbox's finding order differs from xraymodel.findings")
-    try:
-        golden = GoldenSet.from_uri(uri)
-    except ValueError as exc:
-        raise GoldenSetError(str(exc)) from None
-    names = tuple(golden.filename(i) for i in range(golden.size))
-    images = tuple(golden.image_bytes(i) for i in range(golden.size))
-    return GoldenData(uri, names, images, np.asarray(golden.labels, dtype=np.int8))
-
-
 # --------------------------------------------------------------------------- dispatch
 async def load_golden_set(uri: str, labels: str = "labels.csv") -> GoldenData:
     """Load from any supported location (module docstring); GoldenSetError names what is wrong."""
     if uri.startswith("sandbox://"):
-        return await asyncio.to_thread(load_sandbox, uri)
+        raise GoldenSetError(f"{uri}: the sandbox's synthetic set is not built into the evaluator; the sandbox "
+                             "writes it to a folder and passes that path (mdsandbox.synthetic_golden.materialize)")
     if uri.startswith("file://"):
         return await asyncio.to_thread(load_folder, urlsplit(uri).path, labels)
     if uri.startswith("/"):
@@ -283,4 +269,4 @@ async def load_golden_set(uri: str, labels: str = "labels.csv") -> GoldenData:
         return await load_http(uri, labels)
     if uri.startswith("pvc://"):
         raise GoldenSetError(f"{uri}: pvc:// is mounted by the operator; the evaluator expects the mounted path")
-    raise GoldenSetError(f"{uri}: unsupported golden-set location (folder path, file://, http(s)://, s3://, gs://, sandbox://golden)")
+    raise GoldenSetError(f"{uri}: unsupported golden-set location (folder path, file://, http(s)://, s3://, gs://)")

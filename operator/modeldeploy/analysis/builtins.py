@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modeldeploy.render import names
+from modeldeploy import names
 
 EVALUATOR_METRIC_PREFIX = "modeldeploy_evaluator_"
 

@@ -85,7 +85,9 @@ class PrometheusClient:
         if not result:
             return QueryResult(value=None, series=0)
         if len(result) > 1:
-            return QueryResult(error=f"query returned {len(result)} series; aggregate it to one (e.g. sum(...))", series=len(result))
+            return QueryResult(
+                error=f"query returned {len(result)} series; aggregate it to one (e.g. sum(...))", series=len(result)
+            )
         return QueryResult(value=float(result[0]["value"][1]), series=1)
 
     async def query_vector(self, promql: str) -> list[tuple[dict[str, str], float]]:

@@ -15,12 +15,11 @@ import asyncio
 import datetime
 import math
 
+from mdcommon.durations import format_duration
 from modeldeploy.analysis import builtins
 from modeldeploy.analysis.prometheus import PrometheusClient, QueryResult
 from modeldeploy.analysis.templates import TemplateProblem, render_query
 from modeldeploy.analysis.verdict import AnalysisResult, MetricResult, judge, no_data
-from modeldeploy.durations import format_duration
-from modeldeploy.rollout import fail_fast_metrics
 from modeldeploy.spec import EVALUATOR_BUILTINS, MetricSpec, ModelDeploymentSpec
 
 FAIL_FAST_MIN_REQUESTS = 10
@@ -51,9 +50,11 @@ async def analyse(
     kind: str = "interval",
 ) -> AnalysisResult:
     """Query, judge and summarise the metrics of one analysis (`kind` interval or failFast)."""
-    metrics = spec.analysis.metrics if kind == "interval" else fail_fast_metrics(spec)
+    metrics = spec.analysis.metrics if kind == "interval" else spec.analysis.fail_fast_metrics
     if client is None:
-        results = tuple(no_data(m.name, "no Prometheus configured for the operator", min=m.min, max=m.max) for m in metrics)
+        results = tuple(
+            no_data(m.name, "no Prometheus configured for the operator", min=m.min, max=m.max) for m in metrics
+        )
         return AnalysisResult(at=now, metrics=results, kind=kind)
 
     if kind == "interval":
@@ -79,8 +80,10 @@ async def analyse(
                 client.query(builtins.evaluation_samples_query(ctx, format_duration(eval_window), ctx.stable_version))
             )
     metric_queries = [_metric_query(m, spec, ctx, windows[m.name]) for m in metrics]
-    answers = await asyncio.gather(*count_queries, *[client.query(q) if isinstance(q, str) else _failed(q) for q in metric_queries])
-    counts, values = answers[: len(count_queries)], answers[len(count_queries):]
+    answers = await asyncio.gather(
+        *count_queries, *[client.query(q) if isinstance(q, str) else _failed(q) for q in metric_queries]
+    )
+    counts, values = answers[: len(count_queries)], answers[len(count_queries) :]
 
     requests_by_window = dict(zip(request_windows, counts[: len(request_windows)]))
     canary_samples = counts[len(request_windows)] if evaluator else None
@@ -113,7 +116,9 @@ async def _failed(problem: QueryResult) -> QueryResult:
     return problem
 
 
-def _metric_query(metric: MetricSpec, spec: ModelDeploymentSpec, ctx: builtins.QueryContext, window: float) -> str | QueryResult:
+def _metric_query(
+    metric: MetricSpec, spec: ModelDeploymentSpec, ctx: builtins.QueryContext, window: float
+) -> str | QueryResult:
     w = format_duration(window)
     if metric.builtin:
         return builtins.builtin_query(metric.builtin, ctx, w, metric.effective_quantile)
@@ -143,8 +148,13 @@ def _request_shortfall(count: QueryResult, min_requests: int, window: float) -> 
     return None
 
 
-def _evaluation_shortfall(metric: MetricSpec, canary: QueryResult | None, stable: QueryResult | None,
-                          ctx: builtins.QueryContext, window: float) -> str | None:
+def _evaluation_shortfall(
+    metric: MetricSpec,
+    canary: QueryResult | None,
+    stable: QueryResult | None,
+    ctx: builtins.QueryContext,
+    window: float,
+) -> str | None:
     for version, count in ((ctx.canary_version, canary), (ctx.stable_version, stable)):
         if count is None:
             continue
@@ -168,7 +178,10 @@ async def _evaluation_figures(client: PrometheusClient, ctx: builtins.QueryConte
         if mean:
             entry["aurocMean"] = round(mean[0][1], 4)
         if per_finding:
-            entry["aurocPerFinding"] = {labels.get("finding", "?"): round(v, 4) for labels, v in sorted(per_finding, key=lambda x: x[0].get("finding", ""))}
+            entry["aurocPerFinding"] = {
+                labels.get("finding", "?"): round(v, 4)
+                for labels, v in sorted(per_finding, key=lambda x: x[0].get("finding", ""))
+            }
         figures[role] = entry
     psi = await client.query_vector(
         f"{builtins.EVALUATOR_METRIC_PREFIX}psi"

@@ -107,10 +107,14 @@ def judge(
         return MetricResult(name, value, "fail", f"{_fmt(value)} < min {_fmt(min)}", min, max)
     if max is not None and value > max:
         return MetricResult(name, value, "fail", f"{_fmt(value)} > max {_fmt(max)}", min, max)
-    bounds = " and ".join(b for b in (
-        f">= {_fmt(min)}" if min is not None else "",
-        f"<= {_fmt(max)}" if max is not None else "",
-    ) if b)
+    bounds = " and ".join(
+        b
+        for b in (
+            f">= {_fmt(min)}" if min is not None else "",
+            f"<= {_fmt(max)}" if max is not None else "",
+        )
+        if b
+    )
     return MetricResult(name, value, "pass", f"{_fmt(value)} {bounds}", min, max)
 
 

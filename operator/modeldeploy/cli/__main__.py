@@ -1,4 +1,5 @@
 """``python -m modeldeploy.cli`` == ``modeldeploy``."""
+
 import sys
 
 from modeldeploy.cli import main

@@ -18,12 +18,16 @@ import yaml
 from modeldeploy import GROUP, KIND
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register_validate(sub: argparse._SubParsersAction) -> None:
+    """`modeldeploy validate` (entry point ``validate`` in group ``modeldeploy.commands``)."""
     p = sub.add_parser("validate", help="check ModelDeployment manifests offline (schema, CEL, semantic rules)")
     p.add_argument("files", nargs="+", metavar="FILE", help="YAML files (multi-document allowed; - = stdin)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
     p.set_defaults(func=cmd_validate)
 
+
+def register_render(sub: argparse._SubParsersAction) -> None:
+    """`modeldeploy render` (entry point ``render`` in group ``modeldeploy.commands``)."""
     p = sub.add_parser("render", help="print every object the operator would create for a ModelDeployment")
     p.add_argument("file", metavar="FILE", help="ModelDeployment YAML (- = stdin)")
     p.add_argument("--namespace", "-n", help="namespace when the manifest has none (default: default)")
@@ -68,7 +72,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from modeldeploy.render import Target, desired_objects
+    from modeldeploy.plans import Target
+    from modeldeploy.render import desired_objects
     from modeldeploy.rollout import plans
     from modeldeploy.validation import validate_manifest
 
@@ -87,7 +92,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     namespace = meta.get("namespace") or args.namespace or "default"
     status: dict = {"stableVersion": args.stable or spec.model.version, "strategy": spec.strategy.type}
     if args.canary is not None:
-        weight = args.weight if args.weight is not None else (spec.strategy.canary.steps[0] if spec.strategy.type == "Canary" else 0)
+        weight = (
+            args.weight
+            if args.weight is not None
+            else (spec.strategy.canary.steps[0] if spec.strategy.type == "Canary" else 0)
+        )
         status.update({"canaryVersion": args.canary, "canaryWeight": weight, "rollout": {"readyAt": "preview"}})
     versions, route = plans(spec, status)
     target = Target(name=meta["name"], namespace=namespace, spec=spec)

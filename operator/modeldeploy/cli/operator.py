@@ -10,8 +10,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     scope = p.add_mutually_exclusive_group()
     scope.add_argument("--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)")
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch the whole cluster")
-    p.add_argument("--liveness", default=None, metavar="URL",
-                   help="kopf health endpoint, e.g. http://0.0.0.0:8081/healthz")
+    p.add_argument(
+        "--liveness", default=None, metavar="URL", help="kopf health endpoint, e.g. http://0.0.0.0:8081/healthz"
+    )
     p.add_argument("--verbose", "-v", action="store_true")
     p.set_defaults(func=cmd_operator)
 

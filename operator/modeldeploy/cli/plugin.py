@@ -29,11 +29,16 @@ ACTIONS = ("promote", "abort", "pause", "resume", "retry")
 def build_parser() -> argparse.ArgumentParser:
     # kubectl style: the connection flags work before or after the subcommand.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-n", "--namespace", default=argparse.SUPPRESS, help="namespace (default: the kubeconfig context's)")
-    common.add_argument("--kubeconfig", default=argparse.SUPPRESS, help="path to a kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
+    common.add_argument(
+        "-n", "--namespace", default=argparse.SUPPRESS, help="namespace (default: the kubeconfig context's)"
+    )
+    common.add_argument(
+        "--kubeconfig", default=argparse.SUPPRESS, help="path to a kubeconfig (default: $KUBECONFIG or ~/.kube/config)"
+    )
     common.add_argument("--context", default=argparse.SUPPRESS, help="kubeconfig context")
-    parser = argparse.ArgumentParser(prog="kubectl modeldeploy", description="Control and inspect ModelDeployment rollouts.",
-                                     parents=[common])
+    parser = argparse.ArgumentParser(
+        prog="kubectl modeldeploy", description="Control and inspect ModelDeployment rollouts.", parents=[common]
+    )
     parser.set_defaults(namespace=None, kubeconfig=None, context=None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for action in ACTIONS:
@@ -59,14 +64,21 @@ def _client(args: argparse.Namespace):
     from modeldeploy.kube import Kube
 
     configuration = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(config_file=args.kubeconfig or os.environ.get("KUBECONFIG") or None,
-                                       context=args.context, client_configuration=configuration)
+    kubernetes.config.load_kube_config(
+        config_file=args.kubeconfig or os.environ.get("KUBECONFIG") or None,
+        context=args.context,
+        client_configuration=configuration,
+    )
     namespace = args.namespace
     if not namespace:
         try:
-            _, active = kubernetes.config.list_kube_config_contexts(config_file=args.kubeconfig or os.environ.get("KUBECONFIG") or None)
+            _, active = kubernetes.config.list_kube_config_contexts(
+                config_file=args.kubeconfig or os.environ.get("KUBECONFIG") or None
+            )
             if args.context:
-                contexts, _ = kubernetes.config.list_kube_config_contexts(config_file=args.kubeconfig or os.environ.get("KUBECONFIG") or None)
+                contexts, _ = kubernetes.config.list_kube_config_contexts(
+                    config_file=args.kubeconfig or os.environ.get("KUBECONFIG") or None
+                )
                 active = next(c for c in contexts if c["name"] == args.context)
             namespace = (active.get("context") or {}).get("namespace") or "default"
         except (kubernetes.config.ConfigException, StopIteration):
@@ -106,8 +118,11 @@ async def _run(args: argparse.Namespace) -> int:
         action = "promote-full" if args.command == "promote" and args.full else args.command
         who = args.by or os.environ.get("USER") or getpass.getuser()
         before = len((body.get("status") or {}).get("history") or [])
-        await kube.patch_modeldeployment(namespace, args.name, {"metadata": {"annotations": {
-            "modeldeploy.io/action": action, "modeldeploy.io/action-by": who}}})
+        await kube.patch_modeldeployment(
+            namespace,
+            args.name,
+            {"metadata": {"annotations": {"modeldeploy.io/action": action, "modeldeploy.io/action-by": who}}},
+        )
         print(f"modeldeployment.modeldeploy.io/{args.name} {action} requested")
         if args.no_wait:
             return 0
@@ -119,10 +134,15 @@ async def _run(args: argparse.Namespace) -> int:
             if body is not None and "modeldeploy.io/action" not in annotations:
                 history = (body.get("status") or {}).get("history") or []
                 for record in history[before:]:
-                    print(f"  {record.get('at')}  {record.get('action')} v{record.get('version')}: {record.get('reason')}")
+                    print(
+                        f"  {record.get('at')}  {record.get('action')} v{record.get('version')}: {record.get('reason')}"
+                    )
                 print(format_status(body, brief=True))
                 return 0
-        print(f"Error: the operator did not act on {action!r} within {args.timeout:.0f}s (is it running?)", file=sys.stderr)
+        print(
+            f"Error: the operator did not act on {action!r} within {args.timeout:.0f}s (is it running?)",
+            file=sys.stderr,
+        )
         return 1
     except kopf.PermanentError as exc:
         print(f"Error: {exc}", file=sys.stderr)
@@ -140,7 +160,11 @@ def format_status(body: dict[str, Any], brief: bool = False) -> str:
     lines = [
         f"{body['metadata']['name']}: {st.get('phase', 'Unknown')} — {st.get('message', '')}",
         f"  stable v{st.get('stableVersion', '?')}"
-        + (f", canary v{st['canaryVersion']} at {st.get('canaryWeight', 0)}% (step {st.get('step', 0)})" if st.get("canaryVersion") else "")
+        + (
+            f", canary v{st['canaryVersion']} at {st.get('canaryWeight', 0)}% (step {st.get('step', 0)})"
+            if st.get("canaryVersion")
+            else ""
+        )
         + f", strategy {st.get('strategy') or (spec.get('strategy') or {}).get('type', 'Canary')}"
         + f", failed checks {st.get('failedChecks', 0)}",
     ]
@@ -166,10 +190,14 @@ def format_history(history: list[dict[str, Any]]) -> str:
         return "no history yet"
     lines = [f"{'AT':<25} {'ACTION':<11} {'VERSION':>7} {'FROM':>5}  REASON"]
     for h in history:
-        lines.append(f"{h.get('at', ''):<25} {h.get('action', ''):<11} {h.get('version', ''):>7} {str(h.get('fromVersion', '')):>5}  {h.get('reason', '')}")
+        lines.append(
+            f"{h.get('at', ''):<25} {h.get('action', ''):<11} {h.get('version', ''):>7} {str(h.get('fromVersion', '')):>5}  {h.get('reason', '')}"
+        )
         metrics = h.get("metrics") or []
         if metrics:
-            shown = ", ".join(f"{m.get('name')}={'n/a' if m.get('value') is None else format(m['value'], '.4g')}" for m in metrics)
+            shown = ", ".join(
+                f"{m.get('name')}={'n/a' if m.get('value') is None else format(m['value'], '.4g')}" for m in metrics
+            )
             lines.append(f"{'':<25} {'':<11} {'':>7} {'':>5}  metrics: {shown}")
     return "\n".join(lines)
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import yaml
 
-from modeldeploy.render import Target, VersionPlan, names
+from modeldeploy import names
+from modeldeploy.plans import Target, VersionPlan
 from modeldeploy.render.serving import HTTP_PORT, _storage
 
 CONFIG_FILE = "evaluator.yaml"
@@ -33,15 +34,18 @@ def _meta(target: Target, labels: dict[str, str]) -> dict:
 
 
 def _labels(target: Target) -> dict[str, str]:
-    return {**names.common_labels(target.name), names.LABEL_COMPONENT: "evaluator",
-            "app": names.evaluator_name(target.name)}
+    return {
+        **names.common_labels(target.name),
+        names.LABEL_COMPONENT: "evaluator",
+        "app": names.evaluator_name(target.name),
+    }
 
 
 def golden_set_path(target: Target) -> str:
     """The golden set's location as the evaluator pod sees it."""
     uri = target.spec.evaluation.golden_set.uri
     if uri.startswith("pvc://"):
-        _, _, path = uri[len("pvc://"):].partition("/")
+        _, _, path = uri[len("pvc://") :].partition("/")
         return f"{GOLDEN_MOUNT}/{path}".rstrip("/")
     return uri
 
@@ -69,7 +73,12 @@ def config(target: Target, versions: list[VersionPlan]) -> dict:
 
 def configmap(target: Target, versions: list[VersionPlan]) -> dict:
     text = yaml.safe_dump(config(target, versions), sort_keys=False)
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(target, _labels(target)), "data": {CONFIG_FILE: text}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(target, _labels(target)),
+        "data": {CONFIG_FILE: text},
+    }
 
 
 def deployment(target: Target, image_override: str | None = None) -> dict:
@@ -80,23 +89,44 @@ def deployment(target: Target, image_override: str | None = None) -> dict:
     env, volumes, mounts = _storage(target)  # the golden set lives next to the models: same credentials
     uri = ev.golden_set.uri
     if uri.startswith("pvc://"):
-        claim = uri[len("pvc://"):].partition("/")[0]
+        claim = uri[len("pvc://") :].partition("/")[0]
         volumes = [v for v in volumes if v["name"] != "golden-set"] + [
-            {"name": "golden-set", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}]
+            {"name": "golden-set", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        ]
         mounts = mounts + [{"name": "golden-set", "mountPath": GOLDEN_MOUNT, "readOnly": True}]
     container = {
         "name": "evaluator",
         "image": image_override or ev.image,
         "command": ["modeldeploy"],
-        "args": ["evaluator", "run", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}",
-                 "--metrics-host", "0.0.0.0", "--metrics-port", str(METRICS_PORT)],
+        "args": [
+            "evaluator",
+            "run",
+            "--config",
+            f"{CONFIG_DIR}/{CONFIG_FILE}",
+            "--metrics-host",
+            "0.0.0.0",
+            "--metrics-port",
+            str(METRICS_PORT),
+        ],
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
         "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": METRICS_PORT}, "periodSeconds": 10},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": METRICS_PORT}, "periodSeconds": 20, "failureThreshold": 6},
-        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}, *mounts],
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-                            "capabilities": {"drop": ["ALL"]}},
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": METRICS_PORT},
+            "periodSeconds": 20,
+            "failureThreshold": 6,
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+            *mounts,
+        ],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
     }
     if env:
         container["env"] = env
@@ -111,15 +141,25 @@ def deployment(target: Target, image_override: str | None = None) -> dict:
             "template": {
                 "metadata": {
                     "labels": {**labels, **selector},
-                    "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT),
-                                    "prometheus.io/path": "/metrics"},
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(METRICS_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
                 },
                 "spec": {
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65532,
+                        "runAsGroup": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "containers": [container],
-                    "volumes": [{"name": "config", "configMap": {"name": names.evaluator_name(target.name)}},
-                                {"name": "tmp", "emptyDir": {}}, *volumes],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": names.evaluator_name(target.name)}},
+                        {"name": "tmp", "emptyDir": {}},
+                        *volumes,
+                    ],
                 },
             },
         },

@@ -11,7 +11,8 @@ Weights always sum to 100, as Istio requires.
 
 from __future__ import annotations
 
-from modeldeploy.render import RoutePlan, Target, names
+from modeldeploy import names
+from modeldeploy.plans import RoutePlan, Target
 
 API_VERSION = "networking.istio.io/v1"
 
@@ -44,7 +45,9 @@ def destination_rule(target: Target, versions: list[int]) -> dict:
 
 
 def _destination(target: Target, version: int, weight: int | None = None) -> dict:
-    dest: dict = {"destination": {"host": names.service_host(target.name, target.namespace), "subset": names.subset_name(version)}}
+    dest: dict = {
+        "destination": {"host": names.service_host(target.name, target.namespace), "subset": names.subset_name(version)}
+    }
     if weight is not None:
         dest["weight"] = weight
     return dest
@@ -87,9 +90,15 @@ def http_routes(target: Target, route: RoutePlan) -> list[dict]:
     elif weight == 100:
         primary["route"] = [_destination(target, route.stable, 0), _destination(target, route.canary, 100)]
     else:
-        primary["route"] = [_destination(target, route.stable, 100 - weight), _destination(target, route.canary, weight)]
+        primary["route"] = [
+            _destination(target, route.stable, 100 - weight),
+            _destination(target, route.canary, weight),
+        ]
     if route.canary is not None and route.mirror_percent > 0:
-        primary["mirror"] = {"host": names.service_host(target.name, target.namespace), "subset": names.subset_name(route.canary)}
+        primary["mirror"] = {
+            "host": names.service_host(target.name, target.namespace),
+            "subset": names.subset_name(route.canary),
+        }
         primary["mirrorPercentage"] = {"value": float(route.mirror_percent)}
     routes.append(primary)
     return routes

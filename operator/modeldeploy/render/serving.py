@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from modeldeploy.render import Target, VersionPlan, names
+from modeldeploy import names
+from modeldeploy.plans import Target, VersionPlan
 from modeldeploy.render import tfserving_config as tfc
 
 GRPC_PORT = 8500
@@ -119,15 +120,16 @@ def _storage(target: Target) -> tuple[list[dict], list[dict], list[dict]]:
             env.append({"name": "S3_VERIFY_SSL", "value": "1" if s3.verify_ssl else "0"})
         if model.credentials_secret:
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-                env.append(
-                    {"name": key, "valueFrom": {"secretKeyRef": {"name": model.credentials_secret, "key": key}}}
-                )
+                env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": model.credentials_secret, "key": key}}})
     elif model.storage_scheme == "gs":
         if model.credentials_secret:
             volumes.append(
                 {
                     "name": "gcp-credentials",
-                    "secret": {"secretName": model.credentials_secret, "items": [{"key": "key.json", "path": "key.json"}]},
+                    "secret": {
+                        "secretName": model.credentials_secret,
+                        "items": [{"key": "key.json", "path": "key.json"}],
+                    },
                 }
             )
             mounts.append({"name": "gcp-credentials", "mountPath": GCP_SECRET_MOUNT, "readOnly": True})
@@ -290,7 +292,10 @@ def deployment(target: Target, plan: VersionPlan, variant: str = names.VARIANT_P
             "selector": {"matchLabels": selector},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
-                "metadata": {"labels": dict(sorted(pod_labels.items())), "annotations": dict(sorted(pod_annotations.items()))},
+                "metadata": {
+                    "labels": dict(sorted(pod_labels.items())),
+                    "annotations": dict(sorted(pod_annotations.items())),
+                },
                 "spec": pod_spec,
             },
         },

@@ -42,21 +42,29 @@ def _quote(text: str) -> str:
 
 
 def model_config(*, model_name: str, base_path: str, version: int, label: str, deployment: str) -> str:
-    return _env().get_template("model_config.pbtxt.j2").render(
-        model_name=_quote(model_name),
-        base_path=_quote(base_path),
-        version=int(version),
-        label=_quote(label),
-        deployment=deployment,
+    return (
+        _env()
+        .get_template("model_config.pbtxt.j2")
+        .render(
+            model_name=_quote(model_name),
+            base_path=_quote(base_path),
+            version=int(version),
+            label=_quote(label),
+            deployment=deployment,
+        )
     )
 
 
 def batching_config(batching: Batching) -> str:
-    return _env().get_template("batching.pbtxt.j2").render(
-        max_batch_size=batching.max_batch_size,
-        batch_timeout_micros=batching.batch_timeout_micros,
-        num_batch_threads=batching.num_batch_threads,
-        max_enqueued_batches=batching.max_enqueued_batches,
+    return (
+        _env()
+        .get_template("batching.pbtxt.j2")
+        .render(
+            max_batch_size=batching.max_batch_size,
+            batch_timeout_micros=batching.batch_timeout_micros,
+            num_batch_threads=batching.num_batch_threads,
+            max_enqueued_batches=batching.max_enqueued_batches,
+        )
     )
 
 

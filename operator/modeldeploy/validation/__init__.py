@@ -3,7 +3,7 @@
 Three layers, in the order an API server plus the operator apply them:
 1. the CRD's openAPIV3Schema after structural defaulting (types, enums, ranges, patterns, unknown fields),
 2. the CRD's CEL rules (x-kubernetes-validations: cross-field rules),
-3. semantic rules in `modeldeploy.spec` (what CEL cannot say: templates, durations, regexes...).
+3. the semantic rules in `modeldeploy.validation.semantic` (what CEL cannot say: templates, durations, regexes...).
 Each problem names the field path. The CRD is read from the package's copy of crds/modeldeployment.yaml.
 """
 
@@ -20,6 +20,7 @@ from modeldeploy import API_VERSION, KIND
 from modeldeploy.spec import ModelDeploymentSpec, Problem, SpecError, parse_spec
 from modeldeploy.validation.cel import cel_problems
 from modeldeploy.validation.openapi import apply_defaults, schema_problems
+from modeldeploy.validation.semantic import semantic_problems
 
 
 @lru_cache(maxsize=1)
@@ -79,6 +80,9 @@ def validate_manifest(doc: Any) -> ValidationResult:
         spec = parse_spec(defaulted.get("spec") or {})
     except SpecError as exc:
         return ValidationResult(_unique(exc.problems), defaulted)
+    problems = semantic_problems(spec)
+    if problems:
+        return ValidationResult(_unique(problems), defaulted)
     return ValidationResult([], defaulted, spec)
 
 

@@ -74,7 +74,11 @@ def cel_problems(schema: dict[str, Any], value: Any, prefix: tuple = ()) -> list
             expression = rule["rule"]
             ok, error = _evaluate(expression, self_value)
             if error is not None:
-                problems.append(Problem(format_path(path) or "<root>", f"{rule.get('message') or expression} ({error})"))
+                problems.append(
+                    Problem(format_path(path) or "<root>", f"{rule.get('message') or expression} ({error})")
+                )
             elif not ok:
-                problems.append(Problem(format_path(path) or "<root>", rule.get("message") or f"failed rule: {expression}"))
+                problems.append(
+                    Problem(format_path(path) or "<root>", rule.get("message") or f"failed rule: {expression}")
+                )
     return problems

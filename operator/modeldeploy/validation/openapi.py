@@ -78,7 +78,9 @@ def _default_in_place(schema: dict[str, Any], value: Any) -> None:
         # Like the API server: nulls of non-nullable fields are pruned before defaulting.
         props = schema.get("properties") or {}
         for key in [k for k, v in value.items() if v is None]:
-            sub = props.get(key) or (schema.get("additionalProperties") if isinstance(schema.get("additionalProperties"), dict) else {})
+            sub = props.get(key) or (
+                schema.get("additionalProperties") if isinstance(schema.get("additionalProperties"), dict) else {}
+            )
             if not sub.get("nullable"):
                 del value[key]
         for key, sub in props.items():

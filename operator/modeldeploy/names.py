@@ -1,0 +1,56 @@
+"""Names and labels of every object ModelDeploy creates for a ModelDeployment (one place, pure)."""
+
+from __future__ import annotations
+
+MANAGED_BY = "modeldeploy"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_OWNER = "modeldeploy.io/model-deployment"
+LABEL_MODEL_VERSION = "modeldeploy.io/model-version"
+LABEL_ROLE = "modeldeploy.io/role"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+PREVIEW_HEADER = "x-modeldeploy-version"
+ANNOTATION_CONFIG_HASH = "modeldeploy.io/config-hash"
+ANNOTATION_ACTION = "modeldeploy.io/action"
+LABEL_VARIANT = "modeldeploy.io/variant"
+VARIANT_PRIMARY = "primary"  # the Deployment as specified (GPU pods unless gpu.count is 0)
+VARIANT_CPU_FALLBACK = "cpu-fallback"  # CPU replicas while GPU pods cannot be scheduled
+
+
+def version_label(version: int) -> str:
+    """Value of the pods' `version` label; Istio reports it as destination_version."""
+    return f"v{int(version)}"
+
+
+def deployment_name(name: str, version: int, variant: str = VARIANT_PRIMARY) -> str:
+    base = f"{name}-v{int(version)}"
+    return base if variant == VARIANT_PRIMARY else f"{base}-cpu"
+
+
+def configmap_name(name: str, version: int) -> str:
+    return f"{name}-v{int(version)}-tfserving"
+
+
+def service_name(name: str) -> str:
+    return name
+
+
+def service_host(name: str, namespace: str) -> str:
+    return f"{service_name(name)}.{namespace}.svc.cluster.local"
+
+
+def subset_name(version: int) -> str:
+    return version_label(version)
+
+
+def evaluator_name(name: str) -> str:
+    return f"{name}-evaluator"
+
+
+def common_labels(name: str) -> dict[str, str]:
+    return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_OWNER: name}
+
+
+def selector_labels(name: str, version: int, variant: str = VARIANT_PRIMARY) -> dict[str, str]:
+    """Immutable Deployment selector of one version's pods (Istio's app/version convention, plus the
+    variant so that a version's GPU and CPU-fallback Deployments never select each other's pods)."""
+    return {"app": name, "version": version_label(version), LABEL_VARIANT: variant}

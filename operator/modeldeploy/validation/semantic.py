@@ -1,0 +1,122 @@
+"""Semantic rules: what the CRD schema and its CEL rules cannot say (templates, durations, regexes...).
+
+The third validation layer (see `modeldeploy.validation`): a typed spec in, every problem with its
+field path out. The operator and `modeldeploy validate` both apply it through `validate_manifest`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mdcommon.durations import parse_duration
+from modeldeploy.analysis.templates import TemplateProblem, check_query_template
+from modeldeploy.spec import EVALUATOR_BUILTINS, ModelDeploymentSpec, Problem, camel
+
+_QUANTITY = re.compile(
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+_HEADER_NAME = re.compile(r"^[a-z0-9-]+$")
+
+
+def semantic_problems(spec: ModelDeploymentSpec) -> list[Problem]:
+    """Rules beyond the CRD schema and its CEL rules (the operator and `validate` both apply them)."""
+    problems: list[Problem] = []
+    analysis = spec.analysis
+    for field in ("interval", "progress_deadline", "fail_fast_interval", "scrape_interval"):
+        if parse_duration(getattr(analysis, field)) <= 0:
+            problems.append(Problem(f"spec.analysis.{camel(field)}", "must be greater than 0"))
+    if analysis.interval_seconds < 5:
+        problems.append(Problem("spec.analysis.interval", "must be at least 5s"))
+    if analysis.progress_deadline_seconds < analysis.interval_seconds:
+        problems.append(Problem("spec.analysis.progressDeadline", "must be at least one analysis.interval"))
+    if analysis.fail_fast_interval_seconds > analysis.interval_seconds:
+        problems.append(Problem("spec.analysis.failFastInterval", "must not be longer than analysis.interval"))
+
+    seen: set[str] = set()
+    for i, metric in enumerate(analysis.metrics):
+        path = f"spec.analysis.metrics[{i}]"
+        if metric.name in seen:
+            problems.append(Problem(f"{path}.name", f"duplicate metric name {metric.name!r}"))
+        seen.add(metric.name)
+        if metric.min is None and metric.max is None:
+            problems.append(Problem(path, "a metric needs min or max (or both)"))
+        if (metric.builtin is None) == (metric.query is None):
+            problems.append(Problem(path, "a metric needs exactly one of builtin or query"))
+        if metric.quantile is not None:
+            if metric.builtin != "latency":
+                problems.append(Problem(f"{path}.quantile", "quantile is only for the latency builtin"))
+            elif not 0 < metric.quantile < 1:
+                problems.append(Problem(f"{path}.quantile", "must be between 0 and 1 (exclusive)"))
+        if metric.min is not None and metric.max is not None and metric.min > metric.max:
+            problems.append(Problem(path, "min must not be greater than max"))
+        if metric.builtin in EVALUATOR_BUILTINS and spec.evaluation is None:
+            problems.append(
+                Problem(f"{path}.builtin", f"{metric.builtin} needs spec.evaluation (the online golden-set evaluator)")
+            )
+        if metric.fail_fast is not None:
+            ff = metric.fail_fast
+            if ff.min is None and ff.max is None:
+                problems.append(Problem(f"{path}.failFast", "failFast needs min or max"))
+            if ff.max is not None and metric.max is not None and ff.max < metric.max:
+                problems.append(
+                    Problem(f"{path}.failFast.max", "must be at least the metric's max (fail-fast is the hard limit)")
+                )
+            if ff.min is not None and metric.min is not None and ff.min > metric.min:
+                problems.append(
+                    Problem(f"{path}.failFast.min", "must be at most the metric's min (fail-fast is the hard limit)")
+                )
+        if metric.window is not None and parse_duration(metric.window) < analysis.scrape_interval_seconds * 2:
+            problems.append(
+                Problem(f"{path}.window", "must cover at least 2 scrapes (analysis.scrapeInterval) for rate()")
+            )
+        if metric.query is not None:
+            try:
+                check_query_template(metric.query)
+            except TemplateProblem as exc:
+                problems.append(Problem(f"{path}.query", str(exc)))
+
+    strategy = spec.strategy
+    steps = strategy.canary.steps
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        problems.append(Problem("spec.strategy.canary.steps", "must be strictly increasing"))
+    if strategy.type == "ABTest" and not strategy.ab_test.match:
+        problems.append(Problem("spec.strategy.abTest.match", "needs at least one match when strategy.type is ABTest"))
+    for i, rule in enumerate(strategy.ab_test.match):
+        if not rule.headers:
+            problems.append(Problem(f"spec.strategy.abTest.match[{i}]", "needs at least one header condition"))
+        for header, cond in rule.headers.items():
+            hpath = f"spec.strategy.abTest.match[{i}].headers.{header}"
+            if not _HEADER_NAME.match(header):
+                problems.append(Problem(hpath, "header names must be lower case (Istio matches them lower-cased)"))
+            set_fields = [f for f in ("exact", "prefix", "regex") if getattr(cond, f) is not None]
+            if len(set_fields) != 1:
+                problems.append(Problem(hpath, "a header match needs exactly one of exact, prefix or regex"))
+            if cond.regex is not None:
+                try:
+                    re.compile(cond.regex)
+                except re.error as exc:
+                    problems.append(Problem(f"{hpath}.regex", f"not a valid regular expression: {exc}"))
+    parse_duration(strategy.scale_down_delay)
+
+    gpu = spec.serving.gpu
+    if gpu.product is not None and gpu.count < 1:
+        problems.append(
+            Problem("spec.serving.gpu.product", "needs gpu.count >= 1 (a GPU model is only selected for GPU pods)")
+        )
+    if gpu.fallback_to_cpu and gpu.count < 1:
+        problems.append(Problem("spec.serving.gpu.fallbackToCPU", "needs gpu.count >= 1"))
+    for kind in ("requests", "limits"):
+        for res, qty in getattr(spec.serving.resources, kind).items():
+            if not _QUANTITY.match(str(qty)):
+                problems.append(Problem(f"spec.serving.resources.{kind}.{res}", f"{qty!r} is not a quantity"))
+    if spec.model.storage_scheme == "pvc":
+        claim, _ = spec.model.pvc_claim_and_path
+        if not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", claim or ""):
+            problems.append(Problem("spec.model.basePath", "pvc:// needs a claim name: pvc://CLAIM/PATH"))
+    if spec.model.storage_scheme in ("s3", "gs"):
+        bucket = spec.model.base_path.split("://", 1)[1].split("/", 1)[0]
+        if not bucket:
+            problems.append(Problem("spec.model.basePath", "needs a bucket: s3://BUCKET/PATH"))
+    if spec.model.s3 is not None and spec.model.storage_scheme != "s3":
+        problems.append(Problem("spec.model.s3", "only applies to s3:// base paths"))
+    return problems

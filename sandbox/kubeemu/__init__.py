@@ -1,0 +1,15 @@
+"""kubeemu: a Kubernetes API server emulator for tests, on 127.0.0.1, built on kmock and aiohttp.
+
+Generic: any CRD, discovery, kubectl tables, watches with bookmarks, JSON/merge/strategic-merge
+patches, owner-reference garbage collection, resourceVersion preconditions, field and label
+selectors, protobuf rejection, fault injection. Nothing in it knows about ModelDeploy (an
+import-linter contract keeps it so), so any kopf project's tests can use it.
+
+    apiserver   the HTTP server (`python -m kubeemu.apiserver`) and `serve()` in-process
+    process     ApiServerProcess: the emulator as a child process, plus stdlib-only object access
+    store       the object store: resourceVersions, watches, garbage collection
+    patch, table, proto, selectors, discovery, faults   the pieces the server is built from
+
+`kubeemu.process` imports only the stdlib and PyYAML: tests that just need a running emulator do
+not load kmock or aiohttp.
+"""

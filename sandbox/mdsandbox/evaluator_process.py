@@ -1,0 +1,166 @@
+"""The online evaluator in the sandbox: the real `modeldeploy evaluator run` as a child process, plus a kubelet.
+
+What a cluster does for the evaluator pod, done here on 127.0.0.1:
+
+* kubelet's ConfigMap volume: a thread polls the operator-rendered ConfigMap ``<name>-evaluator``
+  in the API emulator every 0.5 s and writes its ``evaluator.yaml`` key to a local file (atomic
+  replace, like kubelet's symlink swap) whenever it changes; the evaluator re-reads that file;
+* the golden-set volume: a ``sandbox://golden?...`` goldenSet uri is replaced in that file by a
+  folder the sandbox wrote the synthetic set to (`synthetic_golden.materialize`), as a kubelet
+  mounts a PVC and the operator passes the mount path: the evaluator knows no ``sandbox://``;
+* the container: ``python -m modeldeploy.cli evaluator run --config FILE --endpoint-override
+  <fleet url> --metrics-host 127.0.0.1 --metrics-port <free port>`` — the Service endpoint in the
+  config (``http://<svc>.<ns>.svc.cluster.local:8501``) is replaced by the simulated fleet's URL;
+  its requests carry ``x-source-workload: <name>-evaluator`` so the fleet reports them in Istio's
+  metrics with the source_workload a mesh would give the evaluator pod;
+* Prometheus' pod scrape: `scrape_target()` (job ``evaluator``), which the runner adds to the
+  real Prometheus.
+
+The golden set is the sandbox's own (``sandbox://golden``, as a folder): the fleet recognises those images and
+answers with predictions whose mean AUROC is each version's configured ``accuracy`` and that carry
+its ``outputShift``. Started before the operator has rendered the ConfigMap: the evaluator simply
+waits for the file. `stop()` ends the thread and the process (SIGTERM, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import yaml
+
+from mdsandbox.fleet import SOURCE_HEADER
+from mdsandbox.processes import free_port, terminate, wait_http_ok
+from mdsandbox.prometheus_process import LISTEN_HOST, ScrapeTarget
+from mdsandbox.synthetic_golden import materialize
+from modeldeploy import names
+from modeldeploy.render.evaluator import CONFIG_FILE
+
+SYNC_INTERVAL = 0.5
+JOB = "evaluator"
+
+
+class EvaluatorProcess:
+    """The evaluator of one sandbox (`sandbox`: the runner's Sandbox: .api, .ns, .name, .fleet, .workdir)."""
+
+    def __init__(self, sandbox: Any, *, log_path: str | os.PathLike | None = None, port: int | None = None,
+                 sync_interval: float = SYNC_INTERVAL) -> None:  # fmt: skip
+        self.sandbox = sandbox
+        self.log_path = pathlib.Path(log_path) if log_path else None
+        self.port = port or free_port()
+        self.sync_interval = float(sync_interval)
+        self.config_dir = pathlib.Path(sandbox.workdir) / "evaluator"
+        self.config_path = self.config_dir / CONFIG_FILE
+        self.configmap_name = names.evaluator_name(sandbox.name)
+        self.proc: subprocess.Popen | None = None
+        self.syncs = 0  # times the file was (re)written from the ConfigMap
+        self.sync_errors = 0
+        self._last_text: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._log_file = None
+
+    # ------------------------------------------------------------------ addresses
+    @property
+    def url(self) -> str:
+        return f"http://{LISTEN_HOST}:{self.port}"
+
+    def scrape_target(self) -> ScrapeTarget:
+        # No namespace/pod target labels: the evaluator's own namespace/modeldeployment labels are the ones queried.
+        return ScrapeTarget(JOB, f"{LISTEN_HOST}:{self.port}", "/metrics", {})
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    # ------------------------------------------------------------------ kubelet: ConfigMap -> file
+    def sync_once(self) -> bool:
+        """Copy the ConfigMap's evaluator.yaml to the local file if it changed; True when written."""
+        obj = self.sandbox.api.get_object("", "v1", "configmaps", self.sandbox.ns, self.configmap_name)
+        text = ((obj or {}).get("data") or {}).get(CONFIG_FILE)
+        if text is None or text == self._last_text:
+            return False
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.config_path.with_name(f".{CONFIG_FILE}.tmp")
+        tmp.write_text(self.mounted(text), encoding="utf-8")
+        os.replace(tmp, self.config_path)
+        self._last_text = text
+        self.syncs += 1
+        return True
+
+    def mounted(self, text: str) -> str:
+        """The config as the evaluator pod would see it: a sandbox:// golden set becomes its folder."""
+        config = yaml.safe_load(text)
+        golden = (config or {}).get("goldenSet") if isinstance(config, dict) else None
+        if not isinstance(golden, dict) or not str(golden.get("uri", "")).startswith("sandbox://"):
+            return text
+        folder = materialize(golden["uri"], pathlib.Path(self.sandbox.workdir) / "golden")
+        config["goldenSet"] = dict(golden, uri=str(folder), labels="labels.csv")
+        return yaml.safe_dump(config, sort_keys=False)
+
+    def _sync_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync_once()
+            except Exception:  # noqa: BLE001 - the API emulator may be busy or stopping: try again
+                self.sync_errors += 1
+            self._stop.wait(self.sync_interval)
+
+    # ------------------------------------------------------------------ lifecycle
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "modeldeploy.cli", "evaluator", "run", "--config", str(self.config_path),
+                "--endpoint-override", self.sandbox.fleet.url, "--metrics-host", LISTEN_HOST,
+                "--metrics-port", str(self.port),
+                # the fleet's convention for Istio's source_workload: the evaluator Deployment's name, as in a mesh
+                "--header", f"{SOURCE_HEADER}={self.configmap_name}"]  # fmt: skip
+
+    def start(self, timeout: float = 20.0) -> EvaluatorProcess:
+        """Start the ConfigMap sync and the process; return once /healthz answers (blocking)."""
+        if self.running:
+            return self
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        self._stop.clear()
+        try:
+            self.sync_once()
+        except Exception:  # noqa: BLE001
+            self.sync_errors += 1
+        self._thread = threading.Thread(target=self._sync_loop, name="evaluator-configmap-sync", daemon=True)
+        self._thread.start()
+        if self.log_path:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = open(self.log_path, "ab")
+            out = self._log_file
+        else:
+            out = subprocess.DEVNULL
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            self.command(), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            self.wait_healthy(timeout)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def wait_healthy(self, timeout: float = 20.0) -> None:
+        wait_http_ok(f"{self.url}/healthz", what="evaluator", proc=self.proc, log_text=self.log_text, timeout=timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        terminate(self.proc, timeout)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def log_text(self) -> str:
+        if self.log_path and self.log_path.exists():
+            return self.log_path.read_text(errors="replace")
+        return ""

@@ -1,0 +1,238 @@
+"""Sandbox scenario files (../shared/design/scenario-format.md is the contract): parsing and validation.
+
+`load_scenario(path)` returns a `Scenario` or raises `ScenarioError` naming the bad field
+(`versions["2"].latencyMs.p95: ...`), which `modeldeploy sandbox run` turns into exit code 2.
+Unknown keys are errors too: a typo in a rehearsal of a production rollout policy must not pass
+silently. The embedded ModelDeployment is validated exactly like the operator validates it.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from modeldeploy.validation import validate_manifest
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot run; the message names the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class LatencyMs(_Strict):
+    p50: Annotated[float, Field(gt=0)]
+    p95: Annotated[float, Field(gt=0)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LatencyMs:
+        if self.p95 < self.p50:
+            raise ValueError("p95 must be >= p50")
+        return self
+
+
+class Change(_Strict):
+    after: Annotated[float, Field(ge=0)]
+    latencyMs: LatencyMs | None = None
+    errorRate: Annotated[float, Field(ge=0, le=1)] | None = None
+    accuracy: Annotated[float, Field(ge=0.5, le=1)] | None = None
+    outputShift: Annotated[float, Field(ge=-1, le=1)] | None = None
+    ready: bool | None = None
+
+
+class VersionBehaviour(_Strict):
+    latencyMs: LatencyMs = LatencyMs(p50=25, p95=40)
+    errorRate: Annotated[float, Field(ge=0, le=1)] = 0.001
+    accuracy: Annotated[float, Field(ge=0.5, le=1)] = 0.84
+    outputShift: Annotated[float, Field(ge=-1, le=1)] = 0.0
+    ready: bool = True
+    changes: list[Change] = []
+
+
+class HeaderShare(_Strict):
+    share: Annotated[float, Field(ge=0, le=1)]
+    set: dict[str, str]
+
+
+class Traffic(_Strict):
+    rps: Annotated[float, Field(ge=0)] = 40
+    headers: HeaderShare | dict = {}
+
+    @model_validator(mode="after")
+    def _headers(self) -> Traffic:
+        if isinstance(self.headers, dict) and self.headers:
+            self.headers = HeaderShare.model_validate(self.headers)
+        return self
+
+
+class Event(_Strict):
+    at: Annotated[float, Field(ge=0)]
+    setVersion: Annotated[int, Field(ge=1)] | None = None
+    annotate: dict[str, str] | None = None
+    prometheus: Literal["down", "up"] | None = None
+    operator: Literal["restart", "kill", "start"] | None = None
+    patch: dict[str, Any] | None = None  # extra: a merge patch of the ModelDeployment's spec
+    apiFaults: dict[str, Any] | None = None  # extra: API emulator faults aimed at the operator ({} = off)
+    gpuCapacity: Annotated[int, Field(ge=0)] | None = None  # extra: GPUs in the simulated cluster from now on
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Event:
+        actions = [
+            k
+            for k in ("setVersion", "annotate", "prometheus", "operator", "patch", "apiFaults", "gpuCapacity")
+            if getattr(self, k) is not None
+        ]
+        if len(actions) != 1:
+            raise ValueError(
+                f"an event needs exactly one of setVersion, annotate, prometheus, operator, patch, apiFaults, gpuCapacity (got {actions or 'none'})"
+            )
+        if self.apiFaults:
+            from kubeemu.faults import FaultConfig
+
+            FaultConfig.from_json(self.apiFaults)
+        if self.annotate is not None:
+            for key, value in self.annotate.items():
+                if key == "modeldeploy.io/action" and value not in (
+                    "promote",
+                    "promote-full",
+                    "abort",
+                    "pause",
+                    "resume",
+                    "retry",
+                ):
+                    raise ValueError(f"annotate: unknown action {value!r}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        for k in ("setVersion", "annotate", "prometheus", "operator", "patch", "apiFaults", "gpuCapacity"):
+            if getattr(self, k) is not None:
+                return k
+        raise AssertionError
+
+
+class Expect(_Strict):
+    outcome: Literal["promoted", "rolledBack", "progressing", "failed", "stable"] | None = None
+    stableVersion: Annotated[int, Field(ge=1)] | None = None
+    rollbackWithinSeconds: Annotated[float, Field(gt=0)] | None = None
+    promotionWithinSeconds: Annotated[float, Field(gt=0)] | None = None  # extra
+    neverWeightAbove: Annotated[int, Field(ge=0, le=100)] | None = None
+    neverPromoted: bool | None = None  # extra: no promotion at all during the run
+    historyActions: list[str] | None = None  # extra: status.history actions, in order (after the first deploy)
+    weightNeverBackwards: bool | None = None  # extra: within one rollout, routed weight only grows (until it ends)
+    eventReasons: list[str] | None = (
+        None  # extra: these Event reasons were emitted (in this order, others may interleave)
+    )
+
+
+class Cluster(_Strict):
+    """(extra) The simulated cluster's capacity."""
+
+    gpuCapacity: Annotated[int, Field(ge=0)] | None = None  # nvidia.com/gpu in total; None = unlimited
+
+
+class Scenario(_Strict):
+    name: Annotated[str, Field(min_length=1)]
+    description: str = ""
+    modelDeployment: dict[str, Any]
+    traffic: Traffic = Traffic()
+    versions: dict[str, VersionBehaviour]
+    events: list[Event] = []
+    until: Annotated[float, Field(gt=0)]
+    expect: Expect = Expect()
+    scrapeInterval: Annotated[float, Field(gt=0, le=15)] = 1.0  # extra: Prometheus scrape interval, seconds
+    evaluator: bool | None = None  # extra: run the online evaluator (default: when spec.evaluation is set)
+    cluster: Cluster = Cluster()  # extra: simulated cluster capacity
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Scenario:
+        for key in self.versions:
+            if not key.isdigit() or int(key) < 1:
+                raise ValueError(f"versions: keys must be model versions (integers >= 1), not {key!r}")
+        for i, event in enumerate(self.events):
+            if event.at > self.until:
+                raise ValueError(f"events[{i}].at: {event.at} is after until ({self.until})")
+        return self
+
+    @property
+    def namespace(self) -> str:
+        return (self.modelDeployment.get("metadata") or {}).get("namespace") or "default"
+
+    @property
+    def md_name(self) -> str:
+        return self.modelDeployment["metadata"]["name"]
+
+    @property
+    def initial_version(self) -> int:
+        return int(self.modelDeployment["spec"]["model"]["version"])
+
+    def behaviour_dict(self) -> dict[str, dict]:
+        """The versions in the fleet's input format (plain dicts, contract field names)."""
+        return {k: v.model_dump(exclude_none=True) for k, v in self.versions.items()}
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif out in ("versions",) or (out.startswith("versions") and out.count(".") == 0 and not out.endswith("]")):
+            out += f'["{part}"]'
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def parse_scenario(raw: Any, base_dir: pathlib.Path | None = None) -> Scenario:
+    if not isinstance(raw, dict):
+        raise ScenarioError("scenario: must be a YAML mapping")
+    raw = dict(raw)
+    md = raw.get("modelDeployment")
+    if isinstance(md, dict) and set(md) == {"file"}:
+        path = pathlib.Path(md["file"])
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        try:
+            raw["modelDeployment"] = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise ScenarioError(f"modelDeployment.file: cannot read {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ScenarioError(f"modelDeployment.file: {path} is not YAML: {exc}") from None
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(
+            p
+            for p in err["loc"]
+            if not (isinstance(p, str) and (p.startswith("function-") or p in ("HeaderShare", "dict[any,any]")))
+        )
+        message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+        raise ScenarioError(f"{_path(loc) or 'scenario'}: {message}{more}") from None
+    result = validate_manifest(scenario.modelDeployment)
+    if not result.ok:
+        first = result.problems[0]
+        raise ScenarioError(f"modelDeployment.{first.path}: {first.message}")
+    if str(scenario.initial_version) not in scenario.versions:
+        raise ScenarioError(f"versions: no behaviour for the initial version {scenario.initial_version}")
+    for i, event in enumerate(scenario.events):
+        if event.setVersion is not None and str(event.setVersion) not in scenario.versions:
+            raise ScenarioError(f"events[{i}].setVersion: no behaviour for version {event.setVersion} under versions")
+    return scenario
+
+
+def load_scenario(path: str | pathlib.Path) -> Scenario:
+    path = pathlib.Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not YAML: {exc}") from None
+    return parse_scenario(raw, path.parent)
