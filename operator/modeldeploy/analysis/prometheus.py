@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -24,6 +24,14 @@ class QueryResult:
     @property
     def ok(self) -> bool:
         return self.error is None and self.value is not None and not math.isnan(self.value)
+
+
+@dataclass(frozen=True)
+class VectorResult:
+    """All series of an instant vector as (labels, value), or the error that prevented reading them."""
+
+    series: list[tuple[dict[str, str], float]] = field(default_factory=list)
+    error: str | None = None
 
 
 class PrometheusClient:
@@ -92,15 +100,33 @@ class PrometheusClient:
 
     async def query_vector(self, promql: str) -> list[tuple[dict[str, str], float]]:
         """Every series of an instant vector as (labels, value); [] on no data or error."""
-        self.queries += 1
+        return (await self.query_series(promql)).series
+
+    async def query_series(self, promql: str) -> VectorResult:
+        """Every series of an instant vector, or the error; counted with its outcome AFTER it was sent."""
+        result = await self._query_series(promql)
         if self.on_query is not None:
-            self.on_query(False)
+            self.on_query(result.error is not None)
+        return result
+
+    async def _query_series(self, promql: str) -> VectorResult:
+        self.queries += 1
         try:
             resp = await self._client.get("/api/v1/query", params={"query": promql})
-            payload = resp.json()
-        except (httpx.HTTPError, ValueError):
+        except httpx.HTTPError as exc:
             self.errors += 1
-            return []
-        if payload.get("status") != "success" or (payload.get("data") or {}).get("resultType") != "vector":
-            return []
-        return [(item.get("metric", {}), float(item["value"][1])) for item in payload["data"]["result"]]
+            return VectorResult(error=f"prometheus unreachable: {type(exc).__name__}: {exc}".rstrip(": "))
+        try:
+            payload = resp.json()
+        except ValueError:
+            self.errors += 1
+            return VectorResult(error=f"prometheus answered {resp.status_code} without JSON")
+        if resp.status_code != 200 or payload.get("status") != "success":
+            self.errors += 1
+            return VectorResult(error=f"prometheus query failed ({resp.status_code}): {payload.get('error', payload)}")
+        data = payload.get("data") or {}
+        if data.get("resultType") != "vector":
+            return VectorResult(error=f"query must return an instant vector, got {data.get('resultType')}")
+        return VectorResult(
+            series=[(item.get("metric", {}), float(item["value"][1])) for item in data.get("result") or []]
+        )
