@@ -22,7 +22,7 @@ class Settings:
     peering: str | None = None  # MODELDEPLOY_PEERING: kopf peering name for HA (None = standalone)
     peering_priority: int = 0  # MODELDEPLOY_PEERING_PRIORITY; 0 = derived from POD_ID/hostname (distinct per replica)
     peering_lifetime: int = 20  # MODELDEPLOY_PEERING_LIFETIME seconds: how long a dead leader blocks the others
-    evaluator_image: str | None = None  # MODELDEPLOY_EVALUATOR_IMAGE: overrides spec.evaluation.image default
+    evaluator_image: str | None = None  # MODELDEPLOY_EVALUATOR_IMAGE: the image when spec.evaluation.image is unset
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -252,7 +252,7 @@ class GoldenSet(_Model):
 class EvaluationSpec(_Model):
     golden_set: GoldenSet
     interval: Duration = "60s"
-    image: str = "ghcr.io/modeldeploy/evaluator:0.1.0"
+    image: str | None = None  # None: the operator's evaluator image (render.evaluator.evaluator_image)
     operating_threshold: Annotated[float, Field(ge=0, le=1)] | None = None
     timeout_seconds: Annotated[float, Field(gt=0)] = 10
     concurrency: Annotated[int, Field(ge=1)] = 4

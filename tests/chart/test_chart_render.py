@@ -282,6 +282,32 @@ def test_evaluator_image_reaches_the_operator():
     assert env_of(c)["MODELDEPLOY_EVALUATOR_IMAGE"] == f"registry.example.com/ml/modeldeploy-evaluator:0.1.0@{DIGEST}"
 
 
+@pytest.mark.parametrize("spec_image, expected", [
+    (None, f"registry.example.com/ml/modeldeploy-evaluator:0.1.0@{DIGEST}"),  # unset: the chart's image
+    ("registry.hospital.example/radiology/evaluator:2.0", "registry.hospital.example/radiology/evaluator:2.0"),
+])
+def test_spec_evaluation_image_wins_over_the_charts_default(monkeypatch, spec_image, expected):
+    """Under Helm the operator always has MODELDEPLOY_EVALUATOR_IMAGE; an explicit spec.evaluation.image
+    (documented as settable in the CRD) must still be the image the evaluator Deployment runs."""
+    from modeldeploy.plans import Target, VersionPlan
+    from modeldeploy.render import evaluator as render_evaluator
+    from modeldeploy.settings import Settings
+    from modeldeploy.validation import validate_spec
+
+    for key, value in env_of(container(render(ALL_FEATURES))).items():
+        if value is not None:
+            monkeypatch.setenv(key, value)
+    settings = Settings.from_env()
+    evaluation = {"goldenSet": {"uri": "pvc://golden/cxr14"}}
+    if spec_image is not None:
+        evaluation["image"] = spec_image
+    result = validate_spec({"model": {"name": "m", "basePath": "s3://b/m", "version": 1}, "evaluation": evaluation})
+    assert result.ok, result.problems
+    target = Target(name="md", namespace="radiology", spec=result.spec, uid="u")
+    deployment = render_evaluator.deployment(target, settings.evaluator_image)
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == expected
+
+
 # ---- Pod Security "restricted" ---------------------------------------------------------------------
 
 ALLOWED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}

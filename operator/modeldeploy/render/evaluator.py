@@ -23,6 +23,7 @@ CONFIG_FILE = "evaluator.yaml"
 CONFIG_DIR = "/etc/evaluator"
 METRICS_PORT = 9090
 GOLDEN_MOUNT = "/golden"
+DEFAULT_IMAGE = "ghcr.io/modeldeploy/evaluator:0.1.0"  # the operator's own default (no MODELDEPLOY_EVALUATOR_IMAGE)
 
 
 def _meta(target: Target, labels: dict[str, str]) -> dict:
@@ -81,6 +82,15 @@ def configmap(target: Target, versions: list[VersionPlan]) -> dict:
     }
 
 
+def evaluator_image(spec_image: str | None, operator_default: str | None) -> str:
+    """The evaluator's image: spec.evaluation.image when set, else the operator's (Helm: evaluator.image),
+    else DEFAULT_IMAGE. Objects stored while the CRD still defaulted the field carry DEFAULT_IMAGE
+    literally; that value counts as unset, so they follow the chart's image too."""
+    if spec_image and spec_image != DEFAULT_IMAGE:
+        return spec_image
+    return operator_default or DEFAULT_IMAGE
+
+
 def deployment(target: Target, image_override: str | None = None) -> dict:
     ev = target.spec.evaluation
     assert ev is not None
@@ -96,7 +106,7 @@ def deployment(target: Target, image_override: str | None = None) -> dict:
         mounts = mounts + [{"name": "golden-set", "mountPath": GOLDEN_MOUNT, "readOnly": True}]
     container = {
         "name": "evaluator",
-        "image": image_override or ev.image,
+        "image": evaluator_image(ev.image, image_override),
         "command": ["modeldeploy"],
         "args": [
             "evaluator",
