@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mdcommon.durations import parse_duration
 
-EVALUATOR_BUILTINS = frozenset({"accuracy", "accuracyDrift", "predictionPSI"})
+EVALUATOR_BUILTINS = frozenset({"accuracy", "accuracyDrift", "predictionPSI", "nonInferiority"})
+PAIRED_BUILTINS = frozenset({"accuracyDrift", "predictionPSI", "nonInferiority"})  # need the stable's evaluation too
 DEFAULT_GPU_PRODUCT = "Tesla-T4"
 DEFAULT_LATENCY_QUANTILE = 0.99
 
@@ -178,7 +179,19 @@ class Bounds(_Model):
         return (self.min is not None and value < self.min) or (self.max is not None and value > self.max)
 
 
-Builtin = Literal["latency", "errorRate", "accuracy", "accuracyDrift", "predictionPSI"]
+Builtin = Literal["latency", "errorRate", "accuracy", "accuracyDrift", "predictionPSI", "nonInferiority"]
+
+
+class NonInferiority(_Model):
+    """builtin nonInferiority: per finding, the new version's AUROC is at most `margin` below the stable's
+    (paired DeLong test on the golden set), with the stated power (analysis/noninferiority.py)."""
+
+    margin: Annotated[float, Field(ge=0, lt=1)]
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.025
+    power: Annotated[float, Field(gt=0, lt=1)] = 0.8
+    findings: tuple[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=63)], ...] = ()
+    sensitivity_margin: Annotated[float, Field(ge=0, lt=1)] | None = None
+    min_positives: Annotated[int, Field(ge=2)] = 10
 
 
 class MetricSpec(_Model):
@@ -190,6 +203,7 @@ class MetricSpec(_Model):
     max: float | None = None
     fail_fast: Bounds | None = None
     window: Duration | None = None
+    non_inferiority: NonInferiority | None = None
 
     @property
     def bounds(self) -> Bounds:

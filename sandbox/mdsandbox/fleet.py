@@ -8,7 +8,7 @@ Prometheus at `scrape_targets()`.
 
 Behaviour per version (the scenario's ``versions`` entries, see docs of `VersionBehaviour`):
 latency (lognormal fitted to p50/p95), errorRate (share of 500 answers), accuracy (mean AUROC on
-the golden set), outputShift, ready, and ``changes: [{after: s, ...}]`` applied ``after`` seconds
+the golden set), findingAccuracy (per-finding AUROCs pinned, the mean held), outputShift, ready, and ``changes: [{after: s, ...}]`` applied ``after`` seconds
 (of the injectable ``clock``) after the version FIRST receives live or mirrored traffic from the
 traffic generator (REST calls, e.g. the evaluator's, do not start that clock).
 
@@ -96,8 +96,22 @@ SOURCE_HEADER = "x-source-workload"
 MAX_TICK_SECONDS = 10.0
 log = logging.getLogger(__name__)
 
-_SCENARIO_KEYS = {"latencyMs", "errorRate", "accuracy", "outputShift", "ready", "changes", "replicas"}
-_SNAKE_TO_SCENARIO = {"latency_ms": "latencyMs", "error_rate": "errorRate", "output_shift": "outputShift"}
+_SCENARIO_KEYS = {
+    "latencyMs",
+    "errorRate",
+    "accuracy",
+    "findingAccuracy",
+    "outputShift",
+    "ready",
+    "changes",
+    "replicas",
+}
+_SNAKE_TO_SCENARIO = {
+    "latency_ms": "latencyMs",
+    "error_rate": "errorRate",
+    "output_shift": "outputShift",
+    "finding_accuracy": "findingAccuracy",
+}
 
 
 # =========================================================================== behaviour
@@ -112,12 +126,14 @@ class BehaviourChange:
 @dataclass(frozen=True)
 class VersionBehaviour:
     """How one version's pods behave. Scenario keys: latencyMs {p50, p95}, errorRate (0..1),
-    accuracy (mean AUROC on the golden set), outputShift, ready, changes."""
+    accuracy (mean AUROC on the golden set), findingAccuracy ({finding: AUROC}: those findings pinned,
+    the mean still `accuracy`), outputShift, ready, changes."""
 
     latency_p50_ms: float = 25.0
     latency_p95_ms: float = 40.0
     error_rate: float = 0.0
     accuracy: float = 0.85
+    finding_accuracy: tuple[tuple[str, float], ...] = ()  # sorted (finding, AUROC) pairs
     output_shift: float = 0.0
     ready: bool = True
     changes: tuple[BehaviourChange, ...] = ()
@@ -133,6 +149,10 @@ class VersionBehaviour:
             raise ValueError(f"accuracy (mean AUROC) must be inside (0, 1), got {self.accuracy}")
         if not -1.0 <= self.output_shift <= 1.0:
             raise ValueError(f"outputShift must be within -1..1, got {self.output_shift}")
+        if self.finding_accuracy:
+            from mdsandbox.synthetic_golden import finding_auc_targets
+
+            finding_auc_targets(self.accuracy, finding_accuracy=dict(self.finding_accuracy))  # names, ranges
 
     # lognormal latency fitted to the two quantiles
     @property
@@ -197,6 +217,11 @@ class VersionBehaviour:
                 kw["error_rate"] = float(overrides["errorRate"])
             if "accuracy" in overrides:
                 kw["accuracy"] = float(overrides["accuracy"])
+            if "findingAccuracy" in overrides:
+                pins = overrides["findingAccuracy"] or {}
+                if not isinstance(pins, Mapping):
+                    raise ValueError("findingAccuracy must map findings to AUROCs")
+                kw["finding_accuracy"] = tuple(sorted((str(f), float(a)) for f, a in pins.items()))
             if "outputShift" in overrides:
                 kw["output_shift"] = float(overrides["outputShift"] or 0.0)
             if "ready" in overrides:
@@ -937,7 +962,9 @@ class SimulatedFleet:
                     item = item["image_bytes"]
                 data = _decode_b64_item(item)
                 try:
-                    probs = self.golden.predict_image(version, data, beh.accuracy, beh.output_shift)
+                    probs = self.golden.predict_image(
+                        version, data, beh.accuracy, beh.output_shift, dict(beh.finding_accuracy)
+                    )
                 except InvalidImage as exc:
                     raise _BadRequest(f"Invalid argument: {exc}\n\t [[{{{{node DecodeImage}}}}]]") from None
             else:
@@ -946,7 +973,9 @@ class SimulatedFleet:
                 if not isinstance(item, list):
                     raise _BadRequest("predict_float expects float32 [224, 224, 3] arrays")
                 key = int.from_bytes(hashlib.sha256(json.dumps(item).encode()).digest()[:8], "big")
-                probs = self.golden.predict_virtual(version, key, beh.accuracy, beh.output_shift)
+                probs = self.golden.predict_virtual(
+                    version, key, beh.accuracy, beh.output_shift, dict(beh.finding_accuracy)
+                )
             out.append([float(p) for p in probs])
         return {"predictions": out} if row_format else {"outputs": out}
 

@@ -768,6 +768,10 @@ def check_expectations(scenario: Scenario, report: dict) -> list[dict]:
     if exp.historyActions is not None:
         actions = [h.get("action") for h in report["history"] if h.get("action") != "deployed"]
         check("historyActions", exp.historyActions, actions, actions == exp.historyActions)
+    if exp.historyReasonContains is not None:
+        reasons = [h.get("reason") or "" for h in report["history"] if h.get("action") != "deployed"]
+        missing = [text for text in exp.historyReasonContains if not any(text in r for r in reasons)]
+        check("historyReasonContains", exp.historyReasonContains, reasons, not missing)
     return checks
 
 

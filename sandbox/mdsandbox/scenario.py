@@ -36,22 +36,45 @@ class LatencyMs(_Strict):
         return self
 
 
+FindingAccuracy = dict[str, Annotated[float, Field(gt=0.5, lt=1)]]  # extra: {finding: AUROC}
+
+
+def _check_findings(pins: dict[str, float] | None) -> None:
+    from xraymodel.findings import FINDINGS
+
+    for finding in pins or {}:
+        if finding not in FINDINGS:
+            raise ValueError(f"findingAccuracy: unknown finding {finding!r} (one of {', '.join(FINDINGS)})")
+
+
 class Change(_Strict):
     after: Annotated[float, Field(ge=0)]
     latencyMs: LatencyMs | None = None
     errorRate: Annotated[float, Field(ge=0, le=1)] | None = None
     accuracy: Annotated[float, Field(ge=0.5, le=1)] | None = None
+    findingAccuracy: FindingAccuracy | None = None
     outputShift: Annotated[float, Field(ge=-1, le=1)] | None = None
     ready: bool | None = None
+
+    @model_validator(mode="after")
+    def _findings(self) -> Change:
+        _check_findings(self.findingAccuracy)
+        return self
 
 
 class VersionBehaviour(_Strict):
     latencyMs: LatencyMs = LatencyMs(p50=25, p95=40)
     errorRate: Annotated[float, Field(ge=0, le=1)] = 0.001
     accuracy: Annotated[float, Field(ge=0.5, le=1)] = 0.84
+    findingAccuracy: FindingAccuracy | None = None  # extra: these findings' AUROCs; the mean stays `accuracy`
     outputShift: Annotated[float, Field(ge=-1, le=1)] = 0.0
     ready: bool = True
     changes: list[Change] = []
+
+    @model_validator(mode="after")
+    def _findings(self) -> VersionBehaviour:
+        _check_findings(self.findingAccuracy)
+        return self
 
 
 class HeaderShare(_Strict):
@@ -128,6 +151,7 @@ class Expect(_Strict):
     eventReasons: list[str] | None = (
         None  # extra: these Event reasons were emitted (in this order, others may interleave)
     )
+    historyReasonContains: list[str] | None = None  # extra: each text appears in some history record's reason
 
 
 class Cluster(_Strict):

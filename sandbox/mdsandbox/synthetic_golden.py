@@ -24,6 +24,8 @@ version-seeded ranking (correlated across versions, ``correlation`` = 0.6, like 
 same family), and ``mu_k`` is calibrated by bisection on that grid so the EMPIRICAL AUROC on the
 golden set equals a_k up to grid resolution. So the measured mean AUROC matches ``accuracy`` to
 about 1e-3 rather than the ±0.015 that random noise would give with 10 positives.
+``finding_accuracy`` pins chosen findings' a_k instead (the others move so the mean stays ``accuracy``):
+a version whose mean AUROC holds while one finding collapses.
 Probability = sigmoid(logit(prevalence_k) + z) + ``output_shift``, clipped to [0, 1] and rounded to
 float32 (TF Serving's output dtype). The shift moves the whole prediction distribution (PSI rises)
 while ranks, hence AUROC, stay put except where clipping creates ties.
@@ -44,7 +46,7 @@ import shutil
 import struct
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
@@ -105,16 +107,41 @@ def empirical_auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((below + 0.5 * (at_or_below - below)).sum() / (len(pos) * len(neg)))
 
 
-def finding_auc_targets(accuracy: float, spread: float = 1.0) -> np.ndarray:
-    """Per-finding AUROC targets whose mean is `accuracy` (exactly, unless clipped at the extremes)."""
+def finding_auc_targets(
+    accuracy: float, spread: float = 1.0, finding_accuracy: Mapping[str, float] | None = None
+) -> np.ndarray:
+    """Per-finding AUROC targets whose mean is `accuracy` (exactly, unless clipped at the extremes).
+
+    `finding_accuracy` pins some findings' AUROCs ({"Pneumothorax": 0.70}); the other findings move by
+    the same amount so that the MEAN stays `accuracy` (a version whose mean AUROC holds while one
+    finding collapses), as far as the ceiling allows."""
     if not 0.0 < accuracy < 1.0:
         raise ValueError(f"accuracy (mean AUROC) must be inside (0, 1), got {accuracy}")
     if accuracy <= 0.5 or spread <= 0:
-        return np.full(len(FINDINGS), accuracy)
-    room_down = (accuracy - 0.5) * 0.9 / -_OFFSETS.min()
-    room_up = max(0.0, AUC_CEILING - accuracy) / _OFFSETS.max()
-    f = max(0.0, min(spread, room_down, room_up))
-    return np.clip(accuracy + f * _OFFSETS, 1e-3, AUC_CEILING)
+        targets = np.full(len(FINDINGS), accuracy)
+    else:
+        room_down = (accuracy - 0.5) * 0.9 / -_OFFSETS.min()
+        room_up = max(0.0, AUC_CEILING - accuracy) / _OFFSETS.max()
+        f = max(0.0, min(spread, room_down, room_up))
+        targets = np.clip(accuracy + f * _OFFSETS, 1e-3, AUC_CEILING)
+    if not finding_accuracy:
+        return targets
+    pinned = np.zeros(len(FINDINGS), dtype=bool)
+    for finding, auc in finding_accuracy.items():
+        if finding not in FINDINGS:
+            raise ValueError(f"findingAccuracy: unknown finding {finding!r} (one of {', '.join(FINDINGS)})")
+        if not 0.0 < float(auc) < 1.0:
+            raise ValueError(f"findingAccuracy.{finding} must be inside (0, 1), got {auc}")
+        k = FINDINGS.index(finding)
+        targets[k], pinned[k] = min(float(auc), AUC_CEILING), True
+    free = ~pinned
+    for _ in range(len(FINDINGS)):  # spread the pinned findings' difference over the free ones (clipped)
+        missing = accuracy * len(FINDINGS) - targets.sum()
+        movable = free & ((targets < AUC_CEILING) if missing > 0 else (targets > 0.5))
+        if abs(missing) < 1e-12 or not movable.any():
+            break
+        targets[movable] = np.clip(targets[movable] + missing / movable.sum(), 0.5, AUC_CEILING)
+    return targets
 
 
 def _logit(p: float) -> float:
@@ -236,7 +263,7 @@ class GoldenSet:
         self._shared_noise = np.random.default_rng([self.seed, 0x5A]).standard_normal((self.size, len(FINDINGS)))
         self._noise_cache: dict[str, np.ndarray] = {}
         self._mu_cache: dict[tuple[int, float], float] = {}
-        self._pred_cache: dict[tuple[str, float, float], np.ndarray] = {}
+        self._pred_cache: dict[tuple, np.ndarray] = {}
 
     @classmethod
     def from_uri(cls, uri: str = URI) -> GoldenSet:
@@ -346,24 +373,47 @@ class GoldenSet:
         self._mu_cache[key] = mu
         return mu
 
-    def predictions(self, version: str, accuracy: float, output_shift: float = 0.0, spread: float = 1.0) -> np.ndarray:
-        """(N, 14) float32 probabilities of `version` on the golden set."""
+    def predictions(
+        self,
+        version: str,
+        accuracy: float,
+        output_shift: float = 0.0,
+        spread: float = 1.0,
+        finding_accuracy: Mapping[str, float] | None = None,
+    ) -> np.ndarray:
+        """(N, 14) float32 probabilities of `version` on the golden set (`finding_accuracy`: see
+        `finding_auc_targets`)."""
         version = str(version)
-        key = (version, round(float(accuracy), 9), round(float(spread), 9))
+        pins = tuple(sorted((f, round(float(a), 9)) for f, a in (finding_accuracy or {}).items()))
+        key = (version, round(float(accuracy), 9), round(float(spread), 9), pins)
         base = self._pred_cache.get(key)
         if base is None:
-            targets = finding_auc_targets(accuracy, spread)
+            targets = finding_auc_targets(accuracy, spread, dict(pins))
             mu = np.array([self._mu(k, targets[k]) for k in range(len(FINDINGS))])
             latent = self._bias + mu * self.labels + self._noise(version)
             base = 1.0 / (1.0 + np.exp(-latent))
             self._pred_cache[key] = base
         return np.clip(base + output_shift, 0.0, 1.0).astype(np.float32)
 
-    def predict(self, version: str, image_id: int, accuracy: float, output_shift: float = 0.0) -> np.ndarray:
+    def predict(
+        self,
+        version: str,
+        image_id: int,
+        accuracy: float,
+        output_shift: float = 0.0,
+        finding_accuracy: Mapping[str, float] | None = None,
+    ) -> np.ndarray:
         """(14,) probabilities for golden image `image_id`."""
-        return self.predictions(version, accuracy, output_shift)[image_id]
+        return self.predictions(version, accuracy, output_shift, finding_accuracy=finding_accuracy)[image_id]
 
-    def predict_virtual(self, version: str, key: int, accuracy: float, output_shift: float = 0.0) -> np.ndarray:
+    def predict_virtual(
+        self,
+        version: str,
+        key: int,
+        accuracy: float,
+        output_shift: float = 0.0,
+        finding_accuracy: Mapping[str, float] | None = None,
+    ) -> np.ndarray:
         """(14,) probabilities for a non-golden image identified by a stable integer `key`."""
         rng_img = np.random.default_rng([self.seed, key & 0xFFFFFFFF, key >> 32, 1])
         prev = np.array([PREVALENCE[f] for f in FINDINGS])
@@ -373,18 +423,25 @@ class GoldenSet:
             [self.seed, key & 0xFFFFFFFF, key >> 32, _stable_int("version", version) & 0xFFFFFFFF]
         ).standard_normal(len(FINDINGS))
         noise = math.sqrt(self.correlation) * shared + math.sqrt(1 - self.correlation) * own
-        targets = finding_auc_targets(accuracy)
+        targets = finding_auc_targets(accuracy, finding_accuracy=finding_accuracy)
         mu = np.array([math.sqrt(2) * _ND.inv_cdf(a) for a in targets])
         p = 1.0 / (1.0 + np.exp(-(self._bias + mu * labels + noise)))
         return np.clip(p + output_shift, 0.0, 1.0).astype(np.float32)
 
-    def predict_image(self, version: str, data: bytes, accuracy: float, output_shift: float = 0.0) -> np.ndarray:
+    def predict_image(
+        self,
+        version: str,
+        data: bytes,
+        accuracy: float,
+        output_shift: float = 0.0,
+        finding_accuracy: Mapping[str, float] | None = None,
+    ) -> np.ndarray:
         """(14,) probabilities for raw image bytes; raises InvalidImage for non-images."""
         image_id = self.image_id(data)
         if image_id is not None:
-            return self.predict(version, image_id, accuracy, output_shift)
+            return self.predict(version, image_id, accuracy, output_shift, finding_accuracy)
         return self.predict_virtual(
-            version, _stable_int("image", hashlib.sha256(data).hexdigest()), accuracy, output_shift
+            version, _stable_int("image", hashlib.sha256(data).hexdigest()), accuracy, output_shift, finding_accuracy
         )
 
 

@@ -158,3 +158,24 @@ def test_equal_quality_versions_do_not_drift():
     result = compute.drift(golden.predictions("1", 0.845), golden.predictions("2", 0.85))
     assert result.psi_max < 0.1  # "no shift" on the credit-scoring scale
     assert max(result.ks.values()) < 0.05
+
+
+def test_paired_comparison_sees_one_collapsed_finding_that_the_mean_hides():
+    """compare(): per-finding AUROC differences with DeLong SEs on the SAME golden images; a version whose
+    mean AUROC holds (0.85) while Pneumothorax drops to 0.72 is visible only per finding."""
+    golden = GoldenSet(size=1000, seed=0, min_positives=60)
+    stable, canary = golden.predictions("1", 0.85), golden.predictions("2", 0.85, finding_accuracy={"Pneumothorax": 0.72})
+    e_stable = compute.evaluate_version(golden.labels, stable)
+    e_canary = compute.evaluate_version(golden.labels, canary)
+    assert e_canary.auroc_mean == pytest.approx(e_stable.auroc_mean, abs=0.005)  # the mean hides it
+    result = compute.compare(golden.labels, stable, canary, e_stable, e_canary)
+    assert set(result.comparison) == set(FINDINGS) and result.psi
+    drop = result.comparison["Pneumothorax"]
+    per_finding = {f.finding: f.auroc for f in e_canary.findings}
+    assert drop.auroc_delta == pytest.approx(per_finding["Pneumothorax"] - e_stable.auroc_by_finding()["Pneumothorax"])
+    assert drop.auroc_delta < -0.1 and 0.005 < drop.auroc_delta_se < 0.05
+    assert drop.positives == 60 and drop.negatives == 940
+    assert drop.sensitivity_delta is not None and drop.sensitivity_delta_se is not None
+    others = [c for f, c in result.comparison.items() if f != "Pneumothorax"]
+    assert all(abs(c.auroc_delta) < 0.03 for c in others)  # the rest moved up a little to hold the mean
+    assert all(c.auroc_correlation is not None and c.auroc_correlation > 0.2 for c in others)

@@ -75,6 +75,12 @@ async def test_the_service_follows_a_rollout(service, small_fleet):
     samples = await scrape(client)
     assert value(samples, "modeldeploy_evaluator_auroc_mean", version="v3") == pytest.approx(0.80, abs=0.01)
     await wait_for(lambda: _has(client, "modeldeploy_evaluator_psi_max", version="v3", baseline_version="v1"))
+    # the paired per-finding comparison the nonInferiority gate reads, next to the drift figures
+    paired = await scrape(client)
+    deltas = pick(paired, "modeldeploy_evaluator_auroc_delta", version="v3", baseline_version="v1")
+    ses = pick(paired, "modeldeploy_evaluator_auroc_delta_se", version="v3", baseline_version="v1")
+    assert len(deltas) == len(ses) == 14 and all(se > 0 for se in ses.values())
+    assert sum(deltas.values()) / 14 == pytest.approx(0.80 - 0.85, abs=0.01)  # v3 0.80 vs v1 0.85
 
     # evaluations repeat every interval
     before = value(await scrape(client), "modeldeploy_evaluator_samples_total", version="v1")

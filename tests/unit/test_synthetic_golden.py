@@ -186,3 +186,18 @@ def test_from_uri(uri, size, seed):
 def test_from_uri_rejects_others(uri):
     with pytest.raises(ValueError):
         GoldenSet.from_uri(uri)
+
+
+def test_finding_accuracy_pins_one_finding_and_holds_the_mean(golden):
+    """A version whose mean AUROC is unchanged while one finding collapses (scenario findingAccuracy)."""
+    targets = finding_auc_targets(0.85, finding_accuracy={"Pneumothorax": 0.72})
+    assert targets[FINDINGS.index("Pneumothorax")] == pytest.approx(0.72)
+    assert targets.mean() == pytest.approx(0.85, abs=1e-9)
+    preds = golden.predictions("2", 0.85, finding_accuracy={"Pneumothorax": 0.72})
+    k = FINDINGS.index("Pneumothorax")
+    assert auroc(preds[:, k], golden.labels[:, k]) == pytest.approx(0.72, abs=0.01)
+    assert mean_auroc(preds, golden.labels) == pytest.approx(0.85, abs=0.005)
+    plain = golden.predictions("2", 0.85)
+    assert auroc(plain[:, k], golden.labels[:, k]) > 0.84  # the pin is part of the cache key
+    with pytest.raises(ValueError, match="unknown finding 'Pneumonitis'"):
+        finding_auc_targets(0.85, finding_accuracy={"Pneumonitis": 0.7})

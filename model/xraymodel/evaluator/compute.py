@@ -16,6 +16,11 @@ set into what gets exported for it:
 stability index (bins at the baseline's deciles; < 0.1 none, 0.1-0.2 moderate, >= 0.2 significant)
 and the two-sample Kolmogorov-Smirnov statistic.
 
+`compare(labels, baseline, current, ...)` adds what the non-inferiority gate needs, per finding and
+PAIRED (both versions scored the same golden images): the AUROC difference current - baseline with
+DeLong's standard error (`xraymodel.paired`, Sun & Xu's fast algorithm) and the sensitivity
+difference at each version's operating threshold with its paired (discordant-pairs) standard error.
+
 `check_predictions` is the gate between the wire and these functions: anything that is not an
 [N, 14] array of finite probabilities in [0, 1] is garbage and fails the version's evaluation.
 """
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from xraymodel import metrics
+from xraymodel import metrics, paired
 from xraymodel.findings import FINDINGS
 
 QUANTILES = (0.1, 0.5, 0.9)
@@ -74,11 +79,27 @@ class VersionEvaluation:
 
 
 @dataclass(frozen=True)
+class FindingComparison:
+    """One finding, current vs baseline on the same golden images (paired)."""
+
+    finding: str
+    positives: int
+    negatives: int
+    auroc_delta: float  # current - baseline
+    auroc_delta_se: float  # DeLong
+    auroc_correlation: float | None  # of the two AUROC estimates
+    sensitivity_delta: float | None = None  # current - baseline, each at its operating threshold
+    sensitivity_delta_se: float | None = None  # paired (discordant pairs among the positives)
+
+
+@dataclass(frozen=True)
 class DriftResult:
-    """Prediction drift of `current` against `baseline`, per finding."""
+    """Prediction drift of `current` against `baseline`, per finding (and, from `compare`, the paired
+    AUROC and sensitivity differences)."""
 
     psi: dict[str, float] = field(default_factory=dict)
     ks: dict[str, float] = field(default_factory=dict)
+    comparison: dict[str, FindingComparison] = field(default_factory=dict)
 
     @property
     def psi_max(self) -> float:
@@ -166,3 +187,43 @@ def drift(baseline: np.ndarray, current: np.ndarray, findings: tuple[str, ...] =
         psi[finding] = metrics.population_stability_index(b[:, k], c[:, k], bins=bins)
         ks[finding] = metrics.kolmogorov_smirnov(b[:, k], c[:, k]).statistic
     return DriftResult(psi, ks)
+
+
+def compare(
+    labels: np.ndarray,
+    baseline: np.ndarray,
+    current: np.ndarray,
+    baseline_evaluation: VersionEvaluation | None = None,
+    current_evaluation: VersionEvaluation | None = None,
+    findings: tuple[str, ...] = FINDINGS,
+    bins: int = 10,
+) -> DriftResult:
+    """`drift` plus the paired per-finding comparison (module docstring). The operating thresholds
+    come from the two evaluations (configured, or each version's Youden point); without them there is
+    no sensitivity comparison."""
+    result = drift(baseline, current, findings, bins)
+    y = np.asarray(labels)
+    b, c = np.asarray(baseline, dtype=np.float64), np.asarray(current, dtype=np.float64)
+    if y.shape != b.shape or y.shape != c.shape:
+        raise ValueError(f"labels {y.shape}, baseline {b.shape} and current {c.shape} differ")
+    thresholds = {}
+    for role, evaluation in (("baseline", baseline_evaluation), ("current", current_evaluation)):
+        thresholds[role] = {f.finding: f.threshold for f in evaluation.findings} if evaluation is not None else {}
+    out: dict[str, FindingComparison] = {}
+    for k, finding in enumerate(findings):
+        yk = y[:, k].astype(bool)
+        positives = int(yk.sum())
+        if positives == 0 or positives == yk.size:
+            continue  # no AUROC, nothing to compare
+        auc = paired.compare_auroc(yk, b[:, k], c[:, k])
+        sens = None
+        t_base, t_cur = thresholds["baseline"].get(finding), thresholds["current"].get(finding)
+        if t_base is not None and t_cur is not None:
+            sens = paired.paired_proportion_difference(b[yk, k] >= t_base, c[yk, k] >= t_cur)
+        out[finding] = FindingComparison(
+            finding=finding, positives=positives, negatives=int(yk.size - positives),
+            auroc_delta=auc.delta, auroc_delta_se=auc.standard_error, auroc_correlation=auc.correlation,
+            sensitivity_delta=None if sens is None else sens.delta,
+            sensitivity_delta_se=None if sens is None else sens.standard_error,
+        )  # fmt: skip
+    return DriftResult(result.psi, result.ks, out)

@@ -17,6 +17,11 @@ per-version series add ``version`` ("v<N>"). Names (docs/evaluator.md has the fu
     modeldeploy_evaluator_psi{version, baseline_version, finding}        (gate: predictionPSI = max over findings)
     modeldeploy_evaluator_ks{version, baseline_version, finding}
     modeldeploy_evaluator_psi_max{version, baseline_version}
+    modeldeploy_evaluator_auroc_delta{version, baseline_version, finding}      AUROC version - baseline, paired
+    modeldeploy_evaluator_auroc_delta_se{version, baseline_version, finding}   its DeLong standard error
+    modeldeploy_evaluator_sensitivity_delta{version, baseline_version, finding}     at the operating thresholds
+    modeldeploy_evaluator_sensitivity_delta_se{version, baseline_version, finding}  paired standard error
+      (gate: nonInferiority, with golden_set_positives and golden_set_images)
   counters and bookkeeping, per listed version:
     modeldeploy_evaluator_samples_total{version}               golden images scored in SUCCESSFUL evaluations
     modeldeploy_evaluator_evaluations_total{version, outcome}  outcome success|failure
@@ -221,6 +226,11 @@ class EvaluatorMetrics:
             ks = gauge("ks", "Two-sample Kolmogorov-Smirnov statistic vs the baseline (stable) version.",
                        ("version", "baseline_version", "finding"))  # fmt: skip
             psi_max = gauge("psi_max", "Largest PSI over findings vs the baseline (stable) version.", ("version", "baseline_version"))
+            pair = ("version", "baseline_version", "finding")
+            auroc_delta = gauge("auroc_delta", "AUROC of the version minus the baseline's, same golden images.", pair)
+            auroc_delta_se = gauge("auroc_delta_se", "DeLong standard error of auroc_delta (paired).", pair)
+            sens_delta = gauge("sensitivity_delta", "Sensitivity minus the baseline's, each at its operating threshold.", pair)
+            sens_delta_se = gauge("sensitivity_delta_se", "Paired standard error of sensitivity_delta.", pair)
             samples = counter("samples", "Golden-set images scored in successful evaluations.", ("version",))
             outcomes = counter("evaluations", "Evaluations of a version by outcome.", ("version", "outcome"))
             errors = counter("request_errors", "Failed predict requests (each attempt) by reason.", ("version", "reason"))
@@ -270,6 +280,13 @@ class EvaluatorMetrics:
                         ks.add_metric([*vl, baseline, finding], value)
                     if d.psi:
                         psi_max.add_metric([*vl, baseline], d.psi_max)
+                    for finding, cmp in d.comparison.items():
+                        labels = [*vl, baseline, finding]
+                        auroc_delta.add_metric(labels, cmp.auroc_delta)
+                        auroc_delta_se.add_metric(labels, cmp.auroc_delta_se)
+                        if cmp.sensitivity_delta is not None and cmp.sensitivity_delta_se is not None:
+                            sens_delta.add_metric(labels, cmp.sensitivity_delta)
+                            sens_delta_se.add_metric(labels, cmp.sensitivity_delta_se)
 
             golden_images = gauge("golden_set_images", "Images in the loaded golden set.")
             golden_pos = gauge("golden_set_positives", "Positive cases per finding in the golden set.", ("finding",))
@@ -285,7 +302,8 @@ class EvaluatorMetrics:
             config_err.add_metric(base, config_errors)
             listed = gauge("versions", "Model versions listed in the config.")
             listed.add_metric(base, len(versions))
-        return [auroc_mean, auroc_ci, auroc, sens, spec, thr, ece, ece_mean, pmean, pq, psi, ks, psi_max, samples, outcomes,
+        return [auroc_mean, auroc_ci, auroc, sens, spec, thr, ece, ece_mean, pmean, pq, psi, ks, psi_max, auroc_delta,
+                auroc_delta_se, sens_delta, sens_delta_se, samples, outcomes,
                 errors, last_success, last_ok, duration, golden_images, golden_pos, golden_info, golden_err, config_err, listed]
 
     def render(self) -> bytes:

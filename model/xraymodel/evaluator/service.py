@@ -11,8 +11,9 @@ loses its series at once. Each listed version then has its own schedule:
   neither piles up work nor delays the others (versions run concurrently; the client bounds the
   requests in flight over all of them);
 * success: its figures replace the previous ones and samples_total grows by the golden-set size;
-  then the drift (PSI, KS) of every non-stable version against the stable one is recomputed from
-  both versions' latest predictions. Failure (timeout, HTTP error after retries, garbage): its
+  then the drift (PSI, KS) and the paired comparison (AUROC difference with DeLong's standard
+  error, sensitivity difference) of every non-stable version against the stable one is recomputed
+  from both versions' latest predictions on the same golden images. Failure (timeout, HTTP error after retries, garbage): its
   figures and every drift figure involving it are withdrawn and samples_total does not move.
 
 The first success of a newly listed version is published only after its zeroed counter has been
@@ -267,8 +268,14 @@ class Evaluator:
             keep = None
             if stable is not None and label != stable.label:
                 keep = stable.label
-                if stable_state is not None and stable_state.predictions is not None and state.predictions is not None:
-                    result = compute.drift(stable_state.predictions, state.predictions)
+                if (
+                    stable_state is not None
+                    and stable_state.predictions is not None
+                    and state.predictions is not None
+                    and self.golden is not None
+                ):
+                    result = compute.compare(self.golden.labels, stable_state.predictions, state.predictions,
+                                             stable_state.evaluation, state.evaluation, self.golden.findings)  # fmt: skip
                     self.metrics.set_drift(label, stable.label, result)
                     out[label] = {stable.label: result}
                 else:

@@ -2,8 +2,10 @@
 
 - Traffic metrics (latency, errorRate, custom queries) need at least `minRequests` requests to the
   new version in the window; fewer is NO DATA.
-- Evaluator metrics (accuracy, accuracyDrift, predictionPSI) need a golden-set evaluation of the new
-  (and, for drift, the stable) version within the window; otherwise NO DATA.
+- Evaluator metrics (accuracy, accuracyDrift, predictionPSI, nonInferiority) need a golden-set
+  evaluation of the new (and, for the paired ones, the stable) version within the window; otherwise
+  NO DATA. nonInferiority reads the evaluator's per-finding paired figures and is judged by
+  `analysis.noninferiority` (per-finding DeLong tests, power check).
 - Prometheus unreachable or a bad query: NO DATA with the reason (never a pass).
 - Fail-fast checks use only metrics with `failFast` bounds, a short window and a data floor scaled
   to that window (at least 10 requests), so one slow request cannot roll a version back.
@@ -17,10 +19,11 @@ import math
 
 from mdcommon.durations import format_duration
 from modeldeploy.analysis import builtins
+from modeldeploy.analysis.noninferiority import FindingFigures, PairedFigure, judge_non_inferiority
 from modeldeploy.analysis.prometheus import PrometheusClient, QueryResult
 from modeldeploy.analysis.templates import TemplateProblem, render_query
 from modeldeploy.analysis.verdict import AnalysisResult, MetricResult, judge, no_data
-from modeldeploy.spec import EVALUATOR_BUILTINS, MetricSpec, ModelDeploymentSpec
+from modeldeploy.spec import EVALUATOR_BUILTINS, PAIRED_BUILTINS, MetricSpec, ModelDeploymentSpec
 
 FAIL_FAST_MIN_REQUESTS = 10
 
@@ -71,7 +74,7 @@ async def analyse(
     # Data sufficiency first: one request-count query per distinct window.
     request_windows = sorted({windows[m.name] for m in traffic})
     eval_window = evaluation_window_seconds(spec, max(windows.values(), default=0.0))
-    needs_stable_eval = any(m.builtin in ("accuracyDrift", "predictionPSI") for m in evaluator)
+    needs_stable_eval = any(m.builtin in PAIRED_BUILTINS for m in evaluator)
     count_queries = [client.query(builtins.requests_query(ctx, format_duration(w))) for w in request_windows]
     if evaluator:
         count_queries.append(client.query(builtins.evaluation_samples_query(ctx, format_duration(eval_window))))
@@ -80,9 +83,7 @@ async def analyse(
                 client.query(builtins.evaluation_samples_query(ctx, format_duration(eval_window), ctx.stable_version))
             )
     metric_queries = [_metric_query(m, spec, ctx, windows[m.name]) for m in metrics]
-    answers = await asyncio.gather(
-        *count_queries, *[client.query(q) if isinstance(q, str) else _failed(q) for q in metric_queries]
-    )
+    answers = await asyncio.gather(*count_queries, *[_ask(client, ctx, q) for q in metric_queries])
     counts, values = answers[: len(count_queries)], answers[len(count_queries) :]
 
     requests_by_window = dict(zip(request_windows, counts[: len(request_windows)]))
@@ -92,6 +93,8 @@ async def analyse(
     results: list[MetricResult] = []
     for metric, answer in zip(metrics, values):
         lo, hi = (metric.min, metric.max) if kind == "interval" else (metric.fail_fast.min, metric.fail_fast.max)
+        if metric.builtin == "nonInferiority":
+            lo = -metric.non_inferiority.margin if metric.non_inferiority is not None else None
         if answer.error:
             results.append(no_data(metric.name, answer.error, min=lo, max=hi))
             continue
@@ -100,6 +103,12 @@ async def analyse(
             shortfall = _evaluation_shortfall(metric, canary_samples, stable_samples, ctx, eval_window)
         else:
             shortfall = _request_shortfall(requests_by_window[windows[metric.name]], min_requests, windows[metric.name])
+        if isinstance(answer, _PairedFigures):
+            if shortfall:
+                results.append(no_data(metric.name, shortfall, min=lo, max=hi))
+            else:
+                results.append(judge_non_inferiority(metric, answer.figures))
+            continue
         results.append(judge(metric.name, answer.value, min=lo, max=hi, data_shortfall=shortfall))
 
     canary_requests = None
@@ -112,14 +121,24 @@ async def analyse(
     return AnalysisResult(at=now, metrics=tuple(results), requests=canary_requests, kind=kind, evaluation=evaluation)
 
 
-async def _failed(problem: QueryResult) -> QueryResult:
-    return problem
+NON_INFERIORITY = object()  # _metric_query's marker: read the paired per-finding figures
+
+
+async def _ask(client: PrometheusClient, ctx: builtins.QueryContext, query: object) -> QueryResult | _PairedFigures:
+    if isinstance(query, str):
+        return await client.query(query)
+    if query is NON_INFERIORITY:
+        return await _paired_figures(client, ctx)
+    assert isinstance(query, QueryResult)
+    return query  # a problem found before asking (template error)
 
 
 def _metric_query(
     metric: MetricSpec, spec: ModelDeploymentSpec, ctx: builtins.QueryContext, window: float
-) -> str | QueryResult:
+) -> str | QueryResult | object:
     w = format_duration(window)
+    if metric.builtin == "nonInferiority":
+        return NON_INFERIORITY
     if metric.builtin:
         return builtins.builtin_query(metric.builtin, ctx, w, metric.effective_quantile)
     try:
@@ -189,4 +208,48 @@ async def _evaluation_figures(client: PrometheusClient, ctx: builtins.QueryConte
     )
     if psi:
         figures["psiPerFinding"] = {labels.get("finding", "?"): round(v, 4) for labels, v in psi}
+    golden = "{" + f'namespace="{ctx.namespace}",modeldeployment="{ctx.name}"' + "}"
+    info = await client.query_vector(f"{builtins.EVALUATOR_METRIC_PREFIX}golden_set_info{golden}")
+    if info:
+        labels = info[0][0]
+        figures["goldenSet"] = {"fingerprint": labels.get("fingerprint", ""), "source": labels.get("source", "")}
     return figures
+
+
+class _PairedFigures:
+    """The evaluator's per-finding paired figures of canary vs stable (or why they could not be read)."""
+
+    def __init__(self, figures: dict[str, FindingFigures] | None = None, error: str | None = None) -> None:
+        self.figures = figures or {}
+        self.error = error
+
+
+async def _paired_figures(client: PrometheusClient, ctx: builtins.QueryContext) -> _PairedFigures:
+    pair = f'baseline_version="v{ctx.stable_version}"'
+    canary = builtins.evaluator_selector(ctx, ctx.canary_version, pair)
+    golden = "{" + f'namespace="{ctx.namespace}",modeldeployment="{ctx.name}"' + "}"
+    prefix = builtins.EVALUATOR_METRIC_PREFIX
+    names = ("auroc_delta", "auroc_delta_se", "sensitivity_delta", "sensitivity_delta_se")
+    answers = await asyncio.gather(
+        *(client.query_series(f"{prefix}{n}{canary}") for n in names),
+        client.query_series(f"{prefix}golden_set_positives{golden}"),
+        client.query_series(f"max({prefix}golden_set_images{golden})"),
+    )
+    for answer in answers:
+        if answer.error:
+            return _PairedFigures(error=answer.error)
+    by_finding = [{labels.get("finding", ""): value for labels, value in a.series} for a in answers[:5]]
+    auroc, auroc_se, sens, sens_se, positives = by_finding
+    images = answers[5].series[0][1] if answers[5].series else None
+    figures = {}
+    for finding in sorted(set(auroc) & set(auroc_se)):
+        pos = positives.get(finding)
+        figures[finding] = FindingFigures(
+            positives=None if pos is None else int(pos),
+            negatives=None if pos is None or images is None else int(images - pos),
+            auroc=PairedFigure(auroc[finding], auroc_se[finding]),
+            sensitivity=PairedFigure(sens[finding], sens_se[finding])
+            if finding in sens and finding in sens_se
+            else None,
+        )
+    return _PairedFigures(figures)

@@ -26,6 +26,7 @@ class MetricResult:
     reason: str
     min: float | None = None
     max: float | None = None
+    detail: dict | None = None  # structured figures behind the verdict (nonInferiority: per finding)
 
     @property
     def passed(self) -> bool:
@@ -42,6 +43,8 @@ class MetricResult:
             out["min"] = self.min
         if self.max is not None:
             out["max"] = self.max
+        if self.detail:
+            out["detail"] = self.detail
         return out
 
 

@@ -180,9 +180,28 @@ def format_status(body: dict[str, Any], brief: bool = False) -> str:
             hi = "" if m.get("max") is None else f"{m['max']:g}"
             verdict = "pass" if m.get("passed") else ("NO DATA" if m.get("value") is None else "FAIL")
             lines.append(f"    {m.get('name', ''):<20} {value:>12} {lo:>8} {hi:>8}  {verdict}: {m.get('reason', '')}")
+            lines.extend(format_findings(m.get("detail") or {}, indent="      "))
     for c in st.get("conditions") or []:
         lines.append(f"  {c['type']}={c['status']} ({c.get('reason', '')}): {c.get('message', '')}")
     return "\n".join(lines)
+
+
+def format_findings(detail: dict[str, Any], indent: str) -> list[str]:
+    """The per-finding rows of a nonInferiority result (status and history)."""
+    out = []
+    for row in detail.get("findings") or []:
+        auc = row.get("auroc") or {}
+        if not auc:
+            out.append(f"{indent}{row.get('finding', ''):<20} {row.get('verdict', '')}: {row.get('reason', '')}")
+            continue
+        lo, hi = auc.get("ci") or [None, None]
+        text = (
+            f"{indent}{row.get('finding', ''):<20} ΔAUROC {auc.get('delta', 0):+.4f} CI [{lo:+.4f}, {hi:+.4f}] "
+            f"p={auc.get('pValue')} margin {auc.get('margin')} power {auc.get('power')} "
+            f"({row.get('positives')} positives): {row.get('verdict', '')}"
+        )
+        out.append(text + (f" - {row['reason']}" if row.get("reason") else ""))
+    return out
 
 
 def format_history(history: list[dict[str, Any]]) -> str:
@@ -199,6 +218,8 @@ def format_history(history: list[dict[str, Any]]) -> str:
                 f"{m.get('name')}={'n/a' if m.get('value') is None else format(m['value'], '.4g')}" for m in metrics
             )
             lines.append(f"{'':<25} {'':<11} {'':>7} {'':>5}  metrics: {shown}")
+            for m in metrics:
+                lines.extend(format_findings(m.get("detail") or {}, indent=" " * 53))
     return "\n".join(lines)
 
 

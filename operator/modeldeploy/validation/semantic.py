@@ -38,8 +38,21 @@ def semantic_problems(spec: ModelDeploymentSpec) -> list[Problem]:
         if metric.name in seen:
             problems.append(Problem(f"{path}.name", f"duplicate metric name {metric.name!r}"))
         seen.add(metric.name)
-        if metric.min is None and metric.max is None:
+        if metric.builtin == "nonInferiority":
+            if metric.non_inferiority is None:
+                problems.append(Problem(f"{path}.nonInferiority", "builtin nonInferiority needs nonInferiority.margin"))
+            if metric.min is not None or metric.max is not None:
+                problems.append(Problem(path, "nonInferiority is bounded by nonInferiority.margin, not min/max"))
+            if metric.fail_fast is not None:
+                problems.append(Problem(f"{path}.failFast", "nonInferiority has no fail-fast bound"))
+            if metric.non_inferiority is not None and len(set(metric.non_inferiority.findings)) != len(
+                metric.non_inferiority.findings
+            ):
+                problems.append(Problem(f"{path}.nonInferiority.findings", "lists a finding twice"))
+        elif metric.min is None and metric.max is None:
             problems.append(Problem(path, "a metric needs min or max (or both)"))
+        if metric.non_inferiority is not None and metric.builtin != "nonInferiority":
+            problems.append(Problem(f"{path}.nonInferiority", "only for builtin nonInferiority"))
         if (metric.builtin is None) == (metric.query is None):
             problems.append(Problem(path, "a metric needs exactly one of builtin or query"))
         if metric.quantile is not None:
