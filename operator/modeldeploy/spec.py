@@ -17,8 +17,10 @@ from mdcommon.durations import parse_duration
 
 EVALUATOR_BUILTINS = frozenset({"accuracy", "accuracyDrift", "predictionPSI", "nonInferiority"})
 PAIRED_BUILTINS = frozenset({"accuracyDrift", "predictionPSI", "nonInferiority"})  # need the stable's evaluation too
-DEFAULT_GPU_PRODUCT = "Tesla-T4"
 DEFAULT_LATENCY_QUANTILE = 0.99
+# rclone: one static binary for S3 (AWS, MinIO and other S3-compatible stores) and GCS, with the AWS SDK's
+# and Google's default credential chains (IRSA, Workload Identity); pinned, bump deliberately.
+DEFAULT_SYNC_IMAGE = "rclone/rclone:1.74.2"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,17 @@ class S3Settings(_Model):
     verify_ssl: bool = True
 
 
+SyncMode = Literal["Auto", "InitContainer", "Direct"]
+
+
+class SyncSpec(_Model):
+    """How a version reaches the serving pods from an object store (see `ModelSpec.syncs`)."""
+
+    mode: SyncMode = "Auto"
+    image: Annotated[str, Field(min_length=1)] = DEFAULT_SYNC_IMAGE
+    size_limit: int | str | None = None
+
+
 class ModelSpec(_Model):
     name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_]+$", min_length=1, max_length=128)]
     base_path: str
@@ -66,6 +79,7 @@ class ModelSpec(_Model):
     signature_name: str = "serving_default"
     credentials_secret: str | None = None
     s3: S3Settings | None = None
+    sync: SyncSpec = SyncSpec()
 
     @property
     def storage_scheme(self) -> str:
@@ -74,6 +88,19 @@ class ModelSpec(_Model):
             if self.base_path.startswith(f"{scheme}://"):
                 return scheme
         return "local"
+
+    @property
+    def syncs(self) -> bool:
+        """Whether an init container copies the version into an emptyDir before TF Serving starts.
+
+        Auto: for s3:// only — stock tensorflow/serving >= 2.7 has no S3 filesystem (it moved to
+        tensorflow-io), while GCS is still compiled into TensorFlow. InitContainer: for s3:// and gs://.
+        Direct: never (TF Serving reads basePath itself)."""
+        if self.storage_scheme not in ("s3", "gs"):
+            return False
+        if self.sync.mode == "InitContainer":
+            return True
+        return self.sync.mode == "Auto" and self.storage_scheme == "s3"
 
     @property
     def pvc_claim_and_path(self) -> tuple[str, str]:
@@ -86,14 +113,22 @@ class ModelSpec(_Model):
 class GpuSpec(_Model):
     count: Annotated[int, Field(ge=0, le=8)] = 1
     product: str | None = None
+    memory_fraction: Annotated[float, Field(gt=0, le=1)] | None = None
     fallback_to_cpu: bool = Field(False, alias="fallbackToCPU")
     fallback_after: Duration = "5m"
 
     @property
     def effective_product(self) -> str | None:
+        """The nvidia.com/gpu.product node label to select, only when asked for: the label exists only
+        where NVIDIA GPU feature discovery runs (GKE, EKS and AKS label GPU nodes differently)."""
         if self.count < 1:
             return None
-        return self.product or DEFAULT_GPU_PRODUCT
+        return self.product or None
+
+    @property
+    def shared(self) -> bool:
+        """A time-sliced GPU: feature discovery appends -SHARED to the product (renameByDefault: false)."""
+        return bool(self.product and self.product.endswith("-SHARED"))
 
 
 class Toleration(_Model):

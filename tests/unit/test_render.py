@@ -131,7 +131,7 @@ def test_deployment_gpu_placement_probes_and_security():
     assert dep["metadata"]["name"] == "resnet50-cxr-v3"
     assert dep["spec"]["selector"]["matchLabels"] == {"app": "resnet50-cxr", "version": "v3", "modeldeploy.io/variant": "primary"}
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "Tesla-T4"}
+    assert "nodeSelector" not in pod  # no GPU-model label required (set gpu.product where feature discovery runs)
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert c["readinessProbe"]["httpGet"] == {"path": "/v1/models/resnet50_chest_xray/versions/3", "port": 8501}
     assert "tcpSocket" not in c["readinessProbe"]
@@ -145,8 +145,8 @@ def test_deployment_gpu_placement_probes_and_security():
     ann = dep["spec"]["template"]["metadata"]["annotations"]
     assert ann["prometheus.io/path"] == "/monitoring/prometheus/metrics" and ann["prometheus.io/port"] == "8501"
     assert dep["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
-    # credentials by reference only
-    env = {e["name"]: e for e in c["env"]}
+    # credentials by reference only (the init container copying the version from S3 reads them)
+    env = {e["name"]: e for e in pod["initContainers"][0]["env"]}
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "model-store-credentials", "key": "AWS_ACCESS_KEY_ID"}
     assert "value" not in env["AWS_SECRET_ACCESS_KEY"]
 
@@ -257,7 +257,7 @@ def test_tfserving_configs_parse_as_their_protos():
     files = serving.config_files(target, VersionPlan(3, "canary", 2))
     cfg = text_format.Parse(files[tfc.MODEL_CONFIG_FILE], ModelServerConfig())
     (model,) = cfg.model_config_list.config
-    assert (model.name, model.base_path, model.model_platform) == ("resnet50_chest_xray", "s3://models/resnet50", "tensorflow")
+    assert (model.name, model.base_path, model.model_platform) == ("resnet50_chest_xray", "/models", "tensorflow")
     assert list(model.model_version_policy.specific.versions) == [3]
     assert dict(model.version_labels) == {"canary": 3}
     mon = text_format.Parse(files[tfc.MONITORING_FILE], MonitoringConfig())
@@ -271,3 +271,91 @@ def test_tfserving_configs_parse_as_their_protos():
 def test_model_name_with_quotes_is_escaped():
     text = tfc.model_config(model_name="a", base_path='/m/"x"', version=1, label="stable", deployment="d")
     assert 'base_path: "/m/\\"x\\""' in text
+
+
+# ---- real-cluster correctness (issue 11): model storage the stock image can read, GPU placement ----
+
+STOCK_IMAGES_WITHOUT_S3 = ("tensorflow/serving:2.21.0-gpu", "tensorflow/serving:2.21.0", "tensorflow/serving:latest")
+
+
+def _tfserving_base_path(target: Target, plan: VersionPlan) -> str:
+    text = serving.config_files(target, plan)[tfc.MODEL_CONFIG_FILE]
+    return text.split('base_path: "', 1)[1].split('"', 1)[0]
+
+
+@pytest.mark.parametrize("edits", [
+    {},  # the example: s3:// with the stock GPU image
+    {"serving__gpu": {"count": 0}},
+    {"serving__gpu": {"count": 1, "fallbackToCPU": True}},
+    {"model__s3": {"endpoint": "minio.storage:9000", "useHttps": False}},
+], ids=["example", "cpu-only", "cpu-fallback", "minio"])
+def test_no_accepted_spec_points_a_stock_image_at_s3(edits):
+    """Stock tensorflow/serving >= 2.7 has no S3 filesystem (tensorflow/serving#1963): a spec that validates
+    must never make such a container read s3:// itself."""
+    target = load_target(**edits)
+    for variant, plan in (("primary", VersionPlan(3, "canary", 2)), ("cpu-fallback", VersionPlan(3, "canary", 2, cpu_fallback=True))):
+        dep = serving.deployment(target, plan, variant)
+        image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
+        if image in STOCK_IMAGES_WITHOUT_S3:
+            assert not _tfserving_base_path(target, plan).startswith("s3://"), (variant, image)
+
+
+def test_s3_version_copied_by_a_pinned_init_container_into_an_empty_dir():
+    target = load_target()
+    plan = VersionPlan(3, "canary", 2)
+    pod = serving.deployment(target, plan)["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert init["name"] == "model-sync" and init["image"] == "rclone/rclone:1.74.2"
+    assert init["command"] == ["rclone"]
+    args = init["args"]
+    assert args[:2] == ["copy", ":s3:models/resnet50/3"] and "/models/3" in args
+    assert "--s3-provider=AWS" in args and "--s3-env-auth=true" in args and "--s3-region=eu-west-1" in args
+    env = {e["name"]: e for e in init["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "model-store-credentials"
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
+    c = pod["containers"][0]
+    assert "env" not in c  # TF Serving no longer talks to S3
+    assert {"name": "model-cache", "mountPath": "/models", "readOnly": True} in c["volumeMounts"]
+    assert {"name": "model-cache", "emptyDir": {}} in pod["volumes"]
+    assert _tfserving_base_path(target, plan) == "/models"
+
+
+def test_minio_settings_become_rclone_flags():
+    target = load_target(model__s3={"endpoint": "minio.storage:9000", "useHttps": False, "verifySsl": False})
+    args = serving.deployment(target, VersionPlan(2, "stable", 1))["spec"]["template"]["spec"]["initContainers"][0]["args"]
+    assert "--s3-provider=Other" in args and "--s3-endpoint=http://minio.storage:9000" in args
+    assert "--no-check-certificate" in args
+
+
+def test_gs_read_directly_unless_copying_is_asked_for():
+    direct = load_target(model__basePath="gs://bucket/resnet50", model__s3=None)
+    pod = serving.deployment(direct, VersionPlan(2, "stable", 1))["spec"]["template"]["spec"]
+    assert "initContainers" not in pod  # GCS is compiled into TensorFlow
+    assert _tfserving_base_path(direct, VersionPlan(2, "stable", 1)) == "gs://bucket/resnet50"
+    copied = load_target(model__basePath="gs://bucket/resnet50", model__s3=None,
+                         model__sync={"mode": "InitContainer", "sizeLimit": "4Gi"})
+    pod = serving.deployment(copied, VersionPlan(2, "stable", 1))["spec"]["template"]["spec"]
+    init = pod["initContainers"][0]
+    assert init["args"][1] == ":gcs:bucket/resnet50/2"
+    assert "--gcs-service-account-file=/var/secrets/google/key.json" in init["args"]
+    assert {"name": "gcp-credentials", "mountPath": "/var/secrets/google", "readOnly": True} in init["volumeMounts"]
+    assert {"name": "model-cache", "emptyDir": {"sizeLimit": "4Gi"}} in pod["volumes"]
+
+
+def test_gpu_pods_select_a_gpu_model_only_when_asked():
+    pod = serving.deployment(load_target(serving__gpu={"count": 1}), VersionPlan(2, "stable", 1))["spec"]["template"]["spec"]
+    assert "nvidia.com/gpu.product" not in pod.get("nodeSelector", {})  # no GPU feature discovery label required
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    gke = load_target(serving__gpu={"count": 1}, serving__nodeSelector={"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"})
+    pod = serving.deployment(gke, VersionPlan(2, "stable", 1))["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+
+
+def test_time_sliced_gpu_gets_a_memory_fraction():
+    target = load_target(serving__gpu={"count": 1, "product": "Tesla-T4-SHARED", "memoryFraction": 0.45, "fallbackToCPU": True})
+    gpu = serving.deployment(target, VersionPlan(2, "stable", 1))["spec"]["template"]["spec"]
+    assert gpu["nodeSelector"] == {"nvidia.com/gpu.product": "Tesla-T4-SHARED"}
+    assert "--per_process_gpu_memory_fraction=0.45" in gpu["containers"][0]["args"]
+    cpu = serving.deployment(target, VersionPlan(2, "stable", 1, cpu_fallback=True), "cpu-fallback")["spec"]["template"]["spec"]
+    assert not any(a.startswith("--per_process_gpu_memory_fraction") for a in cpu["containers"][0]["args"])

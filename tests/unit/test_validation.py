@@ -82,7 +82,8 @@ def test_defaults_are_applied_like_the_api_server():
     assert spec["serving"]["gpu"] == {"count": 1, "fallbackToCPU": False, "fallbackAfter": "5m"}
     assert spec["strategy"]["canary"]["steps"] == [10, 25, 50, 100]
     assert [m["name"] for m in spec["analysis"]["metrics"]] == ["error-rate", "latency-p99"]
-    assert result.spec.serving.gpu.effective_product == "Tesla-T4"
+    assert result.spec.serving.gpu.effective_product is None  # no GPU-model selector unless asked for
+    assert spec["model"]["sync"] == {"mode": "Auto", "image": "rclone/rclone:1.74.2"}
     assert result.spec.analysis.interval_seconds == 30
 
 

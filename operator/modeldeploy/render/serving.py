@@ -4,10 +4,12 @@ Each version runs in its own Deployment (`<name>-v<version>`, pods labelled app=
 version=v<version>) so Istio can split traffic between versions by subset. Pods:
 - run `tensorflow_model_server` with the rendered model/monitoring(/batching) config files;
 - are ready only when the pinned model version is loaded (HTTP GET /v1/models/<m>/versions/<v>);
-- request `nvidia.com/gpu` and land on T4 nodes (nodeSelector nvidia.com/gpu.product, toleration for
-  the nvidia.com/gpu NoSchedule taint) unless gpu.count is 0 or the GPU-shortage CPU fallback is on;
-- read the model from s3:// or gs:// (credentials from a Secret, by reference only), a PVC mounted
-  read-only, or a path inside the image;
+- request `nvidia.com/gpu` (and tolerate the nvidia.com/gpu NoSchedule taint) unless gpu.count is 0 or
+  the GPU-shortage CPU fallback is on; a GPU model is selected (nodeSelector nvidia.com/gpu.product)
+  only when gpu.product says so, and a shared GPU gets --per_process_gpu_memory_fraction;
+- read the model from an emptyDir an init container (rclone) filled from s3:// (stock TF Serving >= 2.7
+  has no S3 filesystem) or gs://, from gs:// directly, from a PVC mounted read-only, or from a path
+  inside the image; object-store credentials come from a Secret, by reference only;
 - run as non-root with a read-only root filesystem and every capability dropped.
 """
 
@@ -23,6 +25,9 @@ from modeldeploy.render import tfserving_config as tfc
 GRPC_PORT = 8500
 HTTP_PORT = 8501
 PVC_MOUNT = "/models"
+SYNC_MOUNT = "/models"  # the emptyDir the init container fills (never together with a PVC)
+SYNC_VOLUME = "model-cache"
+SYNC_CONTAINER = "model-sync"
 GCP_SECRET_MOUNT = "/var/secrets/google"
 RUN_AS_USER = 1000
 
@@ -49,6 +54,8 @@ def _meta(target: Target, name: str, labels: dict[str, str], annotations: dict[s
 def model_base_path(target: Target) -> str:
     """base_path as TF Serving inside the pod sees it."""
     model = target.spec.model
+    if model.syncs:
+        return SYNC_MOUNT
     if model.storage_scheme == "pvc":
         _, path = model.pvc_claim_and_path
         return f"{PVC_MOUNT}/{path}".rstrip("/") if path else PVC_MOUNT
@@ -87,7 +94,7 @@ def configmap(target: Target, plan: VersionPlan) -> dict:
     }
 
 
-def _server_args(target: Target) -> list[str]:
+def _server_args(target: Target, cpu_fallback: bool = False) -> list[str]:
     args = [
         f"--port={GRPC_PORT}",
         f"--rest_api_port={HTTP_PORT}",
@@ -100,11 +107,81 @@ def _server_args(target: Target) -> list[str]:
     ]
     if target.spec.serving.batching is not None:
         args += ["--enable_batching=true", f"--batching_parameters_file={tfc.CONFIG_DIR}/{tfc.BATCHING_FILE}"]
+    gpu = target.spec.serving.gpu
+    if gpu.memory_fraction is not None and gpu.count >= 1 and not cpu_fallback:
+        args.append(f"--per_process_gpu_memory_fraction={gpu.memory_fraction:g}")
     return args
 
 
+def _sync_args(target: Target, version: int) -> list[str]:
+    """`rclone copy` of one version from the object store into the emptyDir (on-the-fly remote, no config file)."""
+    model = target.spec.model
+    bucket_path = model.base_path.split("://", 1)[1].strip("/")
+    args = ["copy"]
+    if model.storage_scheme == "s3":
+        s3 = model.s3
+        args.append(f":s3:{bucket_path}/{int(version)}")
+        args += ["--s3-provider=" + ("Other" if s3 is not None and s3.endpoint else "AWS"), "--s3-env-auth=true"]
+        if s3 is not None and s3.region:
+            args.append(f"--s3-region={s3.region}")
+        if s3 is not None and s3.endpoint:
+            args.append(f"--s3-endpoint={'https' if s3.use_https else 'http'}://{s3.endpoint}")
+        if s3 is not None and not s3.verify_ssl:
+            args.append("--no-check-certificate")
+    else:
+        args.append(f":gcs:{bucket_path}/{int(version)}")
+        if model.credentials_secret:
+            args.append(f"--gcs-service-account-file={GCP_SECRET_MOUNT}/key.json")
+        else:  # Workload Identity / the node's service account
+            args.append("--gcs-env-auth=true")
+    args += [
+        f"{SYNC_MOUNT}/{int(version)}",
+        "--config=/tmp/rclone.conf",  # absent on purpose: everything is on the command line
+        "--cache-dir=/tmp/rclone",
+        "--retries=5",
+        "--low-level-retries=10",
+        "--transfers=8",
+        "--stats=30s",
+        "--stats-one-line",
+        "--verbose",
+    ]
+    return args
+
+
+def _security_context() -> dict:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _sync_init_container(target: Target, plan: VersionPlan) -> dict:
+    """The init container that copies the version into the emptyDir; a missing version fails it (the pod
+    then never starts, like a version missing in the store)."""
+    env, _, mounts = _storage(target)
+    container = {
+        "name": SYNC_CONTAINER,
+        "image": target.spec.model.sync.image,
+        "imagePullPolicy": target.spec.serving.image_pull_policy,
+        "command": ["rclone"],
+        "args": _sync_args(target, plan.version),
+        "env": [{"name": "HOME", "value": "/tmp"}, *(e for e in env if e["name"].startswith("AWS_"))],
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "volumeMounts": [
+            {"name": SYNC_VOLUME, "mountPath": SYNC_MOUNT},
+            {"name": "tmp", "mountPath": "/tmp"},
+            *mounts,
+        ],
+        "securityContext": _security_context(),
+    }
+    return container
+
+
 def _storage(target: Target) -> tuple[list[dict], list[dict], list[dict]]:
-    """(env, volumes, volumeMounts) for the model store. Secrets by reference only, never values."""
+    """(env, volumes, volumeMounts) with the object store's settings and credentials, for whoever reads the
+    store itself (TF Serving directly, the sync init container, the evaluator). Secrets by reference only."""
     model = target.spec.model
     env: list[dict] = []
     volumes: list[dict] = []
@@ -141,6 +218,17 @@ def _storage(target: Target) -> tuple[list[dict], list[dict], list[dict]]:
     return env, volumes, mounts
 
 
+def _model_volumes(target: Target) -> tuple[list[dict], list[dict], list[dict]]:
+    """(env, volumes, volumeMounts) of the TF Serving container for the model store."""
+    if not target.spec.model.syncs:
+        return _storage(target)
+    _, volumes, _ = _storage(target)  # the init container's credential volumes
+    cache: dict = {"name": SYNC_VOLUME, "emptyDir": {}}
+    if target.spec.model.sync.size_limit is not None:
+        cache["emptyDir"]["sizeLimit"] = str(target.spec.model.sync.size_limit)
+    return [], [cache, *volumes], [{"name": SYNC_VOLUME, "mountPath": SYNC_MOUNT, "readOnly": True}]
+
+
 def _resources(target: Target, cpu_fallback: bool) -> dict:
     serving = target.spec.serving
     gpu = serving.gpu.count if not cpu_fallback else 0
@@ -161,10 +249,12 @@ def _placement(target: Target, cpu_fallback: bool) -> tuple[dict[str, str], list
     serving = target.spec.serving
     node_selector: dict[str, str] = {}
     tolerations: list[dict] = []
-    product = serving.gpu.effective_product
-    if product and not cpu_fallback:
-        node_selector["nvidia.com/gpu.product"] = product
+    if serving.gpu.count >= 1 and not cpu_fallback:
+        # GKE taints GPU nodes nvidia.com/gpu=present:NoSchedule; harmless where nothing does.
         tolerations.append({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"})
+        product = serving.gpu.effective_product
+        if product:
+            node_selector["nvidia.com/gpu.product"] = product
     if not cpu_fallback:
         node_selector.update(serving.node_selector)
     for tol in serving.tolerations:
@@ -229,7 +319,7 @@ def deployment(target: Target, plan: VersionPlan, variant: str = names.VARIANT_P
         "prometheus.io/path": tfc.METRICS_PATH,
         names.ANNOTATION_CONFIG_HASH: config_hash(config_files(target, plan)),
     }
-    env, volumes, mounts = _storage(target)
+    env, volumes, mounts = _model_volumes(target)
     node_selector, tolerations = _placement(target, cpu_fallback)
     image = serving.cpu_image if (cpu_fallback or serving.gpu.count == 0) else serving.image
     container = {
@@ -237,7 +327,7 @@ def deployment(target: Target, plan: VersionPlan, variant: str = names.VARIANT_P
         "image": image,
         "imagePullPolicy": serving.image_pull_policy,
         "command": ["tensorflow_model_server"],
-        "args": _server_args(target),
+        "args": _server_args(target, cpu_fallback),
         "ports": [
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
@@ -250,12 +340,7 @@ def deployment(target: Target, plan: VersionPlan, variant: str = names.VARIANT_P
             {"name": "tmp", "mountPath": "/tmp"},
             *mounts,
         ],
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": _security_context(),
     }
     if not env:
         del container["env"]
@@ -275,6 +360,8 @@ def deployment(target: Target, plan: VersionPlan, variant: str = names.VARIANT_P
             *volumes,
         ],
     }
+    if target.spec.model.syncs:
+        pod_spec["initContainers"] = [_sync_init_container(target, plan)]
     if node_selector:
         pod_spec["nodeSelector"] = node_selector
     if tolerations:

@@ -132,4 +132,77 @@ def semantic_problems(spec: ModelDeploymentSpec) -> list[Problem]:
             problems.append(Problem("spec.model.basePath", "needs a bucket: s3://BUCKET/PATH"))
     if spec.model.s3 is not None and spec.model.storage_scheme != "s3":
         problems.append(Problem("spec.model.s3", "only applies to s3:// base paths"))
+    problems.extend(_storage_problems(spec))
+    problems.extend(_gpu_sharing_problems(spec))
     return problems
+
+
+# The official image repository; other images (your own builds) are trusted to carry what they need.
+_STOCK_TF_SERVING = re.compile(
+    r"^(?:(?:docker\.io|index\.docker\.io|registry-1\.docker\.io)/)?tensorflow/serving(?P<rest>[:@].*)?$"
+)
+_VERSION_TAG = re.compile(r"^:(?P<major>[0-9]+)\.(?P<minor>[0-9]+)(?:\.[0-9]+)?(?:-.*)?$")
+
+
+def stock_image_lacks_s3(image: str) -> bool:
+    """True for a stock tensorflow/serving image of 2.7 or later (also latest, nightly, digests), which
+    has no s3:// filesystem: TensorFlow moved S3 support to tensorflow-io (TF 2.6 release notes;
+    tensorflow/serving#1963: "File system scheme 's3' not implemented" since 2.7). GCS stays in core."""
+    match = _STOCK_TF_SERVING.match(image.strip())
+    if match is None:
+        return False
+    version = _VERSION_TAG.match(match.group("rest") or "")
+    if version is None:  # latest, latest-gpu, nightly, a digest: all current builds
+        return True
+    return (int(version.group("major")), int(version.group("minor"))) >= (2, 7)
+
+
+def _serving_images(spec: ModelDeploymentSpec) -> list[tuple[str, str]]:
+    """(field path, image) of every image that may serve this model (GPU pods, CPU pods, CPU fallback)."""
+    serving = spec.serving
+    images = []
+    if serving.gpu.count >= 1:
+        images.append(("spec.serving.image", serving.image))
+    if serving.gpu.count == 0 or serving.gpu.fallback_to_cpu:
+        images.append(("spec.serving.cpuImage", serving.cpu_image))
+    return images
+
+
+def _storage_problems(spec: ModelDeploymentSpec) -> list[Problem]:
+    model = spec.model
+    problems: list[Problem] = []
+    scheme = model.storage_scheme
+    if model.sync.mode == "InitContainer" and scheme not in ("s3", "gs"):
+        problems.append(
+            Problem("spec.model.sync.mode", f"InitContainer copies from s3:// or gs:// only, not {model.base_path!r}")
+        )
+    if model.sync.size_limit is not None and not _QUANTITY.match(str(model.sync.size_limit)):
+        problems.append(Problem("spec.model.sync.sizeLimit", f"{model.sync.size_limit!r} is not a quantity"))
+    if scheme == "s3" and not model.syncs:
+        for path, image in _serving_images(spec):
+            if stock_image_lacks_s3(image):
+                problems.append(
+                    Problem(
+                        path,
+                        f"{image} cannot read s3:// model stores (TF Serving >= 2.7 has no S3 filesystem: "
+                        "\"File system scheme 's3' not implemented\", the version never loads); with "
+                        "spec.model.sync.mode Direct use an image built with the S3 filesystem plugin, or set "
+                        "spec.model.sync.mode to Auto so an init container copies the version",
+                    )
+                )
+    return problems
+
+
+def _gpu_sharing_problems(spec: ModelDeploymentSpec) -> list[Problem]:
+    gpu = spec.serving.gpu
+    if gpu.count >= 1 and gpu.shared and gpu.memory_fraction is None:
+        return [
+            Problem(
+                "spec.serving.gpu.memoryFraction",
+                f"required with a time-sliced GPU ({gpu.product}): TF Serving otherwise claims nearly all of the "
+                "GPU's memory and the next pod sharing it runs out of memory (e.g. 0.45 for 2 pods per GPU)",
+            )
+        ]
+    if gpu.memory_fraction is not None and gpu.count < 1:
+        return [Problem("spec.serving.gpu.memoryFraction", "needs gpu.count >= 1")]
+    return []
