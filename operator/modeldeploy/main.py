@@ -22,7 +22,7 @@ from modeldeploy import GROUP, PLURAL, VERSION, names
 from modeldeploy.analysis.prometheus import PrometheusClient
 from modeldeploy.kube import Kube
 from modeldeploy.metrics import OperatorMetrics
-from modeldeploy.reconciler import Reconciler, deployment_summary, pod_scheduling
+from modeldeploy.reconciler import Reconciler, deployment_summary, pod_health
 from modeldeploy.settings import Settings, replica_priority
 
 OWNED = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
@@ -118,13 +118,13 @@ def serving_deployments(namespace: str, labels: dict, body: kopf.Body, **_: Any)
 
 
 @kopf.index("", "v1", "pods", labels={**OWNED, names.LABEL_COMPONENT: "tfserving"})
-def serving_pods(namespace: str, labels: dict, status: kopf.Status, **_: Any) -> dict:
-    """(namespace, ModelDeployment name) -> [(version, variant, unschedulable since, scheduler message)]."""
+def serving_pods(namespace: str, labels: dict, status: kopf.Status, meta: kopf.Meta, **_: Any) -> dict:
+    """(namespace, ModelDeployment name) -> [PodHealth]: why each pod does not serve, if it does not."""
     owner = labels.get(names.LABEL_OWNER)
     version = labels.get(names.LABEL_MODEL_VERSION)
     if not owner or not version or not str(version).isdigit():
         return {}
-    return {(namespace, owner): (int(version),) + pod_scheduling(labels, status)}
+    return {(namespace, owner): pod_health(int(version), labels, dict(status), meta.get("creationTimestamp"))}
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)

@@ -219,33 +219,46 @@ class Reconciler:
         return mem.validation
 
     def _deployments(self, index: Any, namespace: str, name: str) -> dict[int, DeploymentState]:
-        """Readiness per version from kopf's indexes: primary Deployment, CPU twin, GPU pod scheduling."""
+        """Readiness per version from kopf's indexes: primary Deployment, CPU twin, pods that are stuck."""
         deployments, pods = index if isinstance(index, tuple) else (index, None)
         primary: dict[int, dict] = {}
         fallback: dict[int, dict] = {}
         for version, summary in deployments.get((namespace, name), []) if deployments is not None else []:
             (fallback if summary.get("variant") == names.VARIANT_CPU_FALLBACK else primary)[version] = summary
-        stuck: dict[int, tuple[datetime.datetime, str]] = {}
-        for version, variant, since, message in pods.get((namespace, name), []) if pods is not None else []:
-            moment = from_timestamp(since) if since else None
-            if (
-                variant == names.VARIANT_PRIMARY
-                and moment is not None
-                and (version not in stuck or moment < stuck[version][0])
-            ):
-                stuck[version] = (moment, message)
+        unschedulable: dict[int, tuple[datetime.datetime, str]] = {}
+        stuck: dict[int, list[tuple[datetime.datetime, PodHealth]]] = {}
+        for pod in pods.get((namespace, name), []) if pods is not None else []:
+            if not isinstance(pod, PodHealth):
+                continue
+            moment = from_timestamp(pod.unschedulable_since)
+            if pod.variant == names.VARIANT_PRIMARY and moment is not None:
+                if pod.version not in unschedulable or moment < unschedulable[pod.version][0]:
+                    unschedulable[pod.version] = (moment, pod.scheduler_message)
+            stuck_at = from_timestamp(pod.stuck_since)
+            if pod.stuck_reason and stuck_at is not None:
+                stuck.setdefault(pod.version, []).append((stuck_at, pod))
         out: dict[int, DeploymentState] = {}
         for version in set(primary) | set(fallback):
             state = DeploymentState.from_object(version, primary.get(version))
             twin = fallback.get(version)
-            since, message = stuck.get(version, (None, ""))
-            out[version] = dataclasses.replace(
+            since, message = unschedulable.get(version, (None, ""))
+            state = dataclasses.replace(
                 state,
                 fallback_exists=twin is not None,
                 fallback_ready=int(((twin or {}).get("status") or {}).get("readyReplicas") or 0),
                 unschedulable_since=since,
                 unschedulable_reason=message[:200],
             )
+            if stuck.get(version):
+                first_at, first = min(stuck[version], key=lambda item: item[0])
+                state = dataclasses.replace(
+                    state,
+                    stuck_pods=len(stuck[version]),
+                    stuck_since=first_at,
+                    stuck_reason=first.stuck_reason or "",
+                    stuck_message=first.stuck_message[:300],
+                )
+            out[version] = state
         return out
 
     async def _measure(
@@ -332,17 +345,75 @@ def decision_has_history(decision: Any) -> bool:
     return bool((decision.status.get("rollout") or {}).get("initialized") or decision.status.get("history"))
 
 
-def pod_scheduling(labels: dict, status: dict) -> tuple[str, str | None, str]:
-    """(variant, unschedulable since or None, scheduler message) of one TF Serving pod."""
+@dataclass(frozen=True)
+class PodHealth:
+    """What the pods index keeps of one TF Serving pod: enough to say why it does not serve."""
+
+    version: int
+    variant: str
+    unschedulable_since: str | None = None  # PodScheduled=False/Unschedulable since (the GPU fallback's trigger)
+    scheduler_message: str = ""
+    stuck_reason: str | None = None  # why a not-ready pod waits: Unschedulable, ContainerCreating, ...
+    stuck_since: str | None = None  # since when (scheduled at, or created at)
+    stuck_message: str = ""
+
+
+# Waiting reasons of a container that are not progress (kubelet's ContainerStateWaiting reasons).
+_NORMAL_WAITING = {"PodInitializing"}
+
+
+def _waiting(statuses: list[dict] | None) -> tuple[str, str, str] | None:
+    """(container, reason, message) of the first container that waits or failed, if any."""
+    for cs in statuses or []:
+        state = cs.get("state") or {}
+        waiting = state.get("waiting")
+        if waiting and waiting.get("reason") not in _NORMAL_WAITING:
+            last = ((cs.get("lastState") or {}).get("terminated")) or {}
+            detail = (
+                waiting.get("message")
+                or last.get("message")
+                or (f"last exit code {last['exitCode']} ({last.get('reason', 'Error')})" if "exitCode" in last else "")
+            )
+            return cs.get("name", ""), waiting.get("reason") or "Waiting", detail
+        terminated = state.get("terminated")
+        if terminated and terminated.get("exitCode", 0) != 0:
+            return (
+                cs.get("name", ""),
+                terminated.get("reason") or "Error",
+                terminated.get("message") or (f"exit code {terminated['exitCode']}"),
+            )
+    return None
+
+
+def pod_health(version: int, labels: dict, status: dict, created: str | None = None) -> PodHealth:
+    """Why one TF Serving pod does not serve (if it does not): from its status alone, no API reads."""
+    status = status or {}
     variant = labels.get(names.LABEL_VARIANT, names.VARIANT_PRIMARY)
-    for cond in (status or {}).get("conditions") or []:
-        if (
-            cond.get("type") == "PodScheduled"
-            and cond.get("status") == "False"
-            and cond.get("reason") == "Unschedulable"
-        ):
-            return variant, cond.get("lastTransitionTime"), cond.get("message") or ""
-    return variant, None, ""
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    scheduled = conditions.get("PodScheduled") or {}
+    if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+        since, message = scheduled.get("lastTransitionTime"), scheduled.get("message") or ""
+        return PodHealth(version, variant, since, message, "Unschedulable", since, message)
+    if (conditions.get("Ready") or {}).get("status") == "True" or status.get("phase") in ("Succeeded", "Failed"):
+        return PodHealth(version, variant)
+    since = scheduled.get("lastTransitionTime") if scheduled.get("status") == "True" else None
+    since = since or created
+    init = _waiting(status.get("initContainerStatuses"))
+    if init is not None:
+        container, reason, message = init
+        return PodHealth(version, variant, stuck_reason=f"Init{reason}", stuck_since=since,
+                         stuck_message=f"init container {container}: {message}".rstrip(": "))  # fmt: skip
+    main = _waiting(status.get("containerStatuses"))
+    if main is not None:
+        container, reason, message = main
+        return PodHealth(version, variant, stuck_reason=reason, stuck_since=since,
+                         stuck_message=f"container {container}: {message}".rstrip(": "))  # fmt: skip
+    if status.get("phase") == "Running":
+        message = "running, but the readiness probe fails: TF Serving has not loaded the model version"
+        return PodHealth(version, variant, stuck_reason="NotReady", stuck_since=since, stuck_message=message)
+    if scheduled.get("status") == "True":
+        return PodHealth(version, variant, stuck_reason="Pending", stuck_since=since, stuck_message="")
+    return PodHealth(version, variant)
 
 
 def deployment_summary(body: dict) -> dict:

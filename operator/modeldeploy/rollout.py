@@ -26,6 +26,7 @@ Safety rules:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from modeldeploy.plans import RoutePlan, VersionPlan
 from modeldeploy.spec import ModelDeploymentSpec
 from modeldeploy.status import (
     append_history,
+    from_timestamp,
+    get_condition,
     history_record,
     seconds_since,
     set_condition,
@@ -45,6 +48,7 @@ from modeldeploy.status import (
 
 RESYNC_SECONDS = 60.0  # idle re-check (drift repair, readiness); makes no writes when nothing changed
 READINESS_POLL_SECONDS = 2.0
+STALLED_AFTER_MAX_SECONDS = 60.0  # pods stuck this long (at most; see stalled_after) raise PodsStalled
 
 MANUAL_ACTIONS = ("promote", "promote-full", "abort", "pause", "resume", "retry")
 
@@ -75,6 +79,10 @@ class DeploymentState:
     fallback_exists: bool = False  # the CPU-fallback twin Deployment exists
     unschedulable_since: datetime.datetime | None = None  # earliest GPU pod stuck Unschedulable
     unschedulable_reason: str = ""
+    stuck_pods: int = 0  # pods (of any variant) waiting on something: see reconciler.pod_health
+    stuck_since: datetime.datetime | None = None  # the earliest of them
+    stuck_reason: str = ""  # Unschedulable, FailedCreate, ContainerCreating, ImagePullBackOff, InitCrashLoopBackOff...
+    stuck_message: str = ""
 
     @property
     def primary_ready(self) -> bool:
@@ -98,15 +106,31 @@ class DeploymentState:
         status = obj.get("status") or {}
         generation = (obj.get("metadata") or {}).get("generation") or 0
         observed = status.get("observedGeneration")
-        return cls(
+        desired = int(spec.get("replicas", 1) or 0)
+        ready = int(status.get("readyReplicas") or 0)
+        state = cls(
             version=version,
             exists=True,
-            desired=int(spec.get("replicas", 1) or 0),
-            ready=int(status.get("readyReplicas") or 0),
+            desired=desired,
+            ready=ready,
             updated=int(status.get("updatedReplicas") or 0),
             available=int(status.get("availableReplicas") or 0),
             observed_current=observed is None or int(observed) >= int(generation),
         )
+        # The ReplicaSet could not create pods (ResourceQuota, LimitRange, admission): no pod to look at, the
+        # Deployment controller copies the ReplicaSet's ReplicaFailure condition to the Deployment.
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+                since = from_timestamp(cond.get("lastTransitionTime"))
+                if since is not None:
+                    return dataclasses.replace(
+                        state,
+                        stuck_pods=max(1, desired - ready),
+                        stuck_since=since,
+                        stuck_reason=cond.get("reason") or "FailedCreate",
+                        stuck_message=(cond.get("message") or "")[:300],
+                    )
+        return state
 
 
 @dataclass(frozen=True)
@@ -245,6 +269,7 @@ def decide(
     _finish_promotion(ctx)
     _mark_initialized(ctx, observation)
     _phase_and_conditions(ctx, observation)
+    _stalled_pods(ctx, observation)
 
     versions, route = plans(spec, st)
     if st.get("canaryVersion") is not None and not (ctx.r.get("readyAt")):
@@ -775,6 +800,87 @@ def _phase_and_conditions(ctx: _Ctx, obs: Observation) -> None:
     st.setdefault("canaryWeight", 0)
     st.setdefault("step", 0)
     st.setdefault("failedChecks", 0)
+
+
+def stalled_after(spec: ModelDeploymentSpec) -> float:
+    """How long pods may wait before PodsStalled says so: a fifth of progressDeadline, at most a minute, so
+    a human hears of an unschedulable or crashing pod long before the deadline rolls the version back."""
+    return min(STALLED_AFTER_MAX_SECONDS, spec.analysis.progress_deadline_seconds / 5)
+
+
+_STALL_HINTS = {
+    "Unschedulable": "no node fits (free nvidia.com/gpu, nodeSelector or gpu.product labels, taints); "
+    "a cluster autoscaler may still be adding one",
+    "FailedCreate": "the ReplicaSet cannot create pods (a ResourceQuota, LimitRange or admission webhook refuses them)",
+    "ContainerCreating": "volumes cannot be set up (kubectl describe pod; e.g. a ReadWriteOnce volume already "
+    "attached to another node: Multi-Attach)",
+    "ImagePullBackOff": "the image cannot be pulled",
+    "ErrImagePull": "the image cannot be pulled",
+    "CreateContainerConfigError": "a referenced Secret or ConfigMap key is missing",
+    "CrashLoopBackOff": "TF Serving keeps exiting (kubectl logs -c tfserving)",
+    "NotReady": "TF Serving runs but has not loaded the version (kubectl logs -c tfserving)",
+}
+
+
+def _stall_text(spec: ModelDeploymentSpec, st: Mapping[str, Any], dep: DeploymentState) -> str:
+    reason = dep.stuck_reason
+    hint = _STALL_HINTS.get(reason, "")
+    if reason == "ContainerCreating" and spec.model.storage_scheme == "pvc":
+        hint = (
+            "the model-store PVC cannot be attached: a ReadWriteOnce claim is attached to one node at a time "
+            "(Multi-Attach error); use a ReadOnlyMany or ReadWriteMany claim for replicas on several nodes"
+        )
+    elif reason.startswith("Init") and spec.model.syncs:
+        hint = "copying the version from the model store fails: missing version or credentials? (kubectl logs -c model-sync)"
+    role = "canary" if dep.version == st.get("canaryVersion") else "stable"
+    what = f"{dep.stuck_pods}/{max(dep.desired, dep.stuck_pods)} pod(s) of {role} version {dep.version}"
+    text = f"{what} stuck since {to_timestamp(dep.stuck_since)}: {reason}"
+    if dep.stuck_message:
+        text += f": {dep.stuck_message}"
+    if hint:
+        text += f" ({hint})"
+    return text
+
+
+def _stalled_pods(ctx: _Ctx, obs: Observation) -> None:
+    """Condition PodsStalled and a Warning Event when pods of a live version have waited too long."""
+    st, r, spec, now = ctx.st, ctx.r, ctx.spec, ctx.now
+    after = stalled_after(spec)
+    live = {st["stableVersion"]} | ({st["canaryVersion"]} if st.get("canaryVersion") is not None else set())
+    stalled: list[DeploymentState] = []
+    for version in sorted(live):
+        dep = obs.deployments.get(version)
+        if dep is None or not dep.exists or dep.desired == 0 or dep.stuck_since is None or not dep.stuck_pods:
+            continue
+        waited = (now - dep.stuck_since).total_seconds()
+        if waited >= after:
+            stalled.append(dep)
+        else:
+            ctx.wake_in(after - waited + 0.05)
+    keys = sorted(f"v{dep.version}:{dep.stuck_reason}" for dep in stalled)
+    known = list(r.get("stalled") or [])
+    if stalled:
+        message = "; ".join(_stall_text(spec, st, dep) for dep in stalled)
+        deadline = ""
+        if any(dep.version == st.get("canaryVersion") for dep in stalled) and not r.get("readyAt"):
+            deadline = (
+                f"; the rollout rolls back at progressDeadline ({spec.analysis.progress_deadline}) unless this clears"
+            )
+        st["conditions"] = set_condition(
+            st.get("conditions") or [], "PodsStalled", True, stalled[0].stuck_reason, message, ctx.generation, now
+        )
+        if set(keys) - set(known):
+            ctx.event("Warning", "PodsStalled", message + deadline)
+        r["stalled"] = keys
+        return
+    previous = get_condition(st.get("conditions"), "PodsStalled")
+    st["conditions"] = set_condition(
+        st.get("conditions") or [], "PodsStalled", False, "AsExpected", "no pod of a live version is stuck",
+        ctx.generation, now,
+    )  # fmt: skip
+    if previous is not None and previous.get("status") == "True":
+        ctx.event("Normal", "PodsRecovered", f"pods no longer stuck ({', '.join(known) or previous.get('reason')})")
+    r.pop("stalled", None)
 
 
 def plans(spec: ModelDeploymentSpec, st: Mapping[str, Any]) -> tuple[tuple[VersionPlan, ...], RoutePlan]:

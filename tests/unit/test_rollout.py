@@ -403,3 +403,95 @@ def test_analysis_schedule_does_not_drift_when_a_pass_runs_late():
     assert analysis_due(spec, st, at(25.0))  # one interval after the slot (15), not after the late run (16.5)
     st = decide(spec, st, Observation(deployments=ready(1, 2), analysis=nodata(60)), at(60), generation=2).status
     assert not analysis_due(spec, st, at(69.9)) and analysis_due(spec, st, at(70))  # fell far behind: restart from now
+
+
+# ---- pods that wait (issue 11 point 3): surfaced long before progressDeadline -------------------------
+
+from modeldeploy.reconciler import pod_health  # noqa: E402
+from modeldeploy.rollout import stalled_after  # noqa: E402
+from modeldeploy.status import to_timestamp  # noqa: E402
+
+POD_LABELS = {"modeldeploy.io/variant": "primary"}
+UNSCHEDULABLE = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                 "lastTransitionTime": "2026-11-25T12:00:00Z",
+                 "message": "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."}]}
+SCHEDULED = {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-25T12:00:02Z"}
+
+
+@pytest.mark.parametrize("status, reason, message_part", [
+    (UNSCHEDULABLE, "Unschedulable", "didn't match Pod's node affinity/selector"),
+    ({"phase": "Pending", "conditions": [SCHEDULED], "containerStatuses": [
+        {"name": "tfserving", "state": {"waiting": {"reason": "ContainerCreating"}}}]}, "ContainerCreating", "tfserving"),
+    ({"phase": "Pending", "conditions": [SCHEDULED], "initContainerStatuses": [
+        {"name": "model-sync", "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+         "lastState": {"terminated": {"exitCode": 3, "reason": "Error"}}}],
+      "containerStatuses": [{"name": "tfserving", "state": {"waiting": {"reason": "PodInitializing"}}}]},
+     "InitCrashLoopBackOff", "model-sync: back-off 40s"),
+    ({"phase": "Pending", "conditions": [SCHEDULED], "containerStatuses": [
+        {"name": "tfserving", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]},
+     "ImagePullBackOff", "Back-off pulling"),
+    ({"phase": "Running", "conditions": [SCHEDULED, {"type": "Ready", "status": "False"}],
+      "containerStatuses": [{"name": "tfserving", "state": {"running": {}}}]}, "NotReady", "not loaded"),
+    ({"phase": "Running", "conditions": [SCHEDULED, {"type": "Ready", "status": "True"}]}, None, ""),
+])
+def test_pod_health_says_why_a_pod_does_not_serve(status, reason, message_part):
+    health = pod_health(3, POD_LABELS, status, created="2026-11-25T11:59:59Z")
+    assert health.stuck_reason == reason
+    assert message_part in health.stuck_message
+    if reason == "Unschedulable":
+        assert health.unschedulable_since == "2026-11-25T12:00:00Z"  # the GPU fallback still sees it
+    elif reason is not None:
+        assert health.stuck_since == "2026-11-25T12:00:02Z" and health.unschedulable_since is None
+
+
+def _waiting(version: int, since_s: float, reason: str, message: str = "") -> DeploymentState:
+    return DeploymentState(version=version, desired=2, ready=0, updated=2, stuck_pods=2, stuck_since=at(since_s),
+                           stuck_reason=reason, stuck_message=message)
+
+
+def test_stalled_after_is_well_before_the_progress_deadline():
+    assert stalled_after(make_spec(analysis={"progressDeadline": "10m"})) == 60
+    assert stalled_after(make_spec(analysis={"progressDeadline": "60s"})) == 12
+
+
+@pytest.mark.parametrize("reason, message, hint", [
+    ("Unschedulable", "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.", "no node fits"),
+    ("FailedCreate", 'pods "m-v2-x" is forbidden: exceeded quota: gpu, requested: requests.nvidia.com/gpu=1', "ResourceQuota"),
+    ("InitCrashLoopBackOff", "init container model-sync: back-off 40s", "copying the version from the model store fails"),
+])
+def test_stuck_canary_raises_pods_stalled_once_then_recovers(reason, message, hint):
+    spec = make_spec(version=2)  # progressDeadline 60s -> stalled after 12s
+    st = decide(spec, stable_status(1), Observation(deployments=ready(1) | {2: _waiting(2, 0, reason, message)}), at(0), generation=2).status
+    d = decide(spec, st, Observation(deployments=ready(1) | {2: _waiting(2, 0, reason, message)}), at(5), generation=2)
+    assert "PodsStalled" not in reasons(d)  # 5s < 12s: not yet
+    d = decide(spec, d.status, Observation(deployments=ready(1) | {2: _waiting(2, 0, reason, message)}), at(12.5), generation=2)
+    cond = next(c for c in d.status["conditions"] if c["type"] == "PodsStalled")
+    assert (cond["status"], cond["reason"]) == ("True", reason)
+    assert message in cond["message"] and hint in cond["message"] and "canary version 2" in cond["message"]
+    (event,) = [e for e in d.events if e.reason == "PodsStalled"]
+    assert event.type == "Warning" and "rolls back at progressDeadline (60s)" in event.message
+    again = decide(spec, d.status, Observation(deployments=ready(1) | {2: _waiting(2, 0, reason, message)}), at(20), generation=2)
+    assert "PodsStalled" not in reasons(again) and again.status == d.status  # no write, no repeated Event
+    healed = decide(spec, again.status, Observation(deployments=ready(1, 2)), at(25), generation=2)
+    cond = next(c for c in healed.status["conditions"] if c["type"] == "PodsStalled")
+    assert cond["status"] == "False" and "PodsRecovered" in reasons(healed)
+
+
+def test_multi_attach_hint_for_a_pvc_model_store():
+    spec = make_spec(version=1, model={"name": "m", "basePath": "pvc://models/m", "version": 1}, serving={"replicas": 2, "gpu": {"count": 0}})
+    dep = DeploymentState(version=1, desired=2, ready=1, updated=2, stuck_pods=1, stuck_since=at(0),
+                          stuck_reason="ContainerCreating", stuck_message="container tfserving")
+    d = decide(spec, {}, Observation(deployments={1: dep}), at(30), generation=1)
+    cond = next(c for c in d.status["conditions"] if c["type"] == "PodsStalled")
+    assert cond["status"] == "True" and "Multi-Attach" in cond["message"] and "ReadOnlyMany" in cond["message"]
+    assert "1/2 pod(s) of stable version 1" in cond["message"]
+    assert "PodsStalled" in reasons(d) and d.status["phase"] == "Initializing"
+
+
+def test_replica_failure_condition_of_the_deployment_is_read():
+    obj = {"spec": {"replicas": 2}, "metadata": {"generation": 1}, "status": {"observedGeneration": 1, "conditions": [
+        {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "lastTransitionTime": to_timestamp(at(0)),
+         "message": 'pods "m-v2-abc" is forbidden: exceeded quota: gpus'}]}}
+    dep = DeploymentState.from_object(2, obj)
+    assert (dep.stuck_reason, dep.stuck_pods, dep.stuck_since) == ("FailedCreate", 2, at(0))
+    assert "exceeded quota" in dep.stuck_message
