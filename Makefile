@@ -5,16 +5,23 @@ SHELL := /bin/bash
 PY_SYS ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.stamp-$(shell cat pyproject.toml model/pyproject.toml sandbox/pyproject.toml scripts/setup.sh 2>/dev/null | sha1sum | cut -c1-12)
+SETUP_INPUTS := pyproject.toml model/pyproject.toml sandbox/pyproject.toml dashboard/pyproject.toml dashboard/frontend/package-lock.json scripts/setup.sh
+STAMP  := $(VENV)/.stamp-$(shell cat $(SETUP_INPUTS) 2>/dev/null | sha1sum | cut -c1-12)
+# The dashboard's page is rebuilt when its sources change (setup builds it the first time).
+PAGE   := dashboard/mddashboard/static/index.html
+PAGE_SOURCES := $(wildcard dashboard/frontend/src/*) dashboard/frontend/index.html dashboard/frontend/vite.config.js
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-unit test-integration test-e2e test-chart test-evaluator test-model demo bench docs sync-crds sync-demo clean
+.PHONY: setup test test-unit test-integration test-e2e test-chart test-evaluator test-model test-dashboard dashboard demo bench docs sync-crds sync-demo clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(PAGE)
 
-$(STAMP): pyproject.toml model/pyproject.toml sandbox/pyproject.toml scripts/setup.sh
+$(STAMP): $(SETUP_INPUTS)
 	@bash scripts/setup.sh "$(PY_SYS)" "$(VENV)"
 	@rm -f $(VENV)/.stamp-* && touch $@
+
+$(PAGE): $(PAGE_SOURCES) | $(STAMP)
+	@npm run --prefix dashboard/frontend --silent build >/dev/null && touch $@
 
 test: setup
 	@$(PY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
@@ -33,6 +40,13 @@ test-chart: setup
 
 test-evaluator: setup
 	@$(PY) -m pytest -p no:cacheprovider tests/evaluator $(PYTEST_ARGS)
+
+test-dashboard: setup
+	@$(PY) -m pytest -p no:cacheprovider tests/dashboard $(PYTEST_ARGS)
+
+# The dashboard against your current kubeconfig context (read-only; see docs/dashboard.md).
+dashboard: setup
+	@$(PY) -m mdcommon.cli dashboard $(DASHBOARD_ARGS)
 
 test-model: setup
 	@$(PY) -m pytest -p no:cacheprovider tests/model $(PYTEST_ARGS)
@@ -55,4 +69,4 @@ sync-demo:
 	@cp examples/scenarios/good-canary-promoted.yaml examples/scenarios/latency-regression-rolled-back.yaml sandbox/mdsandbox/demo/
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info */*.egg-info out demo-out
+	rm -rf $(VENV) .pytest_cache build *.egg-info */*.egg-info out demo-out dashboard/mddashboard/static dashboard/frontend/node_modules

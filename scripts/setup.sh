@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs everything ModelDeploy needs on a fresh Debian machine: the Prometheus server (Debian
-# package, for tests and the sandbox), a virtualenv with the three distributions of this repository
-# installed editable -- the operator (pyproject.toml), the model tool chain + evaluator
-# (model/pyproject.toml, with its ml extra) and the sandbox (sandbox/pyproject.toml) -- and the test
-# tools. One pip command, so the sandbox's dependencies on `modeldeploy` and `modeldeploy-model` are
+# Installs everything ModelDeploy needs on a fresh Debian machine: the Prometheus server and Chromium
+# (Debian packages, for tests and the sandbox), the dashboard's page (npm), a virtualenv with the
+# four distributions of this repository installed editable -- the operator (pyproject.toml), the
+# model tool chain + evaluator (model/pyproject.toml, with its ml extra), the sandbox
+# (sandbox/pyproject.toml) and the dashboard (dashboard/pyproject.toml) -- and the test tools.
+# One pip command, so the sandbox's dependencies on `modeldeploy` and `modeldeploy-model` are
 # satisfied by these local folders, never looked up in an index. Idempotent; `make setup` runs it
 # when a pyproject.toml or this script changed.
 set -euo pipefail
@@ -13,27 +14,41 @@ VENV=${2:-.venv}
 need_apt=()
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v promtool  >/dev/null 2>&1 || need_apt+=(prometheus)
+# The dashboard's browser test drives Debian's Chromium (playwright-core never downloads a browser here).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# The dashboard's page is built with npm (Vite 7 wants Node >= 20.19; Debian 12's own nodejs is 18).
+if ! command -v npm >/dev/null 2>&1; then need_apt+=(nodejs npm); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "setup: installing the Prometheus server and promtool (Debian package)"
+  echo "setup: installing ${need_apt[*]} (Debian packages)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   # Never start the packaged service (it would listen on 0.0.0.0:9090): we run it ourselves on 127.0.0.1.
   $SUDO sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
-  $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || {
+  $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null 2>&1 || {
     $SUDO apt-get update -qq >/dev/null
-    $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
   }
   $SUDO rm -f /usr/sbin/policy-rc.d
 fi
+
+# The dashboard's page: npm ci from the committed package-lock.json, then Vite builds it into
+# dashboard/mddashboard/static (not committed: built files would be unreviewable and drift from
+# their sources; the lock pins every input). Must come before pip builds the dashboard.
+echo "setup: building the dashboard's page (npm ci + vite build in dashboard/frontend)"
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' || {
+  echo "setup: FAILED: Node.js >= 20.19 is needed for the dashboard build (found $(node --version 2>&1))"; exit 1; }
+npm ci --prefix dashboard/frontend --no-audit --no-fund --loglevel=error >/dev/null
+npm run --prefix dashboard/frontend --silent build >/dev/null
+[ -f dashboard/mddashboard/static/index.html ] || { echo "setup: FAILED: the dashboard page was not built"; exit 1; }
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating virtualenv $VENV"
   "$PY_SYS" -m venv "$VENV"
 fi
-echo "setup: installing Python packages (operator, model tool chain + evaluator, sandbox, test tools)"
+echo "setup: installing Python packages (operator, model tool chain + evaluator, sandbox, dashboard, test tools)"
 "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-"$VENV/bin/python" -m pip install -q -e ".[test]" -e "./model[ml]" -e ./sandbox 2>&1 | grep -v "^WARNING: Location" || true
-"$VENV/bin/python" -c "import modeldeploy, mdcommon, xraymodel, kubeemu, mdsandbox, kopf, kmock, tensorflow" >/dev/null 2>&1 || {
+"$VENV/bin/python" -m pip install -q -e ".[test]" -e "./model[ml]" -e ./sandbox -e ./dashboard 2>&1 | grep -v "^WARNING: Location" || true
+"$VENV/bin/python" -c "import modeldeploy, mdcommon, xraymodel, kubeemu, mdsandbox, mddashboard, kopf, kmock, tensorflow" >/dev/null 2>&1 || {
   echo "setup: FAILED: packages did not import"; exit 1; }
 # tensorflow-serving-api pulls the full `tensorflow` (572 MB) as a dependency: install it without deps
 # beside tensorflow-cpu (its grpcio and protobuf needs are already met).

@@ -15,6 +15,7 @@ answers with the distribution to install and exit code 2, instead of argparse's 
     operator distribution (modeldeploy, `pip install .`)         validate, render, operator
     sandbox distribution (modeldeploy-sandbox, sandbox/)          sandbox, demo
     model distribution (modeldeploy-model, model/)                model (TensorFlow: its [ml] extra), evaluator
+    dashboard distribution (modeldeploy-dashboard, dashboard/)    dashboard
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ OPERATOR = Provider("modeldeploy", "pip install .")
 SANDBOX = Provider("modeldeploy-sandbox", "pip install . ./model ./sandbox")
 MODEL = Provider("modeldeploy-model", "pip install './model[ml]'")
 EVALUATOR = Provider("modeldeploy-model", "pip install ./model")
+DASHBOARD = Provider(
+    "modeldeploy-dashboard", "pip install . ./dashboard (after `npm ci && npm run build` in dashboard/frontend)"
+)
 
 # Known groups in --help order. A new optional group adds its line here to get the install hint;
 # an unlisted one still works when installed (listed after these, alphabetically).
@@ -52,6 +56,7 @@ PROVIDERS: dict[str, Provider] = {
     "demo": SANDBOX,
     "model": MODEL,
     "evaluator": EVALUATOR,
+    "dashboard": DASHBOARD,
 }
 
 

@@ -403,15 +403,23 @@ def _reason(exc: ApiException) -> str:
         return exc.reason or ""
 
 
-def new_api_client(pool_size: int = 32) -> kubernetes.client.ApiClient:
-    """A client configured from in-cluster settings, else $KUBECONFIG / ~/.kube/config."""
+def new_api_client(
+    pool_size: int = 32, *, kubeconfig: str | None = None, context: str | None = None
+) -> kubernetes.client.ApiClient:
+    """A client configured from in-cluster settings, else $KUBECONFIG / ~/.kube/config.
+
+    An explicit `kubeconfig` or `context` (a CLI flag) skips the in-cluster settings."""
     configuration = kubernetes.client.Configuration()
     try:
+        if kubeconfig or context:
+            raise kubernetes.config.ConfigException("explicit kubeconfig")
         kubernetes.config.load_incluster_config(client_configuration=configuration)
     except kubernetes.config.ConfigException:
         # Read $KUBECONFIG now: the client's own default is frozen when it is imported.
         kubernetes.config.load_kube_config(
-            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration
+            config_file=kubeconfig or os.environ.get("KUBECONFIG") or None,
+            context=context,
+            client_configuration=configuration,
         )
     configuration.connection_pool_maxsize = pool_size
     return kubernetes.client.ApiClient(configuration)

@@ -49,7 +49,7 @@ from modeldeploy.spec import ModelDeploymentSpec
 from modeldeploy.status import from_timestamp, now_utc, status_patch
 from modeldeploy.validation import ValidationResult, validate_spec
 
-ACTION_BY = "modeldeploy.io/action-by"
+ACTION_BY = names.ANNOTATION_ACTION_BY
 WAKE_DEBOUNCE_SECONDS = 0.03
 DEPLOYMENT = KINDS[("apps/v1", "Deployment")]
 CONFIGMAP = KINDS[("v1", "ConfigMap")]

@@ -2,8 +2,10 @@
 
 modeldeploy sandbox run SCENARIO.yaml --report REPORT.json [--speed N] [--png TIMELINE.png]
     exit 0: every `expect` held; 1: one failed; 2: the scenario file is invalid (message names the field)
-modeldeploy demo [--out DIR]
-    a good canary promoted and a bad one rolled back, with a live view; REPORT.json + PNG per scenario
+modeldeploy demo [--out DIR] [--dashboard-port N | --no-dashboard]
+    a good canary promoted and a bad one rolled back, with a live view; REPORT.json + PNG per scenario;
+    when the dashboard distribution is installed, `modeldeploy dashboard` follows each scenario on
+    one URL (printed first; read-only)
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def register_demo(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="a good and a bad rollout in the sandbox, with a live view")
     demo.add_argument("--out", default="demo-out", help="folder for REPORT.json and PNG files (default demo-out)")
     demo.add_argument("--view", choices=["auto", "live", "lines", "none"], default="auto")
+    demo.add_argument("--dashboard-port", type=int, default=8765, help="port of the demo's dashboard (default 8765)")
+    demo.add_argument("--no-dashboard", action="store_true", help="do not serve the dashboard during the demo")
     demo.set_defaults(func=cmd_demo)
 
 
@@ -68,6 +72,7 @@ def run_one(
     view: str = "auto",
     workdir: str | None = None,
     on_finish=None,
+    on_start=None,
 ) -> tuple[int, dict | None]:
     import asyncio
 
@@ -88,6 +93,7 @@ def run_one(
             speed=speed,
             on_tick=live.tick,
             on_finish=on_finish,
+            on_start=on_start,
             workdir=pathlib.Path(workdir) if workdir else None,
         )
     )
@@ -117,6 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # Package data (copies of examples/scenarios/, kept identical by `make sync-demo` and a test), so
     # the demo runs from an installed wheel too, not only from a source checkout.
     here = pathlib.Path(str(resources.files("mdsandbox") / "demo"))
+    dashboard = None if args.no_dashboard else DemoDashboard(args.dashboard_port, out)
     rc = 0
     written = []
     for name in DEMO_SCENARIOS:
@@ -124,20 +131,87 @@ def cmd_demo(args: argparse.Namespace) -> int:
         report_path = out / f"{scenario.stem}.REPORT.json"
         png = out / f"{scenario.stem}.png"
         print(f"\n=== {scenario.stem} ===")
+
+        def finish(sandbox) -> None:
+            kubectl_tour(sandbox)
+            if dashboard is not None:
+                dashboard.stop()
+
         code, report = run_one(
             str(scenario),
             report_path,
             png=png,
             view=args.view,
             workdir=str(out / f"{scenario.stem}.work"),
-            on_finish=kubectl_tour,
+            on_finish=finish,
+            on_start=None if dashboard is None else dashboard.start,
         )
         rc = max(rc, code)
         written += [report_path, png]
+    if dashboard is not None:
+        dashboard.stop()
     print("\nDemo output:")
     for path in written:
         print(f"  {path}")
     return rc
+
+
+class DemoDashboard:
+    """`modeldeploy dashboard` (a child process, read-only) beside each demo scenario, always on one URL.
+
+    Each scenario has its own API server and Prometheus, so the dashboard restarts with them on the
+    same port; an open page reconnects by itself (EventSource) and shows the next scenario. Nothing
+    of the dashboard is imported: it is another distribution, and the demo runs without it."""
+
+    def __init__(self, port: int, out: pathlib.Path):
+        import socket
+
+        with socket.socket() as probe:  # the asked port if free, else any free one
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.out = out
+        self.proc = None
+        self.announced = False
+
+    def start(self, sandbox) -> None:
+        import subprocess
+
+        from mdcommon.cli import installed_groups
+
+        if "dashboard" not in installed_groups():
+            if not self.announced:
+                print("(dashboard not installed: `pip install ./dashboard` to watch the demo in a browser)", flush=True)
+                self.announced = True
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "mdcommon.cli", "dashboard", "--kubeconfig", str(sandbox.api.kubeconfig),
+               "--prometheus-url", sandbox.prometheus.url, "--port", str(self.port), "--series-interval", "2"]  # fmt: skip
+        log = open(self.out / "dashboard.log", "a")  # noqa: SIM115 - the child keeps it
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("dashboard: "):
+            print(f"(dashboard did not start; see {self.out / 'dashboard.log'})", flush=True)
+            self.stop()
+            return
+        if not self.announced:
+            print(f"Dashboard: {line.split()[1]}  (open it in a browser; it follows each scenario)", flush=True)
+            self.announced = True
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
 
 
 def kubectl_tour(sandbox) -> None:

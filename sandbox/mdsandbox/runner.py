@@ -158,6 +158,7 @@ class Sandbox:
         speed: float = 1.0,
         on_tick: Callable[[Sandbox], None] | None = None,
         on_finish: Callable[[Sandbox], Any] | None = None,
+        on_start: Callable[[Sandbox], Any] | None = None,
     ):
         self.scenario = scenario
         self.speed = max(0.1, float(speed))
@@ -165,6 +166,7 @@ class Sandbox:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.on_tick = on_tick
         self.on_finish = on_finish  # called (in a thread) before the platform stops, e.g. to run kubectl
+        self.on_start = on_start  # called (in a thread) once the platform is up, before the scenario's clock starts
         self.state = RunState()
         self.ns = scenario.namespace
         self.name = scenario.md_name
@@ -338,6 +340,8 @@ class Sandbox:
     async def run(self) -> dict:
         try:
             await self.start()
+            if self.on_start is not None:
+                await asyncio.to_thread(self.on_start, self)
             await self._play()
         except Exception as exc:  # noqa: BLE001 - a broken run is a failed expectation, with the reason
             log.exception("sandbox run failed")
@@ -782,5 +786,8 @@ async def run_scenario(
     speed: float = 1.0,
     on_tick: Callable[[Sandbox], None] | None = None,
     on_finish: Callable[[Sandbox], Any] | None = None,
+    on_start: Callable[[Sandbox], Any] | None = None,
 ) -> dict:
-    return await Sandbox(scenario, workdir=workdir, speed=speed, on_tick=on_tick, on_finish=on_finish).run()
+    return await Sandbox(
+        scenario, workdir=workdir, speed=speed, on_tick=on_tick, on_finish=on_finish, on_start=on_start
+    ).run()

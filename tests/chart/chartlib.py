@@ -87,6 +87,22 @@ MATRIX: dict[str, dict[str, Any]] = {
                 "health": {"port": 9101}, "tests": {"enabled": False}},
     "no-prometheus": {"prometheus": {"url": ""}},
     "digest-only": {"image": {"repository": "ghcr.io/modeldeploy/operator", "tag": "", "digest": DIGEST}},
+    # The optional web dashboard (off in every entry above): read-only cluster-wide, and with actions
+    # in namespaced mode with every one of its values set (tests/chart/test_chart_web_dashboard.py).
+    "web-dashboard": {"webDashboard": {"enabled": True}},
+    "web-dashboard-actions-namespaced": {
+        "watchNamespaces": ["radiology", "pathology"],
+        "webDashboard": {"enabled": True, "image": {"repository": "registry.example.com/ml/modeldeploy-dashboard",
+                                                    "tag": "0.1.0", "digest": DIGEST, "pullPolicy": "Always"},
+                         "replicas": 2, "port": 9000, "prometheusUrl": "http://prometheus.monitoring.svc:9090",
+                         "allowActions": True, "identityHeader": "X-Forwarded-User",
+                         "service": {"port": 8080, "annotations": {"example.com/exposed": "via-oauth2-proxy"}},
+                         "serviceAccount": {"create": True, "name": "md-dashboard", "annotations": {"example.com/a": "b"}},
+                         "podAnnotations": {"example.com/owner": "ml-platform"}, "podLabels": {"example.com/tier": "ui"},
+                         "nodeSelector": {"kubernetes.io/os": "linux"},
+                         "tolerations": [{"key": "workload", "operator": "Equal", "value": "ui", "effect": "NoSchedule"}],
+                         "resources": {"requests": {"cpu": "20m", "memory": "96Mi"}, "limits": {"memory": "192Mi"}}},
+    },
 }
 
 

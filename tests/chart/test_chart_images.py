@@ -20,10 +20,12 @@ from chartlib import CHART, ROOT
 
 OPERATOR = ROOT / "operator" / "Dockerfile"
 EVALUATOR = ROOT / "model" / "Dockerfile"
+DASHBOARD = ROOT / "dashboard" / "Dockerfile"
 # What the build-time guard of each image must prove absent (find_spec(...) is None).
 MUST_BE_ABSENT = {
     OPERATOR: {"tensorflow", "mdsandbox", "kubeemu", "xraymodel"},
     EVALUATOR: {"tensorflow", "kopf", "kubernetes", "pydantic", "modeldeploy", "mdsandbox"},
+    DASHBOARD: {"tensorflow", "mdsandbox", "kubeemu", "xraymodel"},
 }
 
 
@@ -45,7 +47,7 @@ def final_stage(path) -> list[tuple[str, str]]:
     return ins[last_from:]
 
 
-@pytest.mark.parametrize("path", [OPERATOR, EVALUATOR], ids=["operator", "evaluator"])
+@pytest.mark.parametrize("path", [OPERATOR, EVALUATOR, DASHBOARD], ids=["operator", "evaluator", "dashboard"])
 def test_image_is_multi_stage_slim_and_non_root(path):
     ins = instructions(path)
     froms = [rest for word, rest in ins if word == "FROM"]
@@ -109,6 +111,26 @@ def test_evaluator_image_has_what_the_evaluator_needs():
     assert not {"kopf", "kubernetes", "pydantic", "modeldeploy"} & names, "nothing of the operator in the evaluator image"
 
 
+def test_dashboard_image_runs_what_the_chart_expects():
+    final = final_stage(DASHBOARD)
+    assert yaml.safe_load(next(rest for word, rest in final if word == "ENTRYPOINT")) == ["modeldeploy"]
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    exposed = {int(p) for word, rest in final if word == "EXPOSE" for p in rest.split()}
+    assert exposed == {values["webDashboard"]["port"]}
+    import argparse
+
+    from mddashboard.cli import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(yaml.safe_load(next(rest for word, rest in final if word == "CMD")))
+    assert (args.command, args.host, args.port, args.allow_actions) == ("dashboard", "0.0.0.0", 8765, False)
+    # the page is built inside the image from the committed lock (npm ci), then copied next to the server
+    page = instructions(DASHBOARD)
+    assert ("RUN", "npm ci --no-audit --no-fund") in page
+    assert any(word == "COPY" and rest.startswith("--from=page") and "mddashboard/static" in rest for word, rest in page)
+
+
 def dependency_names(pyproject) -> set[str]:
     deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
     return {re.split(r"[<>=!~\[ ;@]", d, maxsplit=1)[0].strip().lower() for d in deps}
@@ -119,8 +141,11 @@ def dependency_names(pyproject) -> set[str]:
     [
         (OPERATOR, {"pyproject.toml", "README.md", "operator/", "common/"}, "."),
         (EVALUATOR, {"common/", "model/"}, "./model"),
+        (DASHBOARD, {"pyproject.toml", "README.md", "operator/", "common/", "dashboard/pyproject.toml",
+                     "dashboard/mddashboard/", "dashboard/frontend/package.json", "dashboard/frontend/package-lock.json",
+                     "dashboard/frontend/"}, "./dashboard"),
     ],
-    ids=["operator", "evaluator"],
+    ids=["operator", "evaluator", "dashboard"],
 )
 def test_each_image_gets_only_its_own_distribution(path, copied, installed):
     """The operator image never sees sandbox/ or model/; the evaluator image never sees operator/ or sandbox/."""

@@ -19,6 +19,8 @@ SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 
 BAD_VALUES = [
     ("replicas zero", {"replicaCount": 0}, "/replicaCount", "minimum"),
+    ("dashboard actions without identity", {"webDashboard": {"enabled": True, "allowActions": True}}, "/webDashboard/identityHeader", "minLength"),
+    ("dashboard identity header with a colon", {"webDashboard": {"enabled": True, "identityHeader": "X-User: alice"}}, "/webDashboard/identityHeader", "does not match pattern"),
     ("replicas as text", {"replicaCount": "2"}, "/replicaCount", "got string, want integer"),
     ("typo in a key", {"metrics": {"serviceMonitr": {"enabled": True}}}, "/metrics", "additional properties 'serviceMonitr' not allowed"),
     ("unknown top-level key", {"replicas": 2}, "", "additional properties 'replicas' not allowed"),
@@ -77,13 +79,13 @@ def test_schema_is_valid_draft7_and_strict_everywhere():
 
 # Schema keys that are legitimately absent from values.yaml (optional Kubernetes fields, Helm's global).
 OPTIONAL_KEYS = {
-    "global", "resources.claims", "tests.resources.claims",
+    "global", "resources.claims", "tests.resources.claims", "webDashboard.resources.claims",
     "securityContext.runAsUser", "securityContext.privileged", "securityContext.capabilities.add",
     "securityContext.seccompProfile.localhostProfile", "podSecurityContext.seccompProfile.localhostProfile",
 }
 # values.yaml maps whose keys are free-form (labels, resource names): their entries are not schema keys.
 FREE_FORM = ("dashboard.labels", "resources.requests", "resources.limits", "tests.resources.requests",
-             "tests.resources.limits")
+             "tests.resources.limits", "webDashboard.resources.requests", "webDashboard.resources.limits")
 
 
 def test_values_yaml_and_schema_describe_the_same_keys():

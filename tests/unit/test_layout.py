@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SOURCE_DIRS = ("operator", "common", "model", "sandbox")  # the folders that hold import packages
+SOURCE_DIRS = ("operator", "common", "model", "sandbox", "dashboard")  # the folders that hold import packages
 BIN = pathlib.Path(sys.executable).parent
 
 
@@ -93,6 +93,11 @@ def test_the_emulator_process_wrapper_does_not_load_kmock():
     assert not {"kmock", "aiohttp", "attrs"} & _loaded_after("import kubeemu.process")
 
 
+def test_the_dashboard_loads_nothing_of_the_sandbox_or_the_model():
+    loaded = _loaded_after("import mddashboard.app, mddashboard.cli")
+    assert not {"mdsandbox", "kubeemu", "xraymodel", "kmock", "numpy", "tensorflow"} & loaded
+
+
 def test_the_evaluator_loads_nothing_of_the_operator():
     loaded = _loaded_after("import xraymodel.evaluator.service, xraymodel.evaluator.cli")
     assert not {"modeldeploy", "mdsandbox", "kubeemu", "kopf", "kubernetes", "pydantic"} & loaded
@@ -102,7 +107,7 @@ def test_every_module_has_a_docstring():
     import ast
 
     undocumented = []
-    for path in [p for src in SOURCE_DIRS for p in (ROOT / src).rglob("*.py")]:
+    for path in [p for src in SOURCE_DIRS for p in (ROOT / src).rglob("*.py") if "node_modules" not in p.parts]:
         tree = ast.parse(path.read_text())
         if not ast.get_docstring(tree) and path.name != "__main__.py":
             undocumented.append(str(path.relative_to(ROOT)))
@@ -161,6 +166,9 @@ BACK_EDGES = [
     ("common/mdcommon/durations.py", "import yaml", "mdcommon is shared by every image"),
     ("operator/modeldeploy/analysis/runner.py", "import modeldeploy.rollout", "Operator layers"),
     ("operator/modeldeploy/spec.py", "import modeldeploy.validation", "Operator layers"),
+    ("operator/modeldeploy/rollout.py", "import mddashboard.board", "The operator imports neither"),
+    ("dashboard/mddashboard/server.py", "import mdsandbox.runner", "The dashboard reads the cluster"),
+    ("sandbox/mdsandbox/cli.py", "import mddashboard.app", "Packages: the sandbox and the dashboard"),
 ]
 
 
@@ -170,7 +178,8 @@ def source_copy(tmp_path_factory) -> pathlib.Path:
     root = tmp_path_factory.mktemp("layout")
     shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
     for src in SOURCE_DIRS:
-        shutil.copytree(ROOT / src, root / src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.yaml"))
+        shutil.copytree(ROOT / src, root / src,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.yaml", "node_modules", "static"))  # fmt: skip
     return root
 
 

@@ -1,4 +1,4 @@
-"""The three distributions hold what they should: the operator wheel only the operator, the model wheel no operator.
+"""The four distributions hold what they should: the operator wheel only the operator, the model wheel no operator.
 
 Each wheel is really built (pip wheel, no build isolation: the venv's setuptools) and its file list
 compared with the source folders, so a module left out of a distribution -- or one that leaks into
@@ -30,7 +30,8 @@ def _python_files(folder: pathlib.Path, package: str) -> set[str]:
 def wheels(tmp_path_factory) -> dict[str, set[str]]:
     out = tmp_path_factory.mktemp("wheels")
     built = {}
-    for name, source in (("operator", ROOT), ("model", ROOT / "model"), ("sandbox", ROOT / "sandbox")):
+    for name, source in (("operator", ROOT), ("model", ROOT / "model"), ("sandbox", ROOT / "sandbox"),
+                         ("dashboard", ROOT / "dashboard")):  # fmt: skip
         target = out / name
         proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                                "-w", str(target), str(source)], capture_output=True, text=True, timeout=300)  # fmt: skip
@@ -64,6 +65,15 @@ def test_the_sandbox_wheel_has_the_emulator_and_the_platform_with_their_data(whe
     assert _top_levels(files) == {"kubeemu", "mdsandbox"}
     assert _python_files(ROOT / "sandbox" / "kubeemu", "kubeemu") | _python_files(ROOT / "sandbox" / "mdsandbox", "mdsandbox") <= files
     assert {"mdsandbox/crds/istio-virtualservice.yaml", "mdsandbox/demo/good-canary-promoted.yaml"} <= files
+
+
+def test_the_dashboard_wheel_has_the_server_and_the_built_page(wheels):
+    """The page is built by scripts/setup.sh (npm ci && npm run build) before the wheel; the wheel serves it."""
+    files = wheels["dashboard"]
+    assert _top_levels(files) == {"mddashboard"}
+    assert _python_files(ROOT / "dashboard" / "mddashboard", "mddashboard") <= files
+    assert "mddashboard/static/index.html" in files
+    assert any(f.startswith("mddashboard/static/assets/") and f.endswith(".js") for f in files)
 
 
 def test_every_command_group_is_an_entry_point_of_its_distribution():

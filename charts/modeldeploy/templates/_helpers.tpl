@@ -77,3 +77,51 @@ app.kubernetes.io/part-of: modeldeploy
 {{- define "modeldeploy.peeringName" -}}
 {{- default (include "modeldeploy.fullname" .) .Values.peering.name }}
 {{- end }}
+
+{{/* The web dashboard (webDashboard.*): names, labels, image. */}}
+{{- define "modeldeploy.webDashboard.fullname" -}}
+{{- printf "%s-dashboard" (include "modeldeploy.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "modeldeploy.webDashboard.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "modeldeploy.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: dashboard
+{{- end }}
+
+{{- define "modeldeploy.webDashboard.labels" -}}
+helm.sh/chart: {{ include "modeldeploy.chart" . }}
+{{ include "modeldeploy.webDashboard.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: modeldeploy
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "modeldeploy.webDashboard.serviceAccountName" -}}
+{{- if .Values.webDashboard.serviceAccount.create }}
+{{- default (include "modeldeploy.webDashboard.fullname" .) .Values.webDashboard.serviceAccount.name }}
+{{- else }}
+{{- required "webDashboard.serviceAccount.name is required when webDashboard.serviceAccount.create is false" .Values.webDashboard.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "modeldeploy.webDashboard.image" -}}
+{{- include "modeldeploy.imageRef" (dict "image" .Values.webDashboard.image "appVersion" .Chart.AppVersion) }}
+{{- end }}
+
+{{/* The dashboard's permissions (mddashboard: list+watch ModelDeployments; patch only for actions). */}}
+{{- define "modeldeploy.webDashboard.rules" -}}
+# Read-only: one LIST, then one WATCH of ModelDeployments (mddashboard/watch.py).
+- apiGroups: [modeldeploy.io]
+  resources: [modeldeployments]
+  verbs: [list, watch]
+{{- if .Values.webDashboard.allowActions }}
+# --allow-actions: the buttons set modeldeploy.io/action(-by) with one merge patch (modeldeploy.actions).
+- apiGroups: [modeldeploy.io]
+  resources: [modeldeployments]
+  verbs: [patch]
+{{- end }}
+{{- end }}

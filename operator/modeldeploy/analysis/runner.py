@@ -82,7 +82,7 @@ async def analyse(
             count_queries.append(
                 client.query(builtins.evaluation_samples_query(ctx, format_duration(eval_window), ctx.stable_version))
             )
-    metric_queries = [_metric_query(m, spec, ctx, windows[m.name]) for m in metrics]
+    metric_queries = [metric_query(m, spec, ctx, windows[m.name]) for m in metrics]
     answers = await asyncio.gather(*count_queries, *[_ask(client, ctx, q) for q in metric_queries])
     counts, values = answers[: len(count_queries)], answers[len(count_queries) :]
 
@@ -121,7 +121,7 @@ async def analyse(
     return AnalysisResult(at=now, metrics=tuple(results), requests=canary_requests, kind=kind, evaluation=evaluation)
 
 
-NON_INFERIORITY = object()  # _metric_query's marker: read the paired per-finding figures
+NON_INFERIORITY = object()  # metric_query's marker: read the paired per-finding figures
 
 
 async def _ask(client: PrometheusClient, ctx: builtins.QueryContext, query: object) -> QueryResult | _PairedFigures:
@@ -133,9 +133,13 @@ async def _ask(client: PrometheusClient, ctx: builtins.QueryContext, query: obje
     return query  # a problem found before asking (template error)
 
 
-def _metric_query(
+def metric_query(
     metric: MetricSpec, spec: ModelDeploymentSpec, ctx: builtins.QueryContext, window: float
 ) -> str | QueryResult | object:
+    """The PromQL of one metric over `window` seconds (builtin or the user's template), the template's
+    problem (a QueryResult), or NON_INFERIORITY (per-finding paired figures, no single query).
+
+    Public: the dashboard draws the same queries over time (Prometheus range queries)."""
     w = format_duration(window)
     if metric.builtin == "nonInferiority":
         return NON_INFERIORITY

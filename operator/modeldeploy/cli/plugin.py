@@ -8,8 +8,9 @@
     kubectl modeldeploy history NAME [-o json]  the audit trail: who/what promoted or rolled back, and why
 
 Actions set the annotation `modeldeploy.io/action` (plain `kubectl annotate` works the same) plus
-`modeldeploy.io/action-by` (who, for the audit trail); the operator acts, records it in
-status.history and removes the annotation. The plugin waits for that and prints the result.
+`modeldeploy.io/action-by` (who, for the audit trail) through `modeldeploy.actions` (the dashboard's
+buttons use the same code); the operator acts, records it in status.history and removes the
+annotation. The plugin waits for that and prints the result.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import getpass
 import json
 import os
 import sys
-import time
 from typing import Any
+
+from modeldeploy import actions
 
 ACTIONS = ("promote", "abort", "pause", "resume", "retry")
 
@@ -118,31 +120,24 @@ async def _run(args: argparse.Namespace) -> int:
         action = "promote-full" if args.command == "promote" and args.full else args.command
         who = args.by or os.environ.get("USER") or getpass.getuser()
         before = len((body.get("status") or {}).get("history") or [])
-        await kube.patch_modeldeployment(
-            namespace,
-            args.name,
-            {"metadata": {"annotations": {"modeldeploy.io/action": action, "modeldeploy.io/action-by": who}}},
-        )
+        await actions.request(kube, namespace, args.name, action, who)
         print(f"modeldeployment.modeldeploy.io/{args.name} {action} requested")
         if args.no_wait:
             return 0
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.3)
-            body = await kube.get_modeldeployment(namespace, args.name)
-            annotations = (body or {}).get("metadata", {}).get("annotations") or {}
-            if body is not None and "modeldeploy.io/action" not in annotations:
-                history = (body.get("status") or {}).get("history") or []
-                for record in history[before:]:
-                    print(
-                        f"  {record.get('at')}  {record.get('action')} v{record.get('version')}: {record.get('reason')}"
-                    )
-                print(format_status(body, brief=True))
-                return 0
+        body = await actions.wait_handled(kube, namespace, args.name, timeout=args.timeout)
+        if body is not None:
+            history = (body.get("status") or {}).get("history") or []
+            for record in history[before:]:
+                print(f"  {record.get('at')}  {record.get('action')} v{record.get('version')}: {record.get('reason')}")
+            print(format_status(body, brief=True))
+            return 0
         print(
             f"Error: the operator did not act on {action!r} within {args.timeout:.0f}s (is it running?)",
             file=sys.stderr,
         )
+        return 1
+    except actions.ActionError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
         return 1
     except kopf.PermanentError as exc:
         print(f"Error: {exc}", file=sys.stderr)

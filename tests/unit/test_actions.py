@@ -1,0 +1,64 @@
+"""modeldeploy.actions: the one code path that asks the operator for a manual action (plugin and dashboard)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from modeldeploy import actions
+from modeldeploy.rollout import MANUAL_ACTIONS
+
+
+@pytest.mark.parametrize("action", MANUAL_ACTIONS)
+def test_every_manual_action_is_one_merge_patch_of_both_annotations(action):
+    assert actions.action_patch(action, "alice") == {
+        "metadata": {"annotations": {"modeldeploy.io/action": action, "modeldeploy.io/action-by": "alice"}}
+    }
+
+
+@pytest.mark.parametrize(
+    "who, recorded",
+    [
+        ("alice", "alice"),
+        ("  bob  via\ndashboard ", "bob via dashboard"),
+        ("eve\x00\x1b[31m", "eve [31m"),
+        ("x" * 300, "x" * 128),
+    ],
+)
+def test_the_actor_is_recorded_on_one_printable_line(who, recorded):
+    assert actions.clean_actor(who) == recorded
+
+
+@pytest.mark.parametrize("action, who", [("explode", "alice"), ("abort", ""), ("abort", " \n ")])
+def test_an_unknown_action_or_a_missing_actor_is_refused(action, who):
+    with pytest.raises(actions.ActionError):
+        actions.action_patch(action, who)
+
+
+class FakeKube:
+    """Records patches; the operator 'acts' after two reads (removes the annotation)."""
+
+    def __init__(self):
+        self.patches, self.reads = [], 0
+
+    async def patch_modeldeployment(self, namespace, name, patch):
+        self.patches.append((namespace, name, patch))
+        return {"metadata": {"name": name, "annotations": patch["metadata"]["annotations"]}}
+
+    async def get_modeldeployment(self, namespace, name):
+        self.reads += 1
+        annotations = {"modeldeploy.io/action": "abort"} if self.reads < 3 else {}
+        return {"metadata": {"name": name, "annotations": annotations}}
+
+
+def test_request_then_wait_until_the_operator_removed_the_annotation():
+    kube = FakeKube()
+
+    async def go():
+        await actions.request(kube, "radiology", "resnet50", "abort", "alice")
+        return await actions.wait_handled(kube, "radiology", "resnet50", timeout=5, poll=0.01)
+
+    body = asyncio.run(go())
+    assert kube.patches == [("radiology", "resnet50", actions.action_patch("abort", "alice"))]
+    assert body is not None and actions.pending_action(body) is None and kube.reads == 3
