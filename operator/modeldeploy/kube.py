@@ -155,6 +155,7 @@ class Kube:
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.apps = kubernetes.client.AppsV1Api(api_client)
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
+        self.auth = kubernetes.client.AuthenticationV1Api(api_client)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
         self.calls: collections.Counter[tuple[str, str]] = collections.Counter()
         self.on_call: Callable[[str, str], None] | None = None  # metrics hook: (verb, kind)
@@ -327,6 +328,21 @@ class Kube:
 
     async def get_modeldeployment(self, namespace: str, name: str) -> dict | None:
         return await self.get(KINDS[(f"{GROUP}/{VERSION}", "ModelDeployment")], namespace, name)
+
+    async def whoami(self) -> str | None:
+        """The authenticated user name of THIS client (authentication.k8s.io/v1 SelfSubjectReview, what
+        `kubectl auth whoami` asks); None when the API server does not serve it (before 1.28, emulators)."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        try:
+            resp = await self._call(
+                "create", "SelfSubjectReview", self.auth.create_self_subject_review, body, _preload_content=False
+            )
+        except (NotFound, kopf.PermanentError):
+            return None
+        try:
+            return (json.loads(resp.data).get("status") or {}).get("userInfo", {}).get("username") or None
+        except ValueError:
+            return None
 
     async def emit_event(self, body: dict, *, type: str, reason: str, message: str) -> None:
         """A core/v1 Event on the ModelDeployment, with its own reason (never one generic 'Synced')."""

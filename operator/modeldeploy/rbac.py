@@ -65,8 +65,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         CORE,
         "configmaps",
-        ("get", "create", "patch", "delete"),
-        why="Kube.apply of the per-version TF Serving config; deleted with its version",
+        ("get", "list", "create", "patch", "delete"),
+        why="Kube.apply of the per-version TF Serving config; deleted with its version; the decision "
+        "record: one immutable ConfigMap per record (create) and the chain's head found by label (list)",
     ),
     Rule(CORE, "services", ("get", "create", "patch"), why="Kube.apply of the model's Service"),
     Rule(

@@ -10,7 +10,11 @@ its Deployments wake it early. Each pass:
 4. `rollout.decide()` computes the next status and the objects it implies;
 5. writes the status first (one merge patch, only if it changed), then applies the children
    (idempotent: zero writes when they match), deletes Deployments no longer wanted, emits Events,
-   and clears a handled manual action annotation.
+   and clears a handled manual action annotation;
+6. every decision recorded in status.history (and every handled manual action) also becomes a
+   record of the tamper-evident audit chain (`modeldeploy.audit`): the records are first written
+   into status.audit.pending with the status, then appended to the chain (one immutable ConfigMap
+   each) and removed from pending, so a crash in between re-appends them on the next pass, once.
 A pass with nothing to change makes zero API writes.
 """
 
@@ -28,11 +32,11 @@ from typing import Any
 
 import kopf
 
-from modeldeploy import names
+from modeldeploy import audit, names
 from modeldeploy.analysis import builtins
 from modeldeploy.analysis.prometheus import PrometheusClient
 from modeldeploy.analysis.runner import analyse
-from modeldeploy.kube import KINDS, Kube
+from modeldeploy.kube import KINDS, Conflict, Kube
 from modeldeploy.metrics import OperatorMetrics
 from modeldeploy.plans import Target
 from modeldeploy.render import desired_objects
@@ -46,7 +50,7 @@ from modeldeploy.rollout import (
 )
 from modeldeploy.settings import Settings
 from modeldeploy.spec import ModelDeploymentSpec
-from modeldeploy.status import from_timestamp, now_utc, status_patch
+from modeldeploy.status import from_timestamp, now_utc, status_patch, to_timestamp
 from modeldeploy.validation import ValidationResult, validate_spec
 
 ACTION_BY = names.ANNOTATION_ACTION_BY
@@ -67,6 +71,7 @@ class _Memory:
     applied_fingerprint: str | None = None
     applied_at: float = 0.0
     last_fail_fast: float = 0.0
+    audit_head: tuple[int, str, str] | None = None  # (seq, hash, record id) of the chain's newest record
 
 
 class Reconciler:
@@ -175,7 +180,10 @@ class Reconciler:
         observation = await self._measure(spec, body, status, observation, mem, now, logger)
 
         decision = decide(spec, status, observation, now, generation)
+        pending = self._audit_pending(body, spec, status, decision, observation, now)
         await self._write_status(mem, body, status, decision.status)
+        if pending:
+            await self._append_audit(mem, body, decision.status, pending)
 
         target = Target(name=name, namespace=namespace, spec=spec, uid=meta.get("uid"))
         await self._apply_children(mem, target, decision, observation)
@@ -300,6 +308,69 @@ class Reconciler:
             return Observation(obs.deployments, None, result, obs.action, obs.action_by)
         logger.info("analysis (%s): %s", result.verdict, result.summary())
         return Observation(obs.deployments, result, None, obs.action, obs.action_by)
+
+    def _audit_pending(
+        self, body: dict, spec: ModelDeploymentSpec, old: dict, decision: Any, obs: Observation, now: datetime.datetime
+    ) -> list[dict]:
+        """Audit records of this decision (and any still pending), put into decision.status.audit.pending."""
+        meta = body["metadata"]
+        entries = audit.new_history_entries(old.get("history") or [], decision.status.get("history") or [])
+        if obs.action and decision.action_handled and not entries:  # an action without a history record
+            entries = [{
+                "action": "manualAction", "at": to_timestamp(now), "version": decision.status.get("canaryVersion")
+                or decision.status.get("stableVersion"), "request": obs.action.strip(),
+                "reason": f"modeldeploy.io/action {obs.action.strip()!r} by {obs.action_by or 'unknown'}",
+                "outcome": "; ".join(f"{e.reason}: {e.message}" for e in decision.events) or "no change",
+            }]  # fmt: skip
+        golden = ((decision.status.get("lastAnalysis") or {}).get("evaluation") or {}).get("goldenSet")
+        records = []
+        for entry in entries:
+            actor = audit.actor_for(entry.get("action"), obs.action, obs.action_by, self.settings.action_by_policy)
+            record = audit.decision_record(
+                entry=entry, namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid"),
+                generation=meta.get("generation"), spec=spec, actor=actor, golden_set=golden,
+            )  # fmt: skip
+            if entry.get("request"):
+                record["request"] = entry["request"]
+            record["id"] = audit.record_hash(audit.canonical(record))
+            records.append(record)
+        state = dict(decision.status.get("audit") or {})
+        pending = list(state.get("pending") or []) + records
+        if pending:
+            state["pending"] = pending
+            decision.status["audit"] = state
+        return pending
+
+    async def _append_audit(self, mem: _Memory, body: dict, status: dict, pending: list[dict]) -> None:
+        """Append the pending records to the chain (once each), then record the new head in the status."""
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        head = mem.audit_head or await self._audit_head(namespace, name)
+        for record in pending:
+            if head[2] == record.get("id"):
+                continue  # appended by a pass that died before clearing pending
+            while True:
+                seq = head[0] + 1
+                _, data, digest = audit.chain(record, seq, head[1])
+                try:
+                    await self.kube.create(audit.configmap(namespace, name, seq, data, digest))
+                except Conflict:  # someone appended seq meanwhile (or we did, before a crash): re-read
+                    head = await self._audit_head(namespace, name)
+                    if head[2] == record.get("id"):
+                        break
+                    continue
+                head = (seq, digest, record.get("id", ""))
+                break
+        mem.audit_head = head
+        new = {**(status.get("audit") or {}), "seq": head[0], "head": head[1]}
+        new.pop("pending", None)
+        old = status.get("audit") or {}
+        status["audit"] = new
+        await self._write_status(mem, body, {"audit": old}, {"audit": new})
+
+    async def _audit_head(self, namespace: str, name: str) -> tuple[int, str, str]:
+        items = await self.kube.list(CONFIGMAP, namespace, label_selector=audit.selector(name))
+        return audit.head_of(items)
 
     async def _write_status(self, mem: _Memory, body: dict, old: dict, new: dict) -> None:
         patch = status_patch(old, new)

@@ -22,6 +22,9 @@ class Settings:
     peering: str | None = None  # MODELDEPLOY_PEERING: kopf peering name for HA (None = standalone)
     peering_priority: int = 0  # MODELDEPLOY_PEERING_PRIORITY; 0 = derived from POD_ID/hostname (distinct per replica)
     peering_lifetime: int = 20  # MODELDEPLOY_PEERING_LIFETIME seconds: how long a dead leader blocks the others
+    action_by_policy: str | None = (
+        None  # MODELDEPLOY_ACTION_BY_POLICY: the admission policy binding action-by to the requester
+    )
     evaluator_image: str | None = None  # MODELDEPLOY_EVALUATOR_IMAGE: the image when spec.evaluation.image is unset
 
     @classmethod
@@ -38,6 +41,7 @@ class Settings:
             peering_priority=int(_float("MODELDEPLOY_PEERING_PRIORITY", 0)),
             peering_lifetime=int(_float("MODELDEPLOY_PEERING_LIFETIME", 20)),
             evaluator_image=env.get("MODELDEPLOY_EVALUATOR_IMAGE") or None,
+            action_by_policy=env.get("MODELDEPLOY_ACTION_BY_POLICY") or None,
         )
 
 

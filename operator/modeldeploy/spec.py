@@ -80,6 +80,7 @@ class ModelSpec(_Model):
     credentials_secret: str | None = None
     s3: S3Settings | None = None
     sync: SyncSpec = SyncSpec()
+    digest: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")] | None = None  # `modeldeploy model digest`
 
     @property
     def storage_scheme(self) -> str:

@@ -10,7 +10,7 @@ import copy
 import datetime
 from typing import Any
 
-HISTORY_LIMIT = 100  # oldest records beyond this are dropped (Events and logs keep the rest)
+HISTORY_LIMIT = 100  # oldest records beyond this are dropped (the audit chain, modeldeploy.audit, keeps all)
 
 
 def now_utc() -> datetime.datetime:

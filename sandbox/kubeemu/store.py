@@ -593,6 +593,7 @@ class Store:
                 f'{rdef.kind} "{name}" is invalid: metadata.finalizers: Forbidden: '
                 "no new finalizers can be added if the object is being deleted",
             )
+        _check_immutable_data(rdef, name, old, new)
         if new == old:
             return old  # a no-op: no new resourceVersion, no event
         if _strip_for_generation(rdef, new) != _strip_for_generation(rdef, old):
@@ -763,3 +764,25 @@ class Store:
         for watchers in self.watchers.values():
             for watcher in list(watchers):
                 watcher.close()
+
+
+_IMMUTABLE_DATA = {("", "ConfigMap"): ("data", "binaryData"), ("", "Secret"): ("data", "type")}
+
+
+def _check_immutable_data(rdef: ResourceDef, name: str, old: Obj, new: Obj) -> None:
+    """ConfigMaps and Secrets created with ``immutable: true`` (GA in 1.21): kube-apiserver's
+    ValidateConfigMapUpdate / ValidateSecretUpdate refuse any change of their data (and of a Secret's
+    type) and turning ``immutable`` off again; only delete and create remain."""
+    fields = _IMMUTABLE_DATA.get((rdef.group, rdef.kind))
+    if fields is None or not old.get("immutable"):
+        return
+    problems = []
+    if not new.get("immutable"):
+        problems.append("immutable: Forbidden: field is immutable when `immutable` is set")
+    data_fields = [f for f in fields if f != "type"]
+    if any((new.get(f) or {}) != (old.get(f) or {}) for f in data_fields):
+        problems.append("data: Forbidden: field is immutable when `immutable` is set")
+    if "type" in fields and new.get("type") != old.get("type"):
+        problems.append("type: Forbidden: field is immutable when `immutable` is set")
+    if problems:
+        raise rdef.error(422, name, f'{rdef.kind} "{name}" is invalid: ' + ", ".join(problems), reason="Invalid")

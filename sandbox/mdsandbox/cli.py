@@ -233,6 +233,8 @@ def kubectl_tour(sandbox) -> None:
         ]
     if plugin:
         commands.append([plugin, "history", sandbox.name, "-n", sandbox.ns])
+        commands.append([plugin, "audit", "verify", sandbox.name, "-n", sandbox.ns])
+        commands.append([plugin, "audit", "show", sandbox.name, "-n", sandbox.ns])
     print()
     for cmd in commands:
         shown = ("kubectl modeldeploy " if cmd[0] == plugin else "kubectl ") + " ".join(cmd[1:])

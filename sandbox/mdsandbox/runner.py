@@ -619,11 +619,31 @@ class Sandbox:
                 self.state.routing["eventReasons"] = [
                     e.get("reason") for e in ordered if (e.get("involvedObject") or {}).get("kind") == "ModelDeployment"
                 ]
+                await self._verify_audit()
                 stats = await asyncio.to_thread(self.api.stats, self.ns)
                 self.state.routing["apiWrites"] = stats["writes"]
                 self.state.routing["faultsInjected"] = stats.get("faults_injected", 0)
         except Exception as exc:  # noqa: BLE001
             self.state.errors.append(f"final read failed: {exc}")
+
+    async def _verify_audit(self) -> None:
+        """The decision record, checked as `kubectl modeldeploy audit verify` does (modeldeploy.audit)."""
+        from modeldeploy import audit
+
+        listed = await self._api(
+            "GET", f"/api/v1/namespaces/{self.ns}/configmaps?labelSelector={audit.selector(self.scenario.md_name)}"
+        )
+        items = (listed or {}).get("items", [])
+        verdict = audit.verify(items, self.state.status.get("audit"))
+        records = [json.loads((cm.get("data") or {}).get(audit.RECORD_KEY) or "{}") for cm in items]
+        self.state.routing["audit"] = {
+            "ok": verdict.ok,
+            "records": verdict.records,
+            "head": verdict.head,
+            "problem": verdict.problem,
+            "pending": len((self.state.status.get("audit") or {}).get("pending") or []),
+            "actions": [r.get("action") for r in sorted(records, key=lambda r: r.get("seq", 0))],
+        }
 
     # ---- the report -------------------------------------------------------------------------------
     def outcome(self) -> str:
@@ -688,6 +708,7 @@ class Sandbox:
             "routingWritesValidated": st.routing.get("versions_written", 0),
             "apiFaultsInjected": st.routing.get("faultsInjected", 0),
             "eventReasons": st.routing.get("eventReasons", []),
+            "audit": st.routing.get("audit"),
             "marks": st.marks,
             "history": st.history,
             "analysis": {

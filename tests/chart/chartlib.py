@@ -31,7 +31,7 @@ SHARED_CRDS = ROOT.parent / "shared" / "data" / "crds"
 RELEASE = "modeldeploy"
 NAMESPACE = "modeldeploy-system"
 # Kubernetes versions the rendered objects must be valid for: Chart.yaml's kubeVersion floor and the newest schema.
-K8S_VERSIONS = ("1.29.0", kv_utils.latest_version())
+K8S_VERSIONS = ("1.30.0", kv_utils.latest_version())  # 1.30: ValidatingAdmissionPolicy v1 (1.29 is out of support)
 
 DIGEST = "sha256:" + "ab" * 32
 

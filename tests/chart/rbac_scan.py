@@ -40,7 +40,7 @@ ENTRY_MODULES = ("modeldeploy.main", "modeldeploy.cli.operator")
 PARAM = "<param>"
 ACTIONS = {"read": "get", "list": "list", "create": "create", "patch": "patch", "delete": "delete",
            "replace": "update", "delete_collection": "deletecollection"}
-TYPED_APIS = {"core": "", "apps": "apps"}
+TYPED_APIS = {"core": "", "apps": "apps", "auth": "authentication.k8s.io"}
 CLUSTER_SCOPED = {"namespaces", "nodes", "customresourcedefinitions", "clusterkopfpeerings",
                   "clusterroles", "clusterrolebindings", "persistentvolumes", "storageclasses"}
 
@@ -115,7 +115,7 @@ def _resource_of_client_call(call: ast.Call, module: str, where: str) -> tuple[s
     if not (isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Attribute)):
         raise ScanError(f"{where}: unexpected client function {ast.unparse(fn)}")
     api, method = fn.value.attr, fn.attr
-    m = re.fullmatch(r"(read|list|create|patch|delete|replace|delete_collection)_namespaced_(\w+?)(_status|_scale)?", method)
+    m = re.fullmatch(r"(read|list|create|patch|delete|replace|delete_collection)_(?:namespaced_)?(\w+?)(_status|_scale)?", method)
     if not m:
         raise ScanError(f"{where}: unknown client method {method}")
     action, what, sub = m.group(1), m.group(2), m.group(3)

@@ -94,11 +94,11 @@ def test_scanner_sees_a_new_verb_in_a_caller():
     sources = _with_source(
         "modeldeploy.reconciler",
         "await self.kube.delete(CONFIGMAP,",
-        "await self.kube.list(CONFIGMAP, target.namespace)\n            await self.kube.delete(CONFIGMAP,",
+        "await self.kube.list(KINDS[(\"v1\", \"Service\")], target.namespace)\n            await self.kube.delete(CONFIGMAP,",
     )
     derived = rbac_scan.derived_triples(clusterwide=True, peering=False, sources=sources)
-    assert ("", "configmaps", "list") in derived
-    assert ("", "configmaps", "list") not in rbac.all_triples(clusterwide=True, peering=False)
+    assert ("", "services", "list") in derived
+    assert ("", "services", "list") not in rbac.all_triples(clusterwide=True, peering=False)
 
 
 def test_scanner_sees_a_new_literal_call_in_kube():

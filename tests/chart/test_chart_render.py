@@ -88,7 +88,7 @@ def test_renders_with_consistent_metadata(name):
 
 @pytest.mark.parametrize("name", ["default", "all-features", "namespaced-ha", "minimal"])
 def test_helm_lint_strict(name):
-    for kube_version in ("v1.29.0", "v1.35.0"):
+    for kube_version in ("v1.30.0", "v1.35.0"):
         report = helm_python.lint(str(CHART), MATRIX[name], strict=True, kube_version=kube_version)
         problems = [m for m in report["messages"] if m["severity"] >= 2] + report.get("errors", [])
         assert not problems, problems

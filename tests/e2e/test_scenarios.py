@@ -65,6 +65,11 @@ def test_scenario_passes(path, scenario_runs):
     assert report["timeline"] and {"t", "phase", "stableVersion", "canaryVersion", "canaryWeight", "metrics"} <= set(report["timeline"][0])
     assert report["apiWrites"] > 0
     assert report["routingWritesValidated"] > 0  # each VirtualService/DestinationRule validated against Istio's schema
+    # the decision record: the chain verifies and holds every decision in the history (and nothing is left pending)
+    audit = report["audit"]
+    assert audit["ok"] and audit["pending"] == 0, audit
+    decided = [h["action"] for h in report["history"]]
+    assert [a for a in audit["actions"] if a != "manualAction"][-len(decided):] == decided, (audit["actions"], decided)
     expect = yaml.safe_load(path.read_text())["expect"]
     if expect.get("outcome") == "rolledBack" and "rollbackWithinSeconds" in expect:
         assert report["rollbackSeconds"] is not None and report["rollbackSeconds"] <= expect["rollbackWithinSeconds"]

@@ -172,6 +172,32 @@ def test_stale_resource_version_is_a_conflict(apiserver: ApiServerProcess, ns: s
     assert apiserver.request('PUT', wpath(ns, 'w'), {**body, 'spec': {'size': 6}})['spec'] == {'size': 6}
 
 
+def test_immutable_configmaps_and_secrets_refuse_changes(apiserver: ApiServerProcess, ns: str) -> None:
+    """kube-apiserver (ValidateConfigMapUpdate/ValidateSecretUpdate): data of an immutable ConfigMap or
+    Secret cannot change and immutable cannot be turned off; metadata can; delete + create remains."""
+    base = f'/api/v1/namespaces/{ns}/configmaps'
+    apiserver.request('POST', base, {'metadata': {'name': 'frozen'}, 'immutable': True, 'data': {'k': 'v1'}})
+    for patch, field in (({'data': {'k': 'v2'}}, 'data'), ({'immutable': False}, 'immutable')):
+        err = http_error(apiserver.request, 'PATCH', f'{base}/frozen', patch, content_type='application/merge-patch+json')
+        assert err.code == 422 and err.body['reason'] == 'Invalid', err.body
+        assert f'{field}: Forbidden: field is immutable when `immutable` is set' in err.body['message']
+    labelled = apiserver.request('PATCH', f'{base}/frozen', {'metadata': {'labels': {'a': 'b'}}},
+                                 content_type='application/merge-patch+json')
+    assert labelled['metadata']['labels'] == {'a': 'b'} and labelled['data'] == {'k': 'v1'}
+    apiserver.request('DELETE', f'{base}/frozen')
+    again = apiserver.request('POST', base, {'metadata': {'name': 'frozen'}, 'immutable': True, 'data': {'k': 'v2'}})
+    assert again['data'] == {'k': 'v2'}
+    secrets = f'/api/v1/namespaces/{ns}/secrets'
+    apiserver.request('POST', secrets, {'metadata': {'name': 's'}, 'immutable': True, 'data': {'k': 'djE='}})
+    err = http_error(apiserver.request, 'PATCH', f'{secrets}/s', {'data': {'k': 'djI='}},
+                     content_type='application/merge-patch+json')
+    assert err.code == 422 and 'data: Forbidden' in err.body['message']
+    # a mutable ConfigMap stays mutable
+    apiserver.request('POST', base, {'metadata': {'name': 'free'}, 'data': {'k': 'v1'}})
+    assert apiserver.request('PATCH', f'{base}/free', {'data': {'k': 'v2'}},
+                             content_type='application/merge-patch+json')['data'] == {'k': 'v2'}
+
+
 def test_json_patch_ops_and_failed_test_is_422(apiserver: ApiServerProcess, ns: str) -> None:
     obj = apiserver.request('POST', wpath(ns), {**widget('w'), 'spec': {'size': 1, 'tags': ['a', 'b'], 'x': {'y': 1}}})
     rv = obj['metadata']['resourceVersion']

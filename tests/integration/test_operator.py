@@ -204,3 +204,74 @@ def test_kubectl_plugin_manual_control(cluster):
     assert "stable v2" in status and "Ready=True" in status
     annotations = cluster.md("cxr")["metadata"].get("annotations") or {}
     assert "modeldeploy.io/action" not in annotations
+
+
+def test_decision_record_chain_verifies_outlives_the_resource_and_reveals_tampering(cluster):
+    """Every decision also goes to the audit chain (one immutable ConfigMap per record, hash-linked);
+    `kubectl modeldeploy audit verify` says OK, then names the record an attacker rewrote, also after the
+    ModelDeployment itself was deleted."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    plugin = shutil.which("kubectl-modeldeploy", path=os.path.dirname(sys.executable))
+    env = dict(os.environ, KUBECONFIG=str(cluster.api.kubeconfig), USER="dr-jones")
+
+    def plug(*args: str, rc: int = 0) -> str:
+        proc = subprocess.run([plugin, *args, "-n", cluster.namespace], env=env, capture_output=True, text=True, timeout=90)
+        assert proc.returncode == rc, proc.stdout + proc.stderr
+        return proc.stdout
+
+    cluster.operator.start()
+    cluster.apply_md(small_md(version=1, strategy={"type": "Canary", "canary": {"steps": [10, 40, 100]}},
+                              analysis={"interval": "5s", "metrics": [{"name": "errors", "builtin": "errorRate", "max": 1}]}))
+    cluster.wait_phase("cxr", "Stable", timeout=30)
+    cluster.patch_md("cxr", {"spec": {"model": {"version": 2}}})
+    cluster.wait(lambda: cluster.status("cxr").get("canaryWeight") == 10, timeout=30, what="canary at 10%")
+    plug("promote", "cxr")  # one step: no history record, but an audit record of the manual action
+    plug("abort", "cxr")
+    cluster.wait(lambda: (cluster.status("cxr").get("audit") or {}).get("seq") == 3 and
+                 not cluster.status("cxr")["audit"].get("pending"), timeout=20, what="3 records in the chain")
+
+    out = plug("audit", "verify", "cxr")
+    assert out.startswith(f"OK: {cluster.namespace}/cxr: 3 record(s), chain intact, head {cluster.status('cxr')['audit']['head']}")
+    records = json.loads(plug("audit", "show", "cxr", "-o", "json"))
+    assert [r["action"] for r in records] == ["deployed", "manualAction", "aborted"]
+    assert [r["actor"]["name"] for r in records] == ["modeldeploy-operator", "dr-jones", "dr-jones"]
+    assert records[1]["request"] == "promote" and "StepAdvanced" in records[1]["outcome"]
+    assert records[2]["model"]["version"] == 2 and records[2]["thresholds"][0]["name"] == "errors"
+    cms = sorted((cm for cm in cluster.list(CM) if cm["metadata"]["name"].startswith("cxr-audit-")),
+                 key=lambda cm: cm["metadata"]["name"])
+    assert [cm["metadata"]["name"] for cm in cms] == ["cxr-audit-00000001", "cxr-audit-00000002", "cxr-audit-00000003"]
+    assert all(cm.get("immutable") and not cm["metadata"].get("ownerReferences") for cm in cms)
+    import hashlib
+
+    assert records[2]["prev"] == hashlib.sha256(cms[1]["data"]["record.json"].encode()).hexdigest()  # linked
+
+    # Tampering: the record cannot be edited in place (immutable), so delete it and create a doctored one
+    # with the same name, labels and hash annotation.
+    victim = cms[1]
+    err = None
+    try:
+        cluster.api.patch_object(*CM, cluster.namespace, victim["metadata"]["name"], {"data": {"record.json": "{}"}})
+    except Exception as exc:  # noqa: BLE001 - the emulator's HTTP error
+        err = exc
+    assert err is not None and "immutable" in str(getattr(err, "body", err))
+    record = json.loads(victim["data"]["record.json"])
+    record["actor"]["name"] = "somebody-else"
+    doctored = {"apiVersion": "v1", "kind": "ConfigMap", "immutable": True,
+                "metadata": {k: victim["metadata"][k] for k in ("name", "labels", "annotations")},
+                "data": {"record.json": json.dumps(record, sort_keys=True, separators=(",", ":"))}}  # fmt: skip
+    cluster.api.request("DELETE", f"/api/v1/namespaces/{cluster.namespace}/configmaps/{victim['metadata']['name']}")
+    cluster.api.request("POST", f"/api/v1/namespaces/{cluster.namespace}/configmaps", doctored)
+    out = plug("audit", "verify", "cxr", rc=1)
+    assert out.startswith(f"BROKEN: {cluster.namespace}/cxr: record 2 (cxr-audit-00000002): content hash"), out
+
+    # The chain outlives the ModelDeployment (no owner reference): still there, still broken at record 2.
+    cluster.api.request("DELETE", f"/apis/modeldeploy.io/v1alpha1/namespaces/{cluster.namespace}/modeldeployments/cxr")
+    cluster.wait(lambda: cluster.md("cxr") is None, timeout=20, what="ModelDeployment gone")
+    assert len([cm for cm in cluster.list(CM) if cm["metadata"]["name"].startswith("cxr-audit-")]) == 3
+    out = plug("audit", "verify", "cxr", rc=1)
+    assert "record 2" in out and "ModelDeployment is gone" in out

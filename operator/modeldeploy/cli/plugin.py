@@ -5,11 +5,15 @@
     kubectl modeldeploy pause|resume NAME       freeze / continue progression (rollback on breach still fires)
     kubectl modeldeploy retry NAME              roll out a rolled-back or failed version again
     kubectl modeldeploy status NAME             phase, versions, weight, each metric against its bounds
-    kubectl modeldeploy history NAME [-o json]  the audit trail: who/what promoted or rolled back, and why
+    kubectl modeldeploy history NAME [-o json]  the recent decisions: who/what promoted or rolled back, and why
+    kubectl modeldeploy audit verify NAME       check the decision record's hash chain; names the first broken record
+    kubectl modeldeploy audit show NAME [-o json]   every record of the chain (it outlives the ModelDeployment)
 
 Actions set the annotation `modeldeploy.io/action` (plain `kubectl annotate` works the same) plus
-`modeldeploy.io/action-by` (who, for the audit trail) through `modeldeploy.actions` (the dashboard's
-buttons use the same code); the operator acts, records it in status.history and removes the
+`modeldeploy.io/action-by` (who, for the audit trail: by default the AUTHENTICATED user name the API
+server reports for this kubeconfig, `kubectl auth whoami`; the chart's admission policy rejects any
+other value) through `modeldeploy.actions` (the dashboard's buttons use the same code); the operator
+acts, records it in status.history and the audit chain and removes the
 annotation. The plugin waits for that and prints the result.
 """
 
@@ -54,9 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="show a ModelDeployment's rollout and analysis", parents=[common])
     p.add_argument("name")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    p = sub.add_parser("history", help="show the audit trail of promotions and rollbacks", parents=[common])
+    p = sub.add_parser("history", help="show the recent promotions, rollbacks and manual actions", parents=[common])
     p.add_argument("name")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p = sub.add_parser("audit", help="the tamper-evident decision record (hash chain of ConfigMaps)", parents=[common])
+    audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="verify|show")
+    for what, text in (("verify", "check the hash chain; exit 1 naming the first broken record"),
+                       ("show", "print every record of the chain")):  # fmt: skip
+        q = audit_sub.add_parser(what, help=text, parents=[common])
+        q.add_argument("name")
+        q.add_argument("-o", "--output", choices=["text", "json"], default="text")
     return parser
 
 
@@ -107,6 +118,8 @@ async def _run(args: argparse.Namespace) -> int:
     kube, namespace = _client(args)
     try:
         body = await kube.get_modeldeployment(namespace, args.name)
+        if args.command == "audit":
+            return await _audit(kube, namespace, args, body)
         if body is None:
             print(f"Error: modeldeployment {args.name!r} not found in namespace {namespace!r}", file=sys.stderr)
             return 1
@@ -118,7 +131,7 @@ async def _run(args: argparse.Namespace) -> int:
             print(json.dumps(history, indent=2) if args.output == "json" else format_history(history))
             return 0
         action = "promote-full" if args.command == "promote" and args.full else args.command
-        who = args.by or os.environ.get("USER") or getpass.getuser()
+        who = args.by or await kube.whoami() or os.environ.get("USER") or getpass.getuser()
         before = len((body.get("status") or {}).get("history") or [])
         await actions.request(kube, namespace, args.name, action, who)
         print(f"modeldeployment.modeldeploy.io/{args.name} {action} requested")
@@ -147,6 +160,35 @@ async def _run(args: argparse.Namespace) -> int:
         return 1
     finally:
         kube.close()
+
+
+async def _audit(kube: Any, namespace: str, args: argparse.Namespace, body: dict | None) -> int:
+    """`audit verify|show`: the chain outlives the ModelDeployment, so it works without one."""
+    from modeldeploy import audit
+    from modeldeploy.kube import KINDS
+
+    items = await kube.list(KINDS[("v1", "ConfigMap")], namespace, label_selector=audit.selector(args.name))
+    items.sort(key=lambda cm: int(((cm.get("metadata") or {}).get("labels") or {}).get(audit.LABEL_AUDIT_SEQ, 0) or 0))
+    head = ((body or {}).get("status") or {}).get("audit")
+    if args.audit_command == "show":
+        records = [json.loads((cm.get("data") or {}).get(audit.RECORD_KEY) or "{}") for cm in items]
+        if args.output == "json":
+            print(json.dumps(records, indent=2))
+        else:
+            for r in records:
+                actor = (r.get("actor") or {}).get("name", "?")
+                print(f"{r.get('seq', '?'):>5}  {r.get('at', '')}  {r.get('action', ''):<13} v{r.get('version')}  by {actor}: "
+                      f"{r.get('reason', '')}")  # fmt: skip
+        return 0
+    verdict = audit.verify(items, head)
+    if args.output == "json":
+        print(json.dumps({"ok": verdict.ok, "records": verdict.records, "head": verdict.head,
+                          "brokenAt": verdict.broken_at, "object": verdict.object_name, "problem": verdict.problem}))  # fmt: skip
+    else:
+        print(verdict.text(f"{namespace}/{args.name}"))
+        if body is None:
+            print("  (the ModelDeployment is gone: its newest records cannot be checked against status.audit)")
+    return 0 if verdict.ok else 1
 
 
 def format_status(body: dict[str, Any], brief: bool = False) -> str:
