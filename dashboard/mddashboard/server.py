@@ -361,6 +361,14 @@ class Dashboard:
             return (value + ACTOR_SUFFIX) if value else None
         return (s.local_user + ACTOR_SUFFIX) if s.local_user else None
 
+    async def _own_identity(self) -> str | None:
+        """The dashboard's own authenticated user name (its ServiceAccount), sent as modeldeploy.io/action-via:
+        the chart's admission policy lets a trusted proxy name someone else in action-by only so."""
+        if not hasattr(self, "_identity_cache"):
+            whoami = getattr(self.kube, "whoami", None)
+            self._identity_cache = await whoami() if whoami is not None else None
+        return self._identity_cache
+
     async def _action(self, request: web.Request) -> web.Response:
         if not self.settings.allow_actions:
             return web.json_response({"error": "read-only dashboard (start it with --allow-actions)"}, status=403)
@@ -376,7 +384,7 @@ class Dashboard:
             return web.json_response({"error": 'the body must be JSON: {"action": ...}'}, status=400)
         action = (payload or {}).get("action") if isinstance(payload, dict) else None
         try:
-            await actions.request(self.kube, key[0], key[1], str(action), who)
+            await actions.request(self.kube, key[0], key[1], str(action), who, via=await self._own_identity())
         except actions.ActionError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         except kopf.PermanentError as exc:

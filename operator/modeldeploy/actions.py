@@ -8,8 +8,10 @@ A client sets two annotations in ONE merge patch:
 The operator acts on its next pass, records the action in status.history and removes both
 annotations. `kubectl modeldeploy <action>` and the dashboard's buttons both call `request()`;
 plain `kubectl annotate` works the same. Who may ask is Kubernetes RBAC's business (patch on
-modeldeployments); the `action-by` value is what the CLIENT says: the plugin sends $USER (or
---by), the dashboard the identity it was configured to trust (docs/dashboard.md "Identity").
+modeldeployments); the `action-by` value is what the CLIENT says: the plugin sends the authenticated
+user name (SelfSubjectReview; --by overrides), the dashboard the identity it was configured to trust
+(docs/dashboard.md "Identity") plus `modeldeploy.io/action-via`, its own user name. The chart's
+ValidatingAdmissionPolicy makes the API server hold them to it (docs/security.md "Who acted").
 """
 
 from __future__ import annotations
@@ -42,18 +44,22 @@ def clean_actor(who: str) -> str:
     return text[:ACTOR_MAX_LENGTH]
 
 
-def action_patch(action: str, who: str) -> dict[str, Any]:
-    """The merge patch that asks the operator for `action` on behalf of `who`."""
+def action_patch(action: str, who: str, via: str | None = None) -> dict[str, Any]:
+    """The merge patch that asks the operator for `action` on behalf of `who` (through the trusted
+    proxy `via`, whose own authenticated user name it must be: the chart's admission policy checks)."""
     if action not in MANUAL_ACTIONS:
         raise ActionError(f"unknown action {action!r}; use one of {', '.join(MANUAL_ACTIONS)}")
-    return {
-        "metadata": {"annotations": {names.ANNOTATION_ACTION: action, names.ANNOTATION_ACTION_BY: clean_actor(who)}}
-    }
+    annotations = {names.ANNOTATION_ACTION: action, names.ANNOTATION_ACTION_BY: clean_actor(who)}
+    if via:
+        annotations[names.ANNOTATION_ACTION_VIA] = clean_actor(via)
+    return {"metadata": {"annotations": annotations}}
 
 
-async def request(kube: _ModelDeployments, namespace: str, name: str, action: str, who: str) -> dict:
+async def request(
+    kube: _ModelDeployments, namespace: str, name: str, action: str, who: str, via: str | None = None
+) -> dict:
     """Ask for `action`; returns the patched ModelDeployment. The operator acts asynchronously."""
-    return await kube.patch_modeldeployment(namespace, name, action_patch(action, who))
+    return await kube.patch_modeldeployment(namespace, name, action_patch(action, who, via))
 
 
 def pending_action(body: dict | None) -> str | None:

@@ -93,6 +93,7 @@ class Actor:
     name: str
     source: str  # "operator" | "annotation modeldeploy.io/action-by"
     bound_by: str | None = None  # the admission policy binding the annotation to the authenticated user
+    via: str | None = None  # a trusted proxy (the dashboard) that asked on the actor's behalf
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "source": self.source}
@@ -100,15 +101,21 @@ class Actor:
             out["verified"] = self.bound_by is not None
             if self.bound_by:
                 out["boundBy"] = self.bound_by
+            if self.via:
+                out["via"] = self.via  # verified: the proxy's own identity; the name: as the proxy asserts it
         return out
 
 
 def actor_for(
-    history_action: str | None, manual_action: str | None, action_by: str | None, bound_by: str | None
+    history_action: str | None,
+    manual_action: str | None,
+    action_by: str | None,
+    bound_by: str | None,
+    via: str | None = None,
 ) -> Actor:
     """The operator decides everything except what a handled manual action caused."""
     if manual_action and (history_action in (None, "manualAction") or _caused_by(manual_action, history_action)):
-        return Actor(action_by or "unknown", "annotation modeldeploy.io/action-by", bound_by)
+        return Actor(action_by or "unknown", "annotation modeldeploy.io/action-by", bound_by, via)
     return Actor(OPERATOR_ACTOR, "operator")
 
 

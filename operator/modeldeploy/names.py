@@ -12,6 +12,7 @@ PREVIEW_HEADER = "x-modeldeploy-version"
 ANNOTATION_CONFIG_HASH = "modeldeploy.io/config-hash"
 ANNOTATION_ACTION = "modeldeploy.io/action"  # a manual action (modeldeploy.actions)
 ANNOTATION_ACTION_BY = "modeldeploy.io/action-by"  # who asked for it, for the audit trail
+ANNOTATION_ACTION_VIA = "modeldeploy.io/action-via"  # the trusted proxy (dashboard) that asked on their behalf
 LABEL_VARIANT = "modeldeploy.io/variant"
 VARIANT_PRIMARY = "primary"  # the Deployment as specified (GPU pods unless gpu.count is 0)
 VARIANT_CPU_FALLBACK = "cpu-fallback"  # CPU replicas while GPU pods cannot be scheduled

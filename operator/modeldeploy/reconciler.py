@@ -180,7 +180,8 @@ class Reconciler:
         observation = await self._measure(spec, body, status, observation, mem, now, logger)
 
         decision = decide(spec, status, observation, now, generation)
-        pending = self._audit_pending(body, spec, status, decision, observation, now)
+        via = annotations.get(names.ANNOTATION_ACTION_VIA) if action else None
+        pending = self._audit_pending(body, spec, status, decision, observation, now, via)
         await self._write_status(mem, body, status, decision.status)
         if pending:
             await self._append_audit(mem, body, decision.status, pending)
@@ -198,7 +199,17 @@ class Reconciler:
                 self.metrics.rollbacks.labels(namespace, name, event.reason).inc()
         if decision.action_handled:
             result = await self.kube.patch_modeldeployment(
-                namespace, name, {"metadata": {"annotations": {names.ANNOTATION_ACTION: None, ACTION_BY: None}}}
+                namespace,
+                name,
+                {
+                    "metadata": {
+                        "annotations": {
+                            names.ANNOTATION_ACTION: None,
+                            ACTION_BY: None,
+                            names.ANNOTATION_ACTION_VIA: None,
+                        }
+                    }
+                },
             )
             mem.written_rv = (result.get("metadata") or {}).get("resourceVersion")
         self.metrics.record_status(namespace, name, decision.status, spec)
@@ -310,7 +321,14 @@ class Reconciler:
         return Observation(obs.deployments, result, None, obs.action, obs.action_by)
 
     def _audit_pending(
-        self, body: dict, spec: ModelDeploymentSpec, old: dict, decision: Any, obs: Observation, now: datetime.datetime
+        self,
+        body: dict,
+        spec: ModelDeploymentSpec,
+        old: dict,
+        decision: Any,
+        obs: Observation,
+        now: datetime.datetime,
+        via: str | None = None,
     ) -> list[dict]:
         """Audit records of this decision (and any still pending), put into decision.status.audit.pending."""
         meta = body["metadata"]
@@ -325,7 +343,7 @@ class Reconciler:
         golden = ((decision.status.get("lastAnalysis") or {}).get("evaluation") or {}).get("goldenSet")
         records = []
         for entry in entries:
-            actor = audit.actor_for(entry.get("action"), obs.action, obs.action_by, self.settings.action_by_policy)
+            actor = audit.actor_for(entry.get("action"), obs.action, obs.action_by, self.settings.action_by_policy, via)
             record = audit.decision_record(
                 entry=entry, namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid"),
                 generation=meta.get("generation"), spec=spec, actor=actor, golden_set=golden,

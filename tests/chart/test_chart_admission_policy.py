@@ -16,13 +16,18 @@ from chartlib import one, render
 ACTION, BY = "modeldeploy.io/action", "modeldeploy.io/action-by"
 
 
-def policy() -> dict:
-    return one(render({}), "ValidatingAdmissionPolicy")
+DASHBOARD_SA = "system:serviceaccount:modeldeploy-system:modeldeploy-dashboard"  # the chart's dashboard ServiceAccount
+VIA = "modeldeploy.io/action-via"
 
 
-def admit(old_annotations: dict | None, new_annotations: dict | None, user: str, *, create: bool = False) -> tuple[bool, str]:
+def policy(values: dict | None = None) -> dict:
+    return one(render(values or {}), "ValidatingAdmissionPolicy")
+
+
+def admit(old_annotations: dict | None, new_annotations: dict | None, user: str, *, create: bool = False,
+          values: dict | None = None) -> tuple[bool, str]:
     """(allowed, message) of one request under the rendered policy."""
-    spec = policy()["spec"]
+    spec = policy(values)["spec"]
     obj = {"metadata": {"name": "cxr"} | ({"annotations": new_annotations} if new_annotations is not None else {})}
     old = None if create else {"metadata": {"name": "cxr"} | ({"annotations": old_annotations} if old_annotations is not None else {})}
     activation = {"object": obj, "oldObject": old, "request": {"userInfo": {"username": user}, "operation": "CREATE" if create else "UPDATE"}}
@@ -71,3 +76,23 @@ def test_binding_denies_and_the_operator_knows_the_policy():
     assert not [o for o in off if o["kind"].startswith("ValidatingAdmissionPolicy")]
     env_off = {e["name"] for e in one(off, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "MODELDEPLOY_ACTION_BY_POLICY" not in env_off
+
+
+WITH_DASHBOARD = {"webDashboard": {"enabled": True, "allowActions": True, "identityHeader": "X-Forwarded-User"}}
+
+
+@pytest.mark.parametrize("user, annotations, values, allowed", [
+    # the dashboard (a trusted proxy) asks for alice, naming itself
+    (DASHBOARD_SA, {ACTION: "abort", BY: "alice (via dashboard)", VIA: DASHBOARD_SA}, WITH_DASHBOARD, True),
+    # ...but not without naming itself, and not when it may not act
+    (DASHBOARD_SA, {ACTION: "abort", BY: "alice (via dashboard)"}, WITH_DASHBOARD, False),
+    (DASHBOARD_SA, {ACTION: "abort", BY: "alice (via dashboard)", VIA: DASHBOARD_SA}, {}, False),
+    # a user cannot pose as the proxy, nor claim to come through it
+    ("mallory", {ACTION: "abort", BY: "alice", VIA: DASHBOARD_SA}, WITH_DASHBOARD, False),
+    ("mallory", {ACTION: "abort", BY: "mallory", VIA: DASHBOARD_SA}, WITH_DASHBOARD, False),
+    # a configured portal
+    ("portal", {ACTION: "pause", BY: "dr-who", VIA: "portal"}, {"actionIdentity": {"trustedProxies": ["portal"]}}, True),
+])  # fmt: skip
+def test_trusted_proxies_name_themselves(user, annotations, values, allowed):
+    ok, message = admit({}, annotations, user, values=values)
+    assert ok is allowed, message

@@ -62,3 +62,15 @@ def test_request_then_wait_until_the_operator_removed_the_annotation():
     body = asyncio.run(go())
     assert kube.patches == [("radiology", "resnet50", actions.action_patch("abort", "alice"))]
     assert body is not None and actions.pending_action(body) is None and kube.reads == 3
+
+
+def test_a_proxy_names_itself_in_action_via():
+    from modeldeploy import actions as acts
+
+    patch = acts.action_patch("abort", "alice (via dashboard)", via="system:serviceaccount:md:dashboard")
+    assert patch["metadata"]["annotations"] == {
+        "modeldeploy.io/action": "abort",
+        "modeldeploy.io/action-by": "alice (via dashboard)",
+        "modeldeploy.io/action-via": "system:serviceaccount:md:dashboard",
+    }
+    assert "modeldeploy.io/action-via" not in acts.action_patch("abort", "alice")["metadata"]["annotations"]

@@ -125,3 +125,13 @@ app.kubernetes.io/part-of: modeldeploy
   verbs: [patch]
 {{- end }}
 {{- end }}
+
+{{- /* CEL list of the user names that may ask for a manual action on someone else's behalf (admission-policy.yaml). */ -}}
+{{- define "modeldeploy.actionProxies" -}}
+{{- $names := list }}
+{{- range .Values.actionIdentity.trustedProxies }}{{- $names = append $names (printf "'%s'" .) }}{{- end }}
+{{- if and .Values.webDashboard.enabled .Values.webDashboard.allowActions }}
+{{- $names = append $names (printf "'system:serviceaccount:%s:%s'" .Release.Namespace (include "modeldeploy.webDashboard.serviceAccountName" .)) }}
+{{- end }}
+{{- printf "[%s]" (join ", " $names) }}
+{{- end }}
