@@ -1,4 +1,4 @@
-"""``modeldeploy model ...``: train, evaluate, export, quantize, gradcam (and synth for demo data).
+"""``modeldeploy model ...``: train, evaluate, export, quantize, gradcam, digest (and synth for demo data).
 
 Registered by modeldeploy.cli through ``register(subparsers)``. This module must stay cheap to
 import: TensorFlow, Keras, pydicom and matplotlib are imported inside the handlers only, so
@@ -35,6 +35,15 @@ def _report_errors(command: str, handler: Callable[[argparse.Namespace], int]) -
             return EXIT_BAD_INPUT
 
     return run
+
+
+def _digest(args: argparse.Namespace) -> int:
+    from xraymodel.digest import listing, model_digest
+
+    if args.list:
+        sys.stdout.write(listing(args.path))
+    print(model_digest(args.path))
+    return EXIT_OK
 
 
 def _label_list(text: str) -> list[str]:
@@ -263,6 +272,11 @@ def register(subparsers) -> None:
     gradcam.add_argument("--out", required=True, help="PNG to write")
     gradcam.add_argument("--layer", default="conv5_block3_out", help="convolutional layer (conv4_block6_out is finer)")
     gradcam.set_defaults(func=_report_errors("gradcam", _gradcam))
+
+    digest = commands.add_parser("digest", help="the artifact digest of a version folder, for spec.model.digest")
+    digest.add_argument("path", help="the SavedModel version folder (BASE/<version>)")
+    digest.add_argument("--list", action="store_true", help="also print the listing the digest is taken over")
+    digest.set_defaults(func=_report_errors("digest", _digest))
 
     synth = commands.add_parser("synth", help="write a synthetic, learnable ChestX-ray14-layout data set (demo/tests)")
     synth.add_argument("--out", required=True)

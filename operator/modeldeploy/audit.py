@@ -135,9 +135,15 @@ def decision_record(
     spec: ModelDeploymentSpec,
     actor: Actor,
     golden_set: Mapping[str, Any] | None,
+    digests: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """An audit record (without seq/prev) for one status.history entry, or a manual-action entry."""
+    """An audit record (without seq/prev) for one status.history entry, or a manual-action entry.
+    `digests` is status.modelDigests: the artifact digest of the version acted on."""
     model = spec.model
+    version = entry.get("version")
+    digest = (digests or {}).get(str(version))
+    if digest is None and version == model.version:
+        digest = model.digest
     record: dict[str, Any] = {
         "schema": SCHEMA,
         "modelDeployment": {"namespace": namespace, "name": name, "uid": uid or "", "generation": generation},
@@ -149,8 +155,8 @@ def decision_record(
         "model": {
             "name": model.name,
             "basePath": model.base_path,
-            "version": model.version,
-            "digest": model.digest,
+            "specVersion": model.version,
+            "digest": digest,
         },  # fmt: skip
         "goldenSet": dict(golden_set) if golden_set else None,
         "thresholds": thresholds(spec),

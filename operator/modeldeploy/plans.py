@@ -44,6 +44,7 @@ class VersionPlan:
     role: str  # "stable" | "canary" | "previous" | "rolledback" (see rollout.plans)
     replicas: int
     cpu_fallback: bool = False  # GPU pods unschedulable: also run a CPU twin Deployment (same version label)
+    digest: str | None = None  # the pinned artifact digest of this version (checked before TF Serving starts)
 
 
 @dataclass(frozen=True)

@@ -347,6 +347,7 @@ class Reconciler:
             record = audit.decision_record(
                 entry=entry, namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid"),
                 generation=meta.get("generation"), spec=spec, actor=actor, golden_set=golden,
+                digests=decision.status.get("modelDigests"),
             )  # fmt: skip
             if entry.get("request"):
                 record["request"] = entry["request"]
@@ -474,6 +475,17 @@ def _waiting(statuses: list[dict] | None) -> tuple[str, str, str] | None:
     return None
 
 
+def _digest_mismatch(statuses: list[dict] | None) -> tuple[str, str] | None:
+    """(container, termination message) of an init container that refused the model's digest. The kubelet
+    keeps the message in state.terminated (first failure) or lastState.terminated (in CrashLoopBackOff)."""
+    for cs in statuses or []:
+        for state in (cs.get("state") or {}, cs.get("lastState") or {}):
+            message = (state.get("terminated") or {}).get("message") or ""
+            if "ModelDigestMismatch" in message:
+                return cs.get("name", ""), message.strip()
+    return None
+
+
 def pod_health(version: int, labels: dict, status: dict, created: str | None = None) -> PodHealth:
     """Why one TF Serving pod does not serve (if it does not): from its status alone, no API reads."""
     status = status or {}
@@ -490,6 +502,10 @@ def pod_health(version: int, labels: dict, status: dict, created: str | None = N
     init = _waiting(status.get("initContainerStatuses"))
     if init is not None:
         container, reason, message = init
+        mismatch = _digest_mismatch(status.get("initContainerStatuses"))
+        if mismatch is not None:  # the digest check of render.serving.digest_script, from its termination message
+            return PodHealth(version, variant, stuck_reason="ModelDigestMismatch", stuck_since=since,
+                             stuck_message=f"init container {mismatch[0]}: {mismatch[1]}")  # fmt: skip
         return PodHealth(version, variant, stuck_reason=f"Init{reason}", stuck_since=since,
                          stuck_message=f"init container {container}: {message}".rstrip(": "))  # fmt: skip
     main = _waiting(status.get("containerStatuses"))

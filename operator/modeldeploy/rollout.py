@@ -271,6 +271,11 @@ def decide(
     _phase_and_conditions(ctx, observation)
     _stalled_pods(ctx, observation)
 
+    digests = pinned_digests(spec, st)
+    if digests:
+        st["modelDigests"] = digests
+    else:
+        st.pop("modelDigests", None)
     versions, route = plans(spec, st)
     if st.get("canaryVersion") is not None and not (ctx.r.get("readyAt")):
         ctx.wake_in(READINESS_POLL_SECONDS)
@@ -819,6 +824,8 @@ _STALL_HINTS = {
     "CreateContainerConfigError": "a referenced Secret or ConfigMap key is missing",
     "CrashLoopBackOff": "TF Serving keeps exiting (kubectl logs -c tfserving)",
     "NotReady": "TF Serving runs but has not loaded the version (kubectl logs -c tfserving)",
+    "ModelDigestMismatch": "the version folder is not the artifact spec.model.digest pins: it was overwritten "
+    "under the same version number, or the digest is wrong (modeldeploy model digest PATH); TF Serving was not started",
 }
 
 
@@ -883,6 +890,20 @@ def _stalled_pods(ctx: _Ctx, obs: Observation) -> None:
     r.pop("stalled", None)
 
 
+def pinned_digests(spec: ModelDeploymentSpec, st: Mapping[str, Any]) -> dict[str, str]:
+    """status.modelDigests: the artifact digest each live version was pinned to. spec.model.digest pins
+    spec.model.version; a version keeps its digest after the spec moves on to the next one (the stable's
+    pods must not change when a canary starts), and versions no longer live lose theirs."""
+    r = st.get("rollout") or {}
+    live = {st.get("stableVersion"), st.get("canaryVersion"), r.get("previousStable"), r.get("rolledBackVersion")}
+    out = {v: d for v, d in (st.get("modelDigests") or {}).items() if v.isdigit() and int(v) in live}
+    if spec.model.digest and spec.model.version in live:
+        out[str(spec.model.version)] = spec.model.digest
+    elif not spec.model.digest:
+        out.pop(str(spec.model.version), None)
+    return dict(sorted(out.items()))
+
+
 def plans(spec: ModelDeploymentSpec, st: Mapping[str, Any]) -> tuple[tuple[VersionPlan, ...], RoutePlan]:
     """The Deployments and the routing that a status implies (pure; used on every pass)."""
     r = st.get("rollout") or {}
@@ -890,9 +911,14 @@ def plans(spec: ModelDeploymentSpec, st: Mapping[str, Any]) -> tuple[tuple[Versi
     stable = st["stableVersion"]
     canary = st.get("canaryVersion")
     on_cpu = {f["version"] for f in st.get("gpuFallback") or []}
-    out: dict[int, VersionPlan] = {stable: VersionPlan(stable, "stable", replicas, cpu_fallback=stable in on_cpu)}
+    digests = pinned_digests(spec, st)
+    out: dict[int, VersionPlan] = {
+        stable: VersionPlan(stable, "stable", replicas, cpu_fallback=stable in on_cpu, digest=digests.get(str(stable)))
+    }
     if canary is not None and canary != stable:
-        out[canary] = VersionPlan(canary, "canary", replicas, cpu_fallback=canary in on_cpu)
+        out[canary] = VersionPlan(
+            canary, "canary", replicas, cpu_fallback=canary in on_cpu, digest=digests.get(str(canary))
+        )
     previous = r.get("previousStable")
     if previous is not None and previous not in out:
         draining = bool(r.get("scaleDownAt"))

@@ -94,14 +94,16 @@ class ModelSpec(_Model):
     def syncs(self) -> bool:
         """Whether an init container copies the version into an emptyDir before TF Serving starts.
 
-        Auto: for s3:// only — stock tensorflow/serving >= 2.7 has no S3 filesystem (it moved to
-        tensorflow-io), while GCS is still compiled into TensorFlow. InitContainer: for s3:// and gs://.
+        Auto: for s3:// — stock tensorflow/serving >= 2.7 has no S3 filesystem (it moved to
+        tensorflow-io), while GCS is still compiled into TensorFlow — and for gs:// with a pinned
+        `digest` (what is checked must be what TF Serving reads). InitContainer: for s3:// and gs://.
         Direct: never (TF Serving reads basePath itself)."""
         if self.storage_scheme not in ("s3", "gs"):
             return False
         if self.sync.mode == "InitContainer":
             return True
-        return self.sync.mode == "Auto" and self.storage_scheme == "s3"
+        # With a pinned digest, Auto copies gs:// too: only a local copy can be checked before TF Serving reads it.
+        return self.sync.mode == "Auto" and (self.storage_scheme == "s3" or self.digest is not None)
 
     @property
     def pvc_claim_and_path(self) -> tuple[str, str]:

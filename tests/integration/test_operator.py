@@ -241,7 +241,8 @@ def test_decision_record_chain_verifies_outlives_the_resource_and_reveals_tamper
     assert [r["action"] for r in records] == ["deployed", "manualAction", "aborted"]
     assert [r["actor"]["name"] for r in records] == ["modeldeploy-operator", "dr-jones", "dr-jones"]
     assert records[1]["request"] == "promote" and "StepAdvanced" in records[1]["outcome"]
-    assert records[2]["model"]["version"] == 2 and records[2]["thresholds"][0]["name"] == "errors"
+    assert records[2]["version"] == 2 and records[2]["model"]["specVersion"] == 2
+    assert records[2]["thresholds"][0]["name"] == "errors"
     cms = sorted((cm for cm in cluster.list(CM) if cm["metadata"]["name"].startswith("cxr-audit-")),
                  key=lambda cm: cm["metadata"]["name"])
     assert [cm["metadata"]["name"] for cm in cms] == ["cxr-audit-00000001", "cxr-audit-00000002", "cxr-audit-00000003"]

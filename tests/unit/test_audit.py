@@ -45,17 +45,18 @@ def head(cms: list[dict]) -> dict:
 
 
 def test_a_record_carries_what_an_auditor_needs():
-    cm = build_chain(1)[0]
-    record = json.loads(cm["data"]["record.json"])
-    assert record["schema"] == audit.SCHEMA and record["seq"] == 1 and record["prev"] == ""
-    assert record["model"] == {"name": "m", "basePath": "s3://models/m", "version": 2, "digest": "sha256:" + "ab" * 32}
+    first, cm = build_chain(2)
+    assert json.loads(first["data"]["record.json"])["model"]["digest"] is None  # version 1 was never pinned
+    record = json.loads(cm["data"]["record.json"])  # version 2: spec.model.version, pinned
+    assert record["schema"] == audit.SCHEMA and record["seq"] == 2 and record["prev"] == head([first])["head"]
+    assert record["model"] == {"name": "m", "basePath": "s3://models/m", "specVersion": 2, "digest": "sha256:" + "ab" * 32}
     assert record["goldenSet"]["fingerprint"] == "f00d"
     assert {t["name"]: t for t in record["thresholds"]}["ni"]["nonInferiority"]["margin"] == 0.05
     assert {t["name"]: t for t in record["thresholds"]}["errors"] == {"name": "errors", "builtin": "errorRate", "max": 1.0,
                                                                        "failFast": {"max": 10.0}}  # fmt: skip
     assert record["metrics"][0]["value"] == 0.1 and record["actor"] == {"name": "modeldeploy-operator", "source": "operator"}
     assert cm["immutable"] is True and "ownerReferences" not in cm["metadata"]  # outlives the ModelDeployment
-    assert cm["metadata"]["name"] == "md-audit-00000001"
+    assert cm["metadata"]["name"] == "md-audit-00000002"
     assert cm["metadata"]["annotations"][audit.ANNOTATION_HASH] == audit.record_hash(cm["data"]["record.json"].encode())
 
 

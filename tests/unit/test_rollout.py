@@ -430,6 +430,14 @@ SCHEDULED = {"type": "PodScheduled", "status": "True", "lastTransitionTime": "20
     ({"phase": "Pending", "conditions": [SCHEDULED], "containerStatuses": [
         {"name": "tfserving", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]},
      "ImagePullBackOff", "Back-off pulling"),
+    # the model's digest check refused the version: the kubelet keeps the script's message in lastState
+    ({"phase": "Pending", "conditions": [SCHEDULED], "initContainerStatuses": [
+        {"name": "model-digest", "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                                       "message": "back-off 20s restarting failed container=model-digest"}},
+         "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message":
+                       "ModelDigestMismatch: model version folder /models/3 has digest sha256:11, spec.model.digest pins sha256:22\n"}}}],
+      "containerStatuses": [{"name": "tfserving", "state": {"waiting": {"reason": "PodInitializing"}}}]},
+     "ModelDigestMismatch", "model-digest: ModelDigestMismatch: model version folder /models/3 has digest sha256:11"),
     ({"phase": "Running", "conditions": [SCHEDULED, {"type": "Ready", "status": "False"}],
       "containerStatuses": [{"name": "tfserving", "state": {"running": {}}}]}, "NotReady", "not loaded"),
     ({"phase": "Running", "conditions": [SCHEDULED, {"type": "Ready", "status": "True"}]}, None, ""),
@@ -458,6 +466,8 @@ def test_stalled_after_is_well_before_the_progress_deadline():
     ("Unschedulable", "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.", "no node fits"),
     ("FailedCreate", 'pods "m-v2-x" is forbidden: exceeded quota: gpu, requested: requests.nvidia.com/gpu=1', "ResourceQuota"),
     ("InitCrashLoopBackOff", "init container model-sync: back-off 40s", "copying the version from the model store fails"),
+    ("ModelDigestMismatch", "init container model-digest: ModelDigestMismatch: /models/2 has digest sha256:11",
+     "overwritten under the same version number"),
 ])
 def test_stuck_canary_raises_pods_stalled_once_then_recovers(reason, message, hint):
     spec = make_spec(version=2)  # progressDeadline 60s -> stalled after 12s

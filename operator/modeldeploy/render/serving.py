@@ -10,6 +10,9 @@ version=v<version>) so Istio can split traffic between versions by subset. Pods:
 - read the model from an emptyDir an init container (rclone) filled from s3:// (stock TF Serving >= 2.7
   has no S3 filesystem) or gs://, from gs:// directly, from a PVC mounted read-only, or from a path
   inside the image; object-store credentials come from a Secret, by reference only;
+- with a pinned artifact digest (spec.model.digest, per version in status.modelDigests) do not start
+  TF Serving until an init container has checked the version folder's digest: the copying init
+  container checks its copy, a version read in place is checked in the TF Serving image itself;
 - run as non-root with a read-only root filesystem and every capability dropped.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 
 from modeldeploy import names
 from modeldeploy.plans import Target, VersionPlan
@@ -28,6 +32,8 @@ PVC_MOUNT = "/models"
 SYNC_MOUNT = "/models"  # the emptyDir the init container fills (never together with a PVC)
 SYNC_VOLUME = "model-cache"
 SYNC_CONTAINER = "model-sync"
+DIGEST_CONTAINER = "model-digest"
+ANNOTATION_MODEL_DIGEST = "modeldeploy.io/model-digest"
 GCP_SECRET_MOUNT = "/var/secrets/google"
 RUN_AS_USER = 1000
 
@@ -157,16 +163,81 @@ def _security_context() -> dict:
     }
 
 
+def digest_script(folder: str, expected: str) -> str:
+    """POSIX sh (BusyBox ash in the rclone image, dash/bash in tensorflow/serving) that computes the
+    model digest of `folder` exactly as `xraymodel.digest` defines it and fails with a clear message on
+    /dev/termination-log (the kubelet copies it into the pod status; the operator's PodsStalled says it)
+    when it differs from `expected`:
+
+        sha256 over the lines "<sha256 hex of the file>  <path relative to the folder>\\n" of every
+        regular file below the folder, sorted by path (bytes, C locale) = `find | sort | sha256sum`.
+    """
+    q_folder, q_expected = shlex.quote(folder), shlex.quote(expected)
+    return (
+        "set -eu\n"
+        f"dir={q_folder}; expected={q_expected}\n"
+        'fail() { echo "$1" > "${TERMINATION_LOG:-/dev/termination-log}" 2>/dev/null || true; echo "$1" >&2; exit 1; }\n'
+        'cd "$dir" 2>/dev/null || fail "model digest: version folder $dir is missing"\n'
+        '[ -z "$(find . -type l | head -n 1)" ] || fail "model digest: $dir contains symbolic links (not allowed in a pinned version)"\n'
+        '[ -n "$(find . -type f | head -n 1)" ] || fail "model digest: $dir has no files"\n'
+        "actual=\"sha256:$(find . -type f | sed 's|^\\./||' | LC_ALL=C sort | "
+        'while IFS= read -r f; do sha256sum "$f"; done | sha256sum | cut -d " " -f 1)"\n'
+        '[ "$actual" = "$expected" ] || fail "ModelDigestMismatch: model version folder $dir has digest $actual, '
+        'spec.model.digest pins $expected (the version was changed or overwritten after it was pinned)"\n'
+        'echo "model digest ok: $dir is $actual"\n'
+    )
+
+
+def _version_folder(target: Target, version: int) -> str:
+    return f"{model_base_path(target)}/{int(version)}"
+
+
+def _digest_init_container(target: Target, plan: VersionPlan, image: str) -> dict:
+    """Checks a version read in place (PVC, a path in the image) in the TF Serving image itself: it sees
+    exactly the files TF Serving will load (the stock image is Ubuntu: sh, find, sort, sha256sum)."""
+    _, _, mounts = _model_volumes(target)
+    return {
+        "name": DIGEST_CONTAINER,
+        "image": image,
+        "imagePullPolicy": target.spec.serving.image_pull_policy,
+        "command": ["/bin/sh", "-c", digest_script(_version_folder(target, plan.version), plan.digest or "")],
+        "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *mounts],
+        "securityContext": _security_context(),
+    }
+
+
+def _model_init_containers(target: Target, plan: VersionPlan, image: str) -> list[dict]:
+    """The pod's init containers: the copy from the object store (verifying the copy when a digest is
+    pinned: one container, copy then check), or, for versions read in place, the digest check alone."""
+    if target.spec.model.syncs:
+        return [_sync_init_container(target, plan)]
+    if plan.digest:
+        return [_digest_init_container(target, plan, image)]
+    return []
+
+
 def _sync_init_container(target: Target, plan: VersionPlan) -> dict:
     """The init container that copies the version into the emptyDir; a missing version fails it (the pod
-    then never starts, like a version missing in the store)."""
+    then never starts, like a version missing in the store). With a pinned digest it then checks the copy
+    (the official rclone image is Alpine: BusyBox sh, find, sort, sha256sum)."""
     env, _, mounts = _storage(target)
+    if plan.digest:
+        copy = " ".join(shlex.quote(a) for a in ["rclone", *_sync_args(target, plan.version)])
+        command = {
+            "command": [
+                "/bin/sh",
+                "-c",
+                f"{copy}\n" + digest_script(_version_folder(target, plan.version), plan.digest),
+            ]
+        }
+    else:
+        command = {"command": ["rclone"], "args": _sync_args(target, plan.version)}
     container = {
         "name": SYNC_CONTAINER,
         "image": target.spec.model.sync.image,
         "imagePullPolicy": target.spec.serving.image_pull_policy,
-        "command": ["rclone"],
-        "args": _sync_args(target, plan.version),
+        **command,
         "env": [{"name": "HOME", "value": "/tmp"}, *(e for e in env if e["name"].startswith("AWS_"))],
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "volumeMounts": [
@@ -319,6 +390,8 @@ def deployment(target: Target, plan: VersionPlan, variant: str = names.VARIANT_P
         "prometheus.io/path": tfc.METRICS_PATH,
         names.ANNOTATION_CONFIG_HASH: config_hash(config_files(target, plan)),
     }
+    if plan.digest:
+        pod_annotations[ANNOTATION_MODEL_DIGEST] = plan.digest
     env, volumes, mounts = _model_volumes(target)
     node_selector, tolerations = _placement(target, cpu_fallback)
     image = serving.cpu_image if (cpu_fallback or serving.gpu.count == 0) else serving.image
@@ -360,8 +433,9 @@ def deployment(target: Target, plan: VersionPlan, variant: str = names.VARIANT_P
             *volumes,
         ],
     }
-    if target.spec.model.syncs:
-        pod_spec["initContainers"] = [_sync_init_container(target, plan)]
+    init_containers = _model_init_containers(target, plan, image)
+    if init_containers:
+        pod_spec["initContainers"] = init_containers
     if node_selector:
         pod_spec["nodeSelector"] = node_selector
     if tolerations:

@@ -176,6 +176,14 @@ def _storage_problems(spec: ModelDeploymentSpec) -> list[Problem]:
         problems.append(
             Problem("spec.model.sync.mode", f"InitContainer copies from s3:// or gs:// only, not {model.base_path!r}")
         )
+    if model.digest is not None and scheme in ("s3", "gs") and not model.syncs:
+        problems.append(
+            Problem(
+                "spec.model.digest",
+                "a pinned digest is checked on the init container's copy of the version; with sync.mode Direct "
+                "TF Serving reads the store itself, unchecked: use sync.mode Auto or InitContainer",
+            )
+        )
     if model.sync.size_limit is not None and not _QUANTITY.match(str(model.sync.size_limit)):
         problems.append(Problem("spec.model.sync.sizeLimit", f"{model.sync.size_limit!r} is not a quantity"))
     if scheme == "s3" and not model.syncs:
