@@ -9,6 +9,7 @@ LABEL_MODEL_VERSION = "modeldeploy.io/model-version"
 LABEL_ROLE = "modeldeploy.io/role"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 PREVIEW_HEADER = "x-modeldeploy-version"
+SERVED_BY_HEADER = "x-modeldeploy-served-by"  # response header naming the version that answered (stickiness)
 ANNOTATION_CONFIG_HASH = "modeldeploy.io/config-hash"
 ANNOTATION_ACTION = "modeldeploy.io/action"  # a manual action (modeldeploy.actions)
 ANNOTATION_ACTION_BY = "modeldeploy.io/action-by"  # who asked for it, for the audit trail

@@ -200,6 +200,19 @@ class ShadowSpec(_Model):
 StrategyType = Literal["Canary", "ABTest", "BlueGreen", "Shadow"]
 
 
+class StickinessSpec(_Model):
+    """Study-level stickiness of the Canary split (render/stickiness.py)."""
+
+    header: Annotated[str, Field(pattern=r"^[a-z0-9-]+$", max_length=128)]
+    alphabet: Literal["digits", "hex", "alnum"] = "digits"
+
+
+class CohortSpec(_Model):
+    """Only requests matching one of these can reach the new version."""
+
+    match: tuple[MatchRule, ...]
+
+
 class StrategySpec(_Model):
     type: StrategyType = "Canary"
     canary: CanarySpec = CanarySpec()
@@ -207,6 +220,8 @@ class StrategySpec(_Model):
     blue_green: BlueGreenSpec = BlueGreenSpec()
     shadow: ShadowSpec = ShadowSpec()
     scale_down_delay: Duration = "30s"
+    stickiness: StickinessSpec | None = None
+    cohort: CohortSpec | None = None
 
 
 class Bounds(_Model):

@@ -69,7 +69,7 @@ import numpy as np
 import yaml
 from aiohttp import web
 
-from mdsandbox import mesh_routing
+from mdsandbox import mesh_routing, studies
 from mdsandbox.prometheus_process import LISTEN_HOST, ScrapeTarget
 from mdsandbox.synthetic_golden import GoldenSet, InvalidImage
 from modeldeploy import names
@@ -410,6 +410,7 @@ class SimulatedFleet:
         self.rps = 0.0
         self.header_share = 0.0
         self.header_set: dict[str, str] = {}
+        self.studies: studies.StudyTraffic | None = None
         self.set_traffic(**_traffic_kwargs(traffic or {}))
         self.routing: mesh_routing.RoutingTable | None = None
         self.routing_specs: tuple[Any, Any] | None = None
@@ -533,7 +534,9 @@ class SimulatedFleet:
             state.base = state.base.with_overrides(overrides)
 
     def set_traffic(self, rps: float | None = None, header_share: float | None = None,
-                    header_set: Mapping[str, str] | None = None) -> None:  # fmt: skip
+                    header_set: Mapping[str, str] | None = None, study_traffic: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+        if study_traffic is not None:
+            self.studies = studies.StudyTraffic.from_scenario(study_traffic)
         if rps is not None:
             if rps < 0:
                 raise ValueError("traffic.rps must be >= 0")
@@ -688,6 +691,9 @@ class SimulatedFleet:
         if self.routing is None:
             self._deliver((self.service_host, None), n, now, False, source, {})
             return
+        if self.studies is not None:
+            keyed, n = studies.split_keyed(n, self.studies.share, self.rng)
+            self._route_studies(keyed, now, source, uri)
         classes = mesh_routing.traffic_classes(self.header_share, self.header_set)
         split = self.routing.split(n, self.rng, classes, uri=uri)
         self.totals["no_route"] += split.no_route
@@ -699,6 +705,26 @@ class SimulatedFleet:
             self._deliver(key, c, now, False, source, self.routing.subset_labels(mesh_routing.Destination(*key)))
         for key, c in split.mirrored.items():
             self._deliver(key, c, now, True, source, self.routing.subset_labels(mesh_routing.Destination(*key)))
+
+    def _route_studies(self, n: int, now: float, source: str | None, uri: str) -> None:
+        """Keyed study requests, routed one by one so the fleet knows which version answered which study."""
+        assert self.studies is not None and self.routing is not None
+        adapter = _RandomAdapter(self.rng)
+        for study, headers, last in self.studies.next_requests(n, self.rng):
+            rr = self.routing.route(headers, adapter, uri=uri)
+            version = None
+            if rr.response_code is not None:
+                reply = 404 if rr.response_code == 404 else 503
+                self.totals["no_route" if reply == 404 else "no_cluster"] += 1
+                self._sidecar_local_reply(1, reply, rr.response_flags, source)
+            elif rr.destination is not None:
+                endpoints = self._endpoints(rr.subset_labels)
+                if endpoints and self._is_our_host(rr.destination.host):
+                    version = rr.version_label
+                self._deliver(rr.destination.key, 1, now, False, source, rr.subset_labels)
+                if rr.mirror_destination is not None:
+                    self._deliver(rr.mirror_destination.key, 1, now, True, source, rr.mirror_subset_labels)
+            self.studies.answered_by(study, last, version, rr.response_headers)
 
     # ------------------------------------------------------------------ stats and exposition
     def stats(self) -> dict[str, Any]:
@@ -720,7 +746,10 @@ class SimulatedFleet:
                     "ready": beh.ready,
                 },  # fmt: skip
             }
-        return {"now": now, "rps": self.rps, **self.totals, "versions": versions}
+        out = {"now": now, "rps": self.rps, **self.totals, "versions": versions}
+        if self.studies is not None:
+            out["studies"] = self.studies.stats()
+        return out
 
     def render_istio_metrics(self) -> str:
         out: list[str] = []
@@ -1014,7 +1043,7 @@ def _no_healthy_upstream() -> web.Response:
 
 
 def _traffic_kwargs(traffic: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = set(traffic) - {"rps", "headers"}
+    unknown = set(traffic) - {"rps", "headers", "studies"}
     if unknown:
         raise ValueError(f"traffic: unknown field(s) {sorted(unknown)}")
     headers = traffic.get("headers") or {}
@@ -1024,6 +1053,7 @@ def _traffic_kwargs(traffic: Mapping[str, Any]) -> dict[str, Any]:
         "rps": float(traffic.get("rps", 0.0) or 0.0),
         "header_share": float(headers.get("share", 0.0) or 0.0) if headers else 0.0,
         "header_set": dict(headers.get("set") or {}) if headers else {},
+        "study_traffic": traffic.get("studies") or None,
     }
 
 

@@ -113,6 +113,7 @@ class RoutingResult:
     mirror_subset_labels: Mapping[str, str] = field(default_factory=dict)
     response_code: int | None = None
     response_flags: str = NO_FLAGS
+    response_headers: Mapping[str, str] = field(default_factory=dict)  # set by the chosen destination
 
     @property
     def forwarded(self) -> bool:
@@ -266,6 +267,7 @@ class _Route:
     destinations: tuple[Destination, ...]
     fractions: tuple[float, ...]
     mirrors: tuple[_Mirror, ...]
+    response_headers: tuple[Mapping[str, str], ...] = ()  # per destination: headers.response.set
 
     def matches_request(self, headers: Mapping[str, str], uri: str, method: str, query: Mapping[str, str]) -> bool:
         if not self.matches:
@@ -320,7 +322,18 @@ def _compile_route(index: int, raw: Mapping[str, Any]) -> _Route:
     for i, m in enumerate(raw.get("mirrors") or []):
         fraction = _percent(m["percentage"], f"{where}.mirrors[{i}]") if "percentage" in m else 1.0
         mirrors.append(_Mirror(_destination(m.get("destination"), f"{where}.mirrors[{i}]"), fraction))
-    return _Route(index, raw.get("name"), tuple(raw.get("match") or ()), destinations, fractions, tuple(mirrors))
+    response_headers = tuple(_response_set(d, f"{where}.route[{i}]") for i, d in enumerate(dests_raw))
+    return _Route(index, raw.get("name"), tuple(raw.get("match") or ()), destinations, fractions, tuple(mirrors),
+                  response_headers)  # fmt: skip
+
+
+def _response_set(raw: Mapping[str, Any], where: str) -> Mapping[str, str]:
+    """HTTPRouteDestination.headers.response.set (what Envoy sets on the response of that destination)."""
+    headers = raw.get("headers") or {}
+    unknown = set(headers) - {"response"} or set(headers.get("response") or {}) - {"set"}
+    if unknown:
+        raise UnsupportedRouting(f"{where}.headers: only response.set is modelled, got {sorted(unknown)}")
+    return {str(k).lower(): str(v) for k, v in ((headers.get("response") or {}).get("set") or {}).items()}
 
 
 class RoutingTable:
@@ -386,11 +399,12 @@ class RoutingTable:
             return RoutingResult(None, None, None, None, None, response_code=404, response_flags=FLAG_NO_ROUTE)
         draw = rng.random()
         chosen = route.destinations[-1]
+        chosen_index = len(route.destinations) - 1
         acc = 0.0
-        for dest, frac in zip(route.destinations, route.fractions):
+        for i, (dest, frac) in enumerate(zip(route.destinations, route.fractions)):
             acc += frac
             if frac > 0 and draw < acc:
-                chosen = dest
+                chosen, chosen_index = dest, i
                 break
         labels = self.subset_labels(chosen)
         if labels is None:
@@ -416,6 +430,7 @@ class RoutingTable:
             mirror_subset=mirror_dest.subset if mirror_dest else None,
             mirror_version_label=mirror_labels.get(self.version_label_key) if mirror_dest else None,
             mirror_subset_labels=mirror_labels,
+            response_headers=dict(route.response_headers[chosen_index]) if route.response_headers else {},
         )
 
     # -- many requests

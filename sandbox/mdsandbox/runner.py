@@ -127,10 +127,13 @@ def routing_view(vs: dict | None, stable: int | None) -> dict:
     out = {"weights": {}, "abTest": False, "mirrorPercent": 0.0, "mirror": None}
     if not vs:
         return out
-    for http in (vs.get("spec") or {}).get("http") or []:
+    https = (vs.get("spec") or {}).get("http") or []
+    # with spec.strategy.cohort the weighted split (and mirror) is the "cohort" route; else "primary"
+    split = "cohort" if any(h.get("name") == "cohort" for h in https) else "primary"
+    for http in https:
         if http.get("name") == "ab-test":
             out["abTest"] = True
-        if http.get("name") == "primary":
+        if http.get("name") == split:
             for r in http.get("route") or []:
                 out["weights"][r["destination"]["subset"]] = int(r.get("weight", 100))
             if http.get("mirror"):
@@ -620,6 +623,8 @@ class Sandbox:
                     e.get("reason") for e in ordered if (e.get("involvedObject") or {}).get("kind") == "ModelDeployment"
                 ]
                 await self._verify_audit()
+                if self.fleet is not None and self.fleet.studies is not None:
+                    self.state.routing["studies"] = self.fleet.studies.stats()
                 stats = await asyncio.to_thread(self.api.stats, self.ns)
                 self.state.routing["apiWrites"] = stats["writes"]
                 self.state.routing["faultsInjected"] = stats.get("faults_injected", 0)
@@ -709,6 +714,7 @@ class Sandbox:
             "apiFaultsInjected": st.routing.get("faultsInjected", 0),
             "eventReasons": st.routing.get("eventReasons", []),
             "audit": st.routing.get("audit"),
+            "studies": st.routing.get("studies"),
             "marks": st.marks,
             "history": st.history,
             "analysis": {
@@ -793,6 +799,19 @@ def check_expectations(scenario: Scenario, report: dict) -> list[dict]:
     if exp.historyActions is not None:
         actions = [h.get("action") for h in report["history"] if h.get("action") != "deployed"]
         check("historyActions", exp.historyActions, actions, actions == exp.historyActions)
+    studies = report.get("studies") or {}
+    if exp.maxStudiesOnTwoVersions is not None:
+        got = studies.get("answeredByTwoVersions")
+        check("maxStudiesOnTwoVersions", exp.maxStudiesOnTwoVersions, got,
+              got is not None and got <= exp.maxStudiesOnTwoVersions)  # fmt: skip
+    if exp.minStudies is not None:
+        got = studies.get("studies", 0)
+        check("minStudies", exp.minStudies, got, got >= exp.minStudies)
+    if exp.sitesOnlyOnStable is not None:
+        initial = f"v{scenario.initial_version}"
+        reached = {site: sorted(studies.get("versionsBySite", {}).get(site, {})) for site in exp.sitesOnlyOnStable}
+        check("sitesOnlyOnStable", exp.sitesOnlyOnStable, reached,
+              bool(studies) and all(v in ([initial], []) for v in reached.values()))  # fmt: skip
     if exp.historyReasonContains is not None:
         reasons = [h.get("reason") or "" for h in report["history"] if h.get("action") != "deployed"]
         missing = [text for text in exp.historyReasonContains if not any(text in r for r in reasons)]

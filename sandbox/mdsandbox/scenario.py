@@ -82,9 +82,25 @@ class HeaderShare(_Strict):
     set: dict[str, str]
 
 
+class StudySites(_Strict):
+    header: Annotated[str, Field(pattern=r"^[a-z0-9-]+$")]
+    values: Annotated[list[str], Field(min_length=1)]
+
+
+class Studies(_Strict):
+    """(extra) Clients that send the images of a study under one key (mdsandbox.studies)."""
+
+    share: Annotated[float, Field(ge=0, le=1)] = 1.0
+    header: Annotated[str, Field(pattern=r"^[a-z0-9-]+$")] = "x-study-instance-uid"
+    imagesPerStudy: Annotated[int, Field(ge=1, le=1000)] = 4
+    pin: bool = False  # pin an open study to the version named by the x-modeldeploy-served-by response header
+    sites: StudySites | None = None
+
+
 class Traffic(_Strict):
     rps: Annotated[float, Field(ge=0)] = 40
     headers: HeaderShare | dict = {}
+    studies: Studies | None = None  # extra
 
     @model_validator(mode="after")
     def _headers(self) -> Traffic:
@@ -152,6 +168,9 @@ class Expect(_Strict):
         None  # extra: these Event reasons were emitted (in this order, others may interleave)
     )
     historyReasonContains: list[str] | None = None  # extra: each text appears in some history record's reason
+    maxStudiesOnTwoVersions: Annotated[int, Field(ge=0)] | None = None  # extra: studies answered by 2+ versions
+    sitesOnlyOnStable: list[str] | None = None  # extra: studies of these sites never reached another version
+    minStudies: Annotated[int, Field(ge=0)] | None = None  # extra: at least this many studies were completed
 
 
 class Cluster(_Strict):

@@ -5,7 +5,10 @@
   1. preview routes: header `x-modeldeploy-version: v<N>` reaches version N directly (the online
      evaluator and smoke checks use it; never live traffic);
   2. ABTest: requests matching the configured headers/cookie go 100% to the canary;
-  3. primary: weighted split stable/canary, plus a mirror of `mirror_percent` to the canary (Shadow).
+  3. stickiness (Canary): keyed requests whose key bucket is below the weight -> canary, other keyed
+     requests -> stable (render/stickiness.py: a study reaches one version);
+  4. cohort: only these requests are split / mirrored, everyone else -> stable;
+  5. primary: weighted split stable/canary, plus a mirror of `mirror_percent` to the canary (Shadow).
 Weights always sum to 100, as Istio requires.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 from modeldeploy import names
 from modeldeploy.plans import RoutePlan, Target
+from modeldeploy.render import stickiness
 
 API_VERSION = "networking.istio.io/v1"
 
@@ -64,8 +68,31 @@ def _istio_match(match) -> dict:
     return {"headers": out}
 
 
+def _split(target: Target, route: RoutePlan, weight: int) -> list[dict]:
+    if weight == 0 or route.canary is None:
+        return [_destination(target, route.stable, 100)]
+    if weight == 100:
+        return [_destination(target, route.stable, 0), _destination(target, route.canary, 100)]
+    return [_destination(target, route.stable, 100 - weight), _destination(target, route.canary, weight)]
+
+
+def _and(matches: list[dict] | None, extra: dict) -> list[dict]:
+    """Each HTTPMatchRequest of `matches` (None = match everything) with `extra`'s header conditions too."""
+    if matches is None:
+        return [{"headers": dict(extra)}]
+    return [{**m, "headers": {**m.get("headers", {}), **extra}} for m in matches]
+
+
 def http_routes(target: Target, route: RoutePlan) -> list[dict]:
-    """The VirtualService's http list for a routing plan."""
+    """The VirtualService's http list for a routing plan.
+
+    With spec.strategy.cohort only requests matching the cohort can reach the canary (the A/B match,
+    the weighted split and the mirror are restricted to them); with spec.strategy.stickiness keyed
+    requests of a Canary split go to the canary exactly when their key's bucket is below the weight
+    (render/stickiness.py), unkeyed ones by weight."""
+    strategy = target.spec.strategy if target.spec is not None else None
+    cohort = [_istio_match(m) for m in strategy.cohort.match] if strategy is not None and strategy.cohort else None
+    sticky = strategy.stickiness if strategy is not None else None
     routes: list[dict] = []
     for version in sorted(set(route.preview)):
         routes.append(
@@ -76,31 +103,37 @@ def http_routes(target: Target, route: RoutePlan) -> list[dict]:
             }
         )
     if route.canary is not None and route.match:
-        routes.append(
-            {
-                "name": "ab-test",
-                "match": [_istio_match(m) for m in route.match],
-                "route": [_destination(target, route.canary, 100)],
-            }
-        )
+        ab = [_istio_match(m) for m in route.match]
+        if cohort is not None:
+            ab = [{"headers": {**c["headers"], **a["headers"]}} for c in cohort for a in ab]
+        routes.append({"name": "ab-test", "match": ab, "route": [_destination(target, route.canary, 100)]})
     weight = max(0, min(100, int(route.canary_weight))) if route.canary is not None else 0
-    primary: dict = {"name": "primary"}
-    if weight == 0:
-        primary["route"] = [_destination(target, route.stable, 100)]
-    elif weight == 100:
-        primary["route"] = [_destination(target, route.stable, 0), _destination(target, route.canary, 100)]
-    else:
-        primary["route"] = [
-            _destination(target, route.stable, 100 - weight),
-            _destination(target, route.canary, weight),
-        ]
+    if sticky is not None and route.canary is not None and 0 < weight:
+        regex = stickiness.bucket_regex(stickiness.canary_buckets(weight, sticky.alphabet), sticky.alphabet)
+        if regex is not None:
+            routes.append({"name": "sticky-canary", "match": _and(cohort, {sticky.header: {"regex": regex}}),
+                           "route": [_destination(target, route.canary, 100)]})  # fmt: skip
+        routes.append({"name": "sticky-stable", "match": _and(cohort, {sticky.header: {"regex": ".*"}}),
+                       "route": [_destination(target, route.stable, 100)]})  # fmt: skip
+    mirror = {}
     if route.canary is not None and route.mirror_percent > 0:
-        primary["mirror"] = {
-            "host": names.service_host(target.name, target.namespace),
-            "subset": names.subset_name(route.canary),
+        mirror = {
+            "mirror": {
+                "host": names.service_host(target.name, target.namespace),
+                "subset": names.subset_name(route.canary),
+            },
+            "mirrorPercentage": {"value": float(route.mirror_percent)},
         }
-        primary["mirrorPercentage"] = {"value": float(route.mirror_percent)}
-    routes.append(primary)
+    if cohort is not None and route.canary is not None and (weight > 0 or mirror):
+        routes.append({"name": "cohort", "match": cohort, "route": _split(target, route, weight), **mirror})
+        routes.append({"name": "primary", "route": [_destination(target, route.stable, 100)]})
+    else:
+        routes.append({"name": "primary", "route": _split(target, route, weight), **mirror})
+    if sticky is not None:  # clients can pin an open study to the version that answered its first request
+        for http in routes:
+            for dest in http["route"]:
+                version = dest["destination"]["subset"]
+                dest["headers"] = {"response": {"set": {names.SERVED_BY_HEADER: version}}}
     return routes
 
 
@@ -117,8 +150,10 @@ def virtual_service(target: Target, route: RoutePlan) -> dict:
 
 
 def read_weights(virtual_service_obj: dict) -> dict[str, int]:
-    """Subset -> weight of the primary route of a live VirtualService (for verification after a write)."""
-    for http in (virtual_service_obj.get("spec") or {}).get("http") or []:
-        if http.get("name") == "primary":
+    """Subset -> weight of the weighted split of a live VirtualService ("cohort" with a cohort, else "primary")."""
+    https = (virtual_service_obj.get("spec") or {}).get("http") or []
+    split = "cohort" if any(h.get("name") == "cohort" for h in https) else "primary"
+    for http in https:
+        if http.get("name") == split:
             return {r["destination"]["subset"]: int(r.get("weight", 100)) for r in http.get("route", [])}
     return {}

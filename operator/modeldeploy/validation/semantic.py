@@ -94,11 +94,17 @@ def semantic_problems(spec: ModelDeploymentSpec) -> list[Problem]:
         problems.append(Problem("spec.strategy.canary.steps", "must be strictly increasing"))
     if strategy.type == "ABTest" and not strategy.ab_test.match:
         problems.append(Problem("spec.strategy.abTest.match", "needs at least one match when strategy.type is ABTest"))
-    for i, rule in enumerate(strategy.ab_test.match):
+    if strategy.stickiness is not None and strategy.type != "Canary":
+        problems.append(Problem("spec.strategy.stickiness", "applies to the Canary weighted split only"))
+    if strategy.cohort is not None and not strategy.cohort.match:
+        problems.append(Problem("spec.strategy.cohort.match", "needs at least one match"))
+    matches = [("abTest", i, rule) for i, rule in enumerate(strategy.ab_test.match)]
+    matches += [("cohort", i, rule) for i, rule in enumerate(strategy.cohort.match if strategy.cohort else ())]
+    for where, i, rule in matches:
         if not rule.headers:
-            problems.append(Problem(f"spec.strategy.abTest.match[{i}]", "needs at least one header condition"))
+            problems.append(Problem(f"spec.strategy.{where}.match[{i}]", "needs at least one header condition"))
         for header, cond in rule.headers.items():
-            hpath = f"spec.strategy.abTest.match[{i}].headers.{header}"
+            hpath = f"spec.strategy.{where}.match[{i}].headers.{header}"
             if not _HEADER_NAME.match(header):
                 problems.append(Problem(hpath, "header names must be lower case (Istio matches them lower-cased)"))
             set_fields = [f for f in ("exact", "prefix", "regex") if getattr(cond, f) is not None]
