@@ -26,7 +26,7 @@ from modeldeploy.reconciler import Reconciler, deployment_summary, pod_health
 from modeldeploy.settings import Settings, replica_priority
 
 OWNED = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
-_WAKE_HANDLERS = ("'modeldeployment_changed'", "'deployment_changed'")
+_WAKE_HANDLERS = ("'modeldeployment_changed'", "'deployment_changed'", "'serving_pod_changed'")
 
 
 class _QuietWakeups(logging.Filter):
@@ -124,7 +124,16 @@ def serving_pods(namespace: str, labels: dict, status: kopf.Status, meta: kopf.M
     version = labels.get(names.LABEL_MODEL_VERSION)
     if not owner or not version or not str(version).isdigit():
         return {}
-    return {(namespace, owner): pod_health(int(version), labels, dict(status), meta.get("creationTimestamp"))}
+    health = pod_health(int(version), labels, dict(status), meta.get("creationTimestamp"), meta.get("name") or "")
+    return {(namespace, owner): health}
+
+
+@kopf.on.event("", "v1", "pods", labels={**OWNED, names.LABEL_COMPONENT: "tfserving"})
+def serving_pod_changed(namespace: str, labels: dict, memo: kopf.Memo, **_: Any) -> None:
+    """A TF Serving pod changed (crashed, restarted, got stuck): decide now, not at the next interval."""
+    owner = labels.get(names.LABEL_OWNER)
+    if owner and getattr(memo, "reconciler", None) is not None:
+        memo.reconciler.wake(namespace, owner)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)

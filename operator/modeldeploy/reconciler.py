@@ -246,6 +246,7 @@ class Reconciler:
             (fallback if summary.get("variant") == names.VARIANT_CPU_FALLBACK else primary)[version] = summary
         unschedulable: dict[int, tuple[datetime.datetime, str]] = {}
         stuck: dict[int, list[tuple[datetime.datetime, PodHealth]]] = {}
+        crashes: dict[int, list[PodHealth]] = {}
         for pod in pods.get((namespace, name), []) if pods is not None else []:
             if not isinstance(pod, PodHealth):
                 continue
@@ -256,6 +257,8 @@ class Reconciler:
             stuck_at = from_timestamp(pod.stuck_since)
             if pod.stuck_reason and stuck_at is not None:
                 stuck.setdefault(pod.version, []).append((stuck_at, pod))
+            if pod.restarts or pod.crash_reason:
+                crashes.setdefault(pod.version, []).append(pod)
         out: dict[int, DeploymentState] = {}
         for version in set(primary) | set(fallback):
             state = DeploymentState.from_object(version, primary.get(version))
@@ -276,6 +279,16 @@ class Reconciler:
                     stuck_since=first_at,
                     stuck_reason=first.stuck_reason or "",
                     stuck_message=first.stuck_message[:300],
+                )
+            if crashes.get(version):
+                pods_ = crashes[version]
+                rank = {"CrashLoopBackOff": 2, "OOMKilled": 1, "": 0}
+                worst = max(pods_, key=lambda p: (rank.get(p.crash_reason, 0), p.restarts))
+                state = dataclasses.replace(
+                    state,
+                    restarts=sum(p.restarts for p in pods_),
+                    crash_reason=worst.crash_reason,
+                    crash_message=worst.crash_message[:300],
                 )
             out[version] = state
         return out
@@ -446,6 +459,9 @@ class PodHealth:
     stuck_reason: str | None = None  # why a not-ready pod waits: Unschedulable, ContainerCreating, ...
     stuck_since: str | None = None  # since when (scheduled at, or created at)
     stuck_message: str = ""
+    restarts: int = 0  # restartCount of the TF Serving container
+    crash_reason: str = ""  # CrashLoopBackOff (waiting now) | OOMKilled (last termination) | ""
+    crash_message: str = ""
 
 
 # Waiting reasons of a container that are not progress (kubelet's ContainerStateWaiting reasons).
@@ -486,8 +502,40 @@ def _digest_mismatch(statuses: list[dict] | None) -> tuple[str, str] | None:
     return None
 
 
-def pod_health(version: int, labels: dict, status: dict, created: str | None = None) -> PodHealth:
-    """Why one TF Serving pod does not serve (if it does not): from its status alone, no API reads."""
+def _crash(status: dict, pod: str) -> tuple[int, str, str]:
+    """(restarts, crash reason, message) of the TF Serving container: CrashLoopBackOff while it waits to
+    be restarted again, OOMKilled when its last run was killed for memory."""
+    for cs in status.get("containerStatuses") or []:
+        if cs.get("name") != "tfserving":
+            continue
+        restarts = int(cs.get("restartCount") or 0)
+        last = ((cs.get("lastState") or {}).get("terminated")) or {}
+        exit_info = f"exit code {last['exitCode']} ({last.get('reason', 'Error')})" if "exitCode" in last else ""
+        text = (
+            f"pod {pod}: "
+            + (exit_info or "no termination recorded")
+            + (f": {last['message'][:160]}" if last.get("message") else "")
+        )
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") == "CrashLoopBackOff":
+            return restarts, "CrashLoopBackOff", text
+        if last.get("reason") == "OOMKilled":
+            return restarts, "OOMKilled", text
+        return restarts, "", text if restarts else ""
+    return 0, "", ""
+
+
+def pod_health(version: int, labels: dict, status: dict, created: str | None = None, name: str = "") -> PodHealth:
+    """Why one TF Serving pod does not serve (if it does not), and how often it crashed: from its status
+    alone, no API reads."""
+    health = _pod_health(version, labels, status or {}, created)
+    restarts, crash, message = _crash(status or {}, name or "?")
+    if restarts or crash:
+        health = dataclasses.replace(health, restarts=restarts, crash_reason=crash, crash_message=message)
+    return health
+
+
+def _pod_health(version: int, labels: dict, status: dict, created: str | None = None) -> PodHealth:
     status = status or {}
     variant = labels.get(names.LABEL_VARIANT, names.VARIANT_PRIMARY)
     conditions = {c.get("type"): c for c in status.get("conditions") or []}

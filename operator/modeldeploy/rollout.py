@@ -34,6 +34,7 @@ from typing import Any
 
 from mdcommon.durations import parse_duration
 from modeldeploy.analysis.verdict import AnalysisResult
+from modeldeploy.names import PREVIEW_HEADER
 from modeldeploy.plans import RoutePlan, VersionPlan
 from modeldeploy.spec import ModelDeploymentSpec
 from modeldeploy.status import (
@@ -61,6 +62,9 @@ _PER_ROLLOUT_KEYS = (
     "analyses",
     "failedHold",
     "noDataStreak",
+    "readyRestarts",
+    "previewDataAt",
+    "previewDeadlineAt",
 )
 
 
@@ -83,6 +87,9 @@ class DeploymentState:
     stuck_since: datetime.datetime | None = None  # the earliest of them
     stuck_reason: str = ""  # Unschedulable, FailedCreate, ContainerCreating, ImagePullBackOff, InitCrashLoopBackOff...
     stuck_message: str = ""
+    restarts: int = 0  # TF Serving container restarts over the version's pods (cumulative restartCount)
+    crash_reason: str = ""  # CrashLoopBackOff | OOMKilled (the worst seen among the version's pods), else ""
+    crash_message: str = ""  # which pod, exit code, the kubelet's message
 
     @property
     def primary_ready(self) -> bool:
@@ -462,6 +469,7 @@ def _progress(ctx: _Ctx, obs: Observation) -> None:
         dep = obs.deployments.get(canary)
         if dep is not None and dep.is_ready:
             r["readyAt"] = to_timestamp(ctx.now)
+            r["readyRestarts"] = dep.restarts  # restarts before readiness do not count against the version
             r["stepStartedAt"] = to_timestamp(ctx.now)
             st["canaryWeight"] = _initial_weight(spec)
             st["step"] = 0
@@ -480,6 +488,12 @@ def _progress(ctx: _Ctx, obs: Observation) -> None:
             ctx.wake_in(min(READINESS_POLL_SECONDS, deadline - elapsed + 0.05))
         return
 
+    # A new version whose pods crash after they were ready: roll back at once, also while paused.
+    failure = pod_failure(spec, r, obs.deployments.get(canary))
+    if failure is not None:
+        _fail(ctx, reason=f"PodFailure: {failure}", metrics=_last_metrics(st), immediate=True)
+        return
+
     # Fail fast first: promotion is careful, rollback is fast.
     if obs.fail_fast is not None and obs.fail_fast.verdict == "fail":
         breach = "; ".join(f"{m.name} {m.reason}" for m in obs.fail_fast.failed)
@@ -493,6 +507,10 @@ def _progress(ctx: _Ctx, obs: Observation) -> None:
         return
 
     result = obs.analysis
+    if result is not None and result.verdict != "noData":
+        r["previewDataAt"] = r.get("previewDataAt") or to_timestamp(ctx.now)
+    if _preview_starved(ctx):
+        return
     if result is None:
         return
     st["lastAnalysis"] = _analysis_status(result)
@@ -548,6 +566,31 @@ def _progress(ctx: _Ctx, obs: Observation) -> None:
                 )
         elif streak == 1:  # hold: say it once per streak, not every interval
             ctx.event("Warning", "NoData", f"holding at {_route_text(spec, st)}: {missing}")
+
+
+def _preview_starved(ctx: _Ctx) -> bool:
+    """BlueGreen: the idle new version only gets preview traffic someone else sends. Without any analysis
+    with data by strategy.blueGreen.previewDeadline after it was ready, fail instead of waiting forever."""
+    st, r, spec = ctx.st, ctx.r, ctx.spec
+    if spec.strategy.type != "BlueGreen" or st.get("strategy", "BlueGreen") != "BlueGreen" or r.get("previewDataAt"):
+        r.pop("previewDeadlineAt", None)
+        return False
+    deadline = parse_duration(spec.strategy.blue_green.preview_deadline)
+    ready_at = from_timestamp(r.get("readyAt"))
+    if ready_at is None:
+        return False
+    due = ready_at + datetime.timedelta(seconds=deadline)
+    r["previewDeadlineAt"] = to_timestamp(due)
+    if ctx.now < due:
+        ctx.wake_in((due - ctx.now).total_seconds() + 0.05)
+        return False
+    reason = (
+        f"PreviewTrafficMissing: no analysis of version {st['canaryVersion']} had data within "
+        f"strategy.blueGreen.previewDeadline {spec.strategy.blue_green.preview_deadline} of it being ready: the idle "
+        f"version gets only preview traffic (header {PREVIEW_HEADER}), and none arrived"
+    )
+    _fail(ctx, reason=reason, metrics=_last_metrics(st), immediate=True)
+    return True
 
 
 def _advance(ctx: _Ctx, reason: str, manual: bool = False) -> None:
@@ -613,12 +656,19 @@ def _fail(ctx: _Ctx, reason: str, metrics: list[dict], immediate: bool = False) 
     st, r = ctx.st, ctx.r
     if not r.get("failedHold"):
         r["failedHold"] = True
-        ctx.event(
-            "Warning",
-            "AnalysisFailed",
+        held = (
             f"{reason}; automatic rollback is off: holding version {st['canaryVersion']} at {st.get('canaryWeight', 0)}% "
-            "for a human (kubectl modeldeploy abort|promote|retry)",
+            "for a human (kubectl modeldeploy abort|promote|retry)"
         )
+        ctx.history(
+            version=st["canaryVersion"],
+            action="failed",
+            from_version=st["stableVersion"],
+            strategy=st.get("strategy"),
+            reason=held,
+            metrics=metrics,
+        )
+        ctx.event("Warning", "AnalysisFailed", held)
 
 
 def _rollback(ctx: _Ctx, reason: str, metrics: list[dict], action: str = "rolledBack", remember: bool = True) -> None:
@@ -717,6 +767,9 @@ def _route_text(spec: ModelDeploymentSpec, st: Mapping[str, Any]) -> str:
         return "A/B test match routes"
     if kind == "Shadow":
         return f"{spec.strategy.shadow.mirror_percent}% of traffic mirrored"
+    deadline = (st.get("rollout") or {}).get("previewDeadlineAt")
+    if deadline:
+        return f"preview only (no live traffic); waiting for preview traffic until {deadline} (strategy.blueGreen.previewDeadline)"
     return "preview only (no live traffic)"
 
 
@@ -805,6 +858,22 @@ def _phase_and_conditions(ctx: _Ctx, obs: Observation) -> None:
     st.setdefault("canaryWeight", 0)
     st.setdefault("step", 0)
     st.setdefault("failedChecks", 0)
+
+
+def pod_failure(spec: ModelDeploymentSpec, rollout: Mapping[str, Any], dep: DeploymentState | None) -> str | None:
+    """Why the ready new version's pods count as failed (None: they do not): CrashLoopBackOff, an
+    OOMKilled restart, or rollback.maxRestarts restarts since the version became ready."""
+    if dep is None or not spec.rollback.on_pod_failure or not rollout.get("readyAt"):
+        return None
+    since_ready = dep.restarts - int(rollout.get("readyRestarts") or 0)
+    detail = f"{since_ready} restart(s) since it was ready" + (f"; {dep.crash_message}" if dep.crash_message else "")
+    if dep.crash_reason == "CrashLoopBackOff":
+        return f"version {dep.version}: TF Serving in CrashLoopBackOff ({detail})"
+    if dep.crash_reason == "OOMKilled" and since_ready > 0:
+        return f"version {dep.version}: TF Serving OOMKilled ({detail})"
+    if since_ready >= spec.rollback.max_restarts:
+        return f"version {dep.version}: {since_ready} TF Serving restarts since it was ready (rollback.maxRestarts {spec.rollback.max_restarts}; {dep.crash_message or 'no message'})"
+    return None
 
 
 def stalled_after(spec: ModelDeploymentSpec) -> float:

@@ -190,6 +190,7 @@ class ABTestSpec(_Model):
 
 class BlueGreenSpec(_Model):
     iterations: Annotated[int, Field(ge=1)] = 5
+    preview_deadline: Duration = "30m"  # no analysis with data this long after ready: the rollout fails
 
 
 class ShadowSpec(_Model):
@@ -327,6 +328,8 @@ class EvaluationSpec(_Model):
 
 class RollbackSpec(_Model):
     automatic: bool = True
+    on_pod_failure: bool = True  # CrashLoopBackOff / OOMKilled / maxRestarts of new-version pods after ready
+    max_restarts: Annotated[int, Field(ge=1, le=100)] = 2
 
 
 class ModelDeploymentSpec(_Model):

@@ -9,6 +9,10 @@ would do for the TF Serving Deployments ModelDeploy creates, through the API lik
   shortage. `set_gpu_capacity()` adds or removes capacity at run time;
 - scheduled pods become Ready `ready_delay` seconds later, unless the readiness policy (the
   scenario's `versions.<v>.ready`) says their model never loads;
+- a crash policy (the scenario's `versions.<v>.crash: {after, reason}`) makes a version's TF Serving
+  container crash `after` seconds after its pod became Ready, as a kubelet reports it: the pod is not
+  Ready, `containerStatuses[tfserving]` has a growing `restartCount`, `lastState.terminated` with
+  exit code 137 / reason OOMKilled (or 1 / Error) and `state.waiting` CrashLoopBackOff;
 - each Deployment's status (observedGeneration, replicas, updated/ready/available) follows its pods.
 It reports the ready pods per (ModelDeployment, version) — summed over a version's GPU and
 CPU-fallback Deployments — so the simulated fleet serves exactly those.
@@ -31,6 +35,8 @@ from modeldeploy import names
 log = logging.getLogger(__name__)
 
 ReadyPolicy = Callable[[str, str, int], bool]  # (namespace, ModelDeployment name, version) -> pods become ready?
+CrashPolicy = Callable[[str, str, int], "tuple[str, float] | None"]  # -> (reason, seconds after ready) or None
+RESTART_EVERY_SECONDS = 2.0  # how often a crashing container is restarted (kubelet back-off, compressed)
 MERGE = {"Content-Type": "application/merge-patch+json"}
 
 
@@ -54,6 +60,7 @@ class _PodSim:
     scheduled_at: float | None = None
     unschedulable_ts: str | None = None
     last_status: dict | None = None
+    ready_at: float | None = None  # when it first became Ready (a crash policy counts from here)
 
 
 @dataclass
@@ -63,6 +70,7 @@ class DeploymentController:
     api_url: str
     namespace: str
     ready_policy: ReadyPolicy = lambda ns, name, version: True
+    crash_policy: CrashPolicy = lambda ns, name, version: None
     ready_delay: float = 1.0  # seconds from a pod being scheduled until it is Ready
     poll_interval: float = 0.2
     on_change: Callable[[str, int, int], None] | None = None  # (md name, version, ready pods of all variants)
@@ -156,8 +164,15 @@ class DeploymentController:
                     and becomes_ready
                     and time.monotonic() - sim.scheduled_at >= self.ready_delay
                 )
+                crash = None
+                if is_ready:
+                    sim.ready_at = sim.ready_at or time.monotonic()
+                    policy = self.crash_policy(self.namespace, owner, version)
+                    if policy is not None and time.monotonic() - sim.ready_at >= policy[1]:
+                        crash = (policy[0], time.monotonic() - sim.ready_at - policy[1])
+                        is_ready = False
                 ready += int(is_ready)
-                await self._pod_status(pod, sim, is_ready, gpu_per_pod)
+                await self._pod_status(pod, sim, is_ready, gpu_per_pod, crash)
             key = (owner, version)
             ready_by_version[key] = ready_by_version.get(key, 0) + ready
             await self._deployment_status(dep, desired, ready)
@@ -213,7 +228,9 @@ class DeploymentController:
                 current.append(resp.json())
         return current
 
-    async def _pod_status(self, pod: dict, sim: _PodSim, ready: bool, gpus: int) -> None:
+    async def _pod_status(
+        self, pod: dict, sim: _PodSim, ready: bool, gpus: int, crash: tuple[str, float] | None = None
+    ) -> None:
         if sim.scheduled_at is None:
             others = self.nodes - 1
             status = {
@@ -238,6 +255,20 @@ class DeploymentController:
                     {"type": "ContainersReady", "status": "True" if ready else "False"},
                 ],
             }
+            if crash is not None:
+                reason, crashing_for = crash
+                oom = reason == "OOMKilled"
+                status["containerStatuses"] = [
+                    {
+                        "name": "tfserving",
+                        "ready": False,
+                        "restartCount": 1 + int(crashing_for / RESTART_EVERY_SECONDS),
+                        "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                              "message": "back-off 10s restarting failed container=tfserving"}},
+                        "lastState": {"terminated": {"exitCode": 137 if oom else 1, "reason": "OOMKilled" if oom else "Error",
+                                                     "message": "" if oom else "tensorflow_model_server exited"}},
+                    }
+                ]  # fmt: skip
         if sim.last_status == status:
             return
         resp = await self._client.patch(

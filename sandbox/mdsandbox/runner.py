@@ -222,6 +222,7 @@ class Sandbox:
             api_url=self.api.url,
             namespace=self.ns,
             ready_policy=self._ready_policy,
+            crash_policy=self._crash_policy,
             ready_delay=1.0,
             poll_interval=0.1,
             on_change=self._on_pods,
@@ -313,6 +314,11 @@ class Sandbox:
     def _ready_policy(self, namespace: str, name: str, version: int) -> bool:
         behaviour = self.scenario.versions.get(str(version))
         return True if behaviour is None else behaviour.ready
+
+    def _crash_policy(self, namespace: str, name: str, version: int) -> tuple[str, float] | None:
+        behaviour = self.scenario.versions.get(str(version))
+        crash = None if behaviour is None else behaviour.crash
+        return None if crash is None else (crash.reason, crash.after / self.speed)
 
     def _on_pods(self, name: str, version: int, ready: int) -> None:
         if self.fleet is not None and name == self.name:

@@ -62,8 +62,16 @@ class Change(_Strict):
         return self
 
 
+class Crash(_Strict):
+    """(extra) The version's TF Serving container crashes `after` seconds after its pods became ready."""
+
+    after: Annotated[float, Field(ge=0)]
+    reason: Literal["OOMKilled", "Error"] = "OOMKilled"
+
+
 class VersionBehaviour(_Strict):
     latencyMs: LatencyMs = LatencyMs(p50=25, p95=40)
+    crash: Crash | None = None  # extra
     errorRate: Annotated[float, Field(ge=0, le=1)] = 0.001
     accuracy: Annotated[float, Field(ge=0.5, le=1)] = 0.84
     findingAccuracy: FindingAccuracy | None = None  # extra: these findings' AUROCs; the mean stays `accuracy`
@@ -216,7 +224,8 @@ class Scenario(_Strict):
 
     def behaviour_dict(self) -> dict[str, dict]:
         """The versions in the fleet's input format (plain dicts, contract field names)."""
-        return {k: v.model_dump(exclude_none=True) for k, v in self.versions.items()}
+        # crash is the pods' business (mdsandbox.controllers), not the fleet's
+        return {k: v.model_dump(exclude_none=True, exclude={"crash"}) for k, v in self.versions.items()}
 
 
 def _path(loc: tuple) -> str:

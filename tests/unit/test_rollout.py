@@ -505,3 +505,112 @@ def test_replica_failure_condition_of_the_deployment_is_read():
     dep = DeploymentState.from_object(2, obj)
     assert (dep.stuck_reason, dep.stuck_pods, dep.stuck_since) == ("FailedCreate", 2, at(0))
     assert "exceeded quota" in dep.stuck_message
+
+
+# ---- fast rollback on pod failure after the new version was ready ---------------------------------------
+
+def crashed(version: int, reason: str, restarts: int, message: str = "pod m-v2-x: exit code 137 (OOMKilled)") -> DeploymentState:
+    return DeploymentState(version=version, desired=2, ready=1, updated=2, restarts=restarts, crash_reason=reason,
+                           crash_message=message)  # fmt: skip
+
+
+@pytest.mark.parametrize("dep, why", [
+    (crashed(2, "CrashLoopBackOff", 3), "CrashLoopBackOff"),
+    (crashed(2, "OOMKilled", 1), "OOMKilled"),
+    (crashed(2, "", 2, "pod m-v2-x: exit code 1 (Error)"), "2 TF Serving restarts since it was ready"),
+])  # fmt: skip
+def test_a_crashing_canary_is_rolled_back_at_once_with_the_reason(dep, why):
+    spec = make_spec(version=2)
+    st = progressing(spec)
+    d = decide(spec, st, Observation(deployments=ready(1) | {2: dep}), at(6), generation=2)
+    assert d.status["phase"] == "RolledBack" and "RolledBack" in reasons(d)
+    record = d.status["history"][-1]
+    assert record["action"] == "rolledBack" and record["reason"].startswith("PodFailure: version 2") and why in record["reason"]
+
+
+def test_restarts_before_readiness_do_not_count_and_one_restart_is_tolerated():
+    spec = make_spec(version=2)
+    st = decide(spec, stable_status(1), Observation(deployments=ready(1) | {2: not_ready(2)}), at(0), generation=2).status
+    flaky_start = DeploymentState(version=2, desired=2, ready=2, updated=2, available=2, restarts=5)  # restarted while loading
+    st = decide(spec, st, Observation(deployments=ready(1) | {2: flaky_start}), at(5), generation=2).status
+    assert st["rollout"]["readyRestarts"] == 5 and st["phase"] == "Progressing"
+    once = DeploymentState(version=2, desired=2, ready=2, updated=2, available=2, restarts=6, crash_message="pod x: exit code 1 (Error)")
+    d = decide(spec, st, Observation(deployments=ready(1) | {2: once}), at(6), generation=2)
+    assert d.status["phase"] == "Progressing"  # 1 restart since ready < maxRestarts 2
+    twice = DeploymentState(version=2, desired=2, ready=2, updated=2, available=2, restarts=7)
+    assert decide(spec, d.status, Observation(deployments=ready(1) | {2: twice}), at(7), generation=2).status["phase"] == "RolledBack"
+
+
+def test_pod_failure_rolls_back_while_paused_holds_without_automatic_rollback_and_can_be_turned_off():
+    paused = make_spec(version=2, paused=True)
+    st = progressing(make_spec(version=2))
+    assert decide(paused, st, Observation(deployments=ready(1) | {2: crashed(2, "CrashLoopBackOff", 4)}), at(6),
+                  generation=2).status["phase"] == "RolledBack"  # fmt: skip
+    held = make_spec(version=2, rollback={"automatic": False})
+    d = decide(held, progressing(held), Observation(deployments=ready(1) | {2: crashed(2, "OOMKilled", 1)}), at(6), generation=2)
+    assert d.status["phase"] == "Failed" and "PodFailure" in d.events[-1].message
+    off = make_spec(version=2, rollback={"onPodFailure": False})
+    d = decide(off, progressing(off), Observation(deployments=ready(1) | {2: crashed(2, "CrashLoopBackOff", 4)}), at(6), generation=2)
+    assert d.status["phase"] == "Progressing"
+
+
+@pytest.mark.parametrize("container, reason, restarts, message_part", [
+    ({"name": "tfserving", "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+      "lastState": {"terminated": {"exitCode": 139, "reason": "Error", "message": "Segmentation fault"}}},
+     "CrashLoopBackOff", 3, "exit code 139 (Error): Segmentation fault"),
+    ({"name": "tfserving", "restartCount": 1, "ready": True, "state": {"running": {}},
+      "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}, "OOMKilled", 1, "exit code 137 (OOMKilled)"),
+    ({"name": "tfserving", "restartCount": 0, "ready": True, "state": {"running": {}}}, "", 0, ""),
+])  # fmt: skip
+def test_pod_health_counts_restarts_and_crashes_of_the_tf_serving_container(container, reason, restarts, message_part):
+    from modeldeploy.reconciler import pod_health
+
+    status = {"phase": "Running", "conditions": [SCHEDULED, {"type": "Ready", "status": "True"}], "containerStatuses": [container]}
+    health = pod_health(2, POD_LABELS, status, created="2026-11-25T11:59:59Z", name="m-v2-abc")
+    assert (health.crash_reason, health.restarts) == (reason, restarts)
+    assert message_part in health.crash_message
+    if restarts:
+        assert health.crash_message.startswith("pod m-v2-abc: ")
+
+
+# ---- blue/green without preview traffic does not wait forever ---------------------------------------------
+
+def test_blue_green_without_preview_traffic_fails_at_the_preview_deadline():
+    spec = make_spec(version=2, strategy={"type": "BlueGreen", "blueGreen": {"iterations": 3, "previewDeadline": "60s"}})
+    st = progressing(spec, t_ready=5)
+    d = decide(spec, st, Observation(deployments=ready(1, 2), analysis=nodata(15)), at(15), generation=2)
+    assert d.status["phase"] == "Progressing"
+    assert d.status["rollout"]["previewDeadlineAt"] == to_timestamp(at(65))  # readyAt 5 s + 60 s
+    assert "waiting for preview traffic until" in d.status["message"] and "previewDeadline" in d.status["message"]
+    assert d.wake_in <= 50.1  # it wakes for the deadline itself
+    d = decide(spec, d.status, Observation(deployments=ready(1, 2), analysis=nodata(66)), at(66), generation=2)
+    assert d.status["phase"] == "RolledBack"
+    assert d.status["history"][-1]["reason"].startswith("PreviewTrafficMissing: no analysis of version 2 had data within")
+
+
+def test_blue_green_with_preview_traffic_is_not_cut_short():
+    spec = make_spec(version=2, strategy={"type": "BlueGreen", "blueGreen": {"iterations": 3, "previewDeadline": "60s"}})
+    st = progressing(spec, t_ready=5)
+    d = decide(spec, st, Observation(deployments=ready(1, 2), analysis=passing(15)), at(15), generation=2)
+    assert "previewDataAt" in d.status["rollout"] and "previewDeadlineAt" not in d.status["rollout"]
+    d = decide(spec, d.status, Observation(deployments=ready(1, 2), analysis=nodata(80)), at(80), generation=2)
+    assert d.status["phase"] == "Progressing"  # had data once: no deadline; onNoData (hold) applies as for any strategy
+    canary = make_spec(version=2)
+    d = decide(canary, progressing(canary), Observation(deployments=ready(1, 2), analysis=nodata(4000)), at(4000), generation=2)
+    assert d.status["phase"] == "Progressing" and "previewDeadlineAt" not in d.status["rollout"]  # Canary: no such deadline
+
+
+def test_a_failed_rollout_held_for_a_human_writes_a_history_record():
+    """rollback.automatic false: the failure is a decision too (feature review 17c); it is in status.history
+    (and so in the audit chain) with the metrics that failed, once."""
+    spec = make_spec(version=2, rollback={"automatic": False})
+    st = progressing(spec)
+    d = decide(spec, st, Observation(deployments=ready(1, 2), analysis=failing(15)), at(15), generation=2)
+    d = decide(spec, d.status, Observation(deployments=ready(1, 2), analysis=failing(25)), at(25), generation=2)
+    assert d.status["phase"] == "Failed"
+    record = d.status["history"][-1]
+    assert record["action"] == "failed" and record["version"] == 2 and record["fromVersion"] == 1
+    assert "analysis failed 2 time(s)" in record["reason"] and "holding version 2 at 10% for a human" in record["reason"]
+    assert {m["name"] for m in record["metrics"]} == {"latency", "errors"}
+    again = decide(spec, d.status, Observation(deployments=ready(1, 2)), at(35), generation=2)
+    assert [h["action"] for h in again.status["history"]].count("failed") == 1

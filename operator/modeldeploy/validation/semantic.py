@@ -116,6 +116,8 @@ def semantic_problems(spec: ModelDeploymentSpec) -> list[Problem]:
                 except re.error as exc:
                     problems.append(Problem(f"{hpath}.regex", f"not a valid regular expression: {exc}"))
     parse_duration(strategy.scale_down_delay)
+    if parse_duration(strategy.blue_green.preview_deadline) < analysis.interval_seconds:
+        problems.append(Problem("spec.strategy.blueGreen.previewDeadline", "must be at least one analysis.interval"))
 
     gpu = spec.serving.gpu
     if gpu.product is not None and gpu.count < 1:
