@@ -28,7 +28,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / d) for d in ("operator", "common", "model", "sandbox")]
 
-from mdsandbox.runner import run_scenario  # noqa: E402
+from mdsandbox.scenario_runner import run_scenario  # noqa: E402
 from mdsandbox.scenario import parse_scenario  # noqa: E402
 
 BASE = {

@@ -6,9 +6,11 @@ Built with grimp (import-linter's graph library), so it counts every import stat
 (function-local) ones included. Dynamic imports are added too: a string constant naming a project
 module in a module that calls importlib.import_module (how the CLI used to find its groups).
 
-Two sections: edges between packages (NODES, longest prefix wins; an edge inside one node is not
+Three sections: edges between packages (NODES, longest prefix wins; an edge inside one node is not
 shown), then edges between the operator's own modules and subpackages (modeldeploy.X), where the
-layering contracts in pyproject.toml apply. Works on the old layout too (operator/modeldeploy/sandbox),
+layering contracts in pyproject.toml apply, then the edges of the sandbox platform's modules
+(mdsandbox.X, a subpackage as one node) to each other and to the operator's and the emulator's
+modules (modeldeploy.X, kubeemu.X). Works on the old layout too (operator/modeldeploy/sandbox),
 which is how the BEFORE graph in docs/architecture.md was made: `git worktree add /tmp/before
 17463c0 && python scripts/import_graph.py /tmp/before`.
 """
@@ -37,6 +39,11 @@ def operator_node(module: str) -> str | None:
     return ".".join(parts[:2]) if parts[0] == "modeldeploy" and len(parts) > 1 else None
 
 
+def sandbox_node(module: str) -> str | None:
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] in ("mdsandbox", "modeldeploy", "kubeemu") and len(parts) > 1 else None
+
+
 def dynamic_imports(root: pathlib.Path, modules: set[str]) -> list[tuple[str, str]]:
     """(importer, imported) for module names given as strings to importlib.import_module."""
     found = []
@@ -53,7 +60,7 @@ def dynamic_imports(root: pathlib.Path, modules: set[str]) -> list[tuple[str, st
     return found
 
 
-def edges(root: pathlib.Path) -> tuple[collections.Counter, collections.Counter]:
+def edges(root: pathlib.Path) -> tuple[collections.Counter, collections.Counter, collections.Counter]:
     sys.path[:0] = [str(root / d) for d in SOURCE_DIRS if (root / d).is_dir()]
     present = [p for p in TOP_LEVEL if any((root / d / p / "__init__.py").exists() for d in SOURCE_DIRS)]
     graph = grimp.build_graph(*present, include_external_packages=False, cache_dir=None)
@@ -64,6 +71,7 @@ def edges(root: pathlib.Path) -> tuple[collections.Counter, collections.Counter]
     pairs += dynamic_imports(root, set(graph.modules))
     packages: collections.Counter = collections.Counter()
     operator: collections.Counter = collections.Counter()
+    sandbox: collections.Counter = collections.Counter()
     for importer, imported in pairs:
         a, b = node(importer, NODES), node(imported, NODES)
         if a != b:
@@ -71,12 +79,15 @@ def edges(root: pathlib.Path) -> tuple[collections.Counter, collections.Counter]
         a, b = operator_node(importer), operator_node(imported)
         if a and b and a != b and not a.startswith("modeldeploy.sandbox"):
             operator[(a, b)] += 1
-    return packages, operator
+        a, b = sandbox_node(importer), sandbox_node(imported)
+        if a and b and a != b and a.startswith("mdsandbox."):
+            sandbox[(a, b)] += 1
+    return packages, operator, sandbox
 
 
 def main(argv: list[str]) -> int:
     root = pathlib.Path(argv[1] if len(argv) > 1 else pathlib.Path(__file__).resolve().parents[1]).resolve()
-    packages, operator = edges(root)
+    packages, operator, sandbox = edges(root)
     print("# package edges: importer -> imported (import statements)")
     for (a, b), n in sorted(packages.items()):
         back = "   <- cycle" if (b, a) in packages else ""
@@ -84,6 +95,10 @@ def main(argv: list[str]) -> int:
     print("\n# operator-internal edges (modeldeploy.X)")
     for (a, b), n in sorted(operator.items()):
         back = "   <- cycle" if (b, a) in operator else ""
+        print(f"{a} -> {b} ({n}){back}")
+    print("\n# sandbox platform edges (mdsandbox.X -> mdsandbox.Y | modeldeploy.X | kubeemu.X)")
+    for (a, b), n in sorted(sandbox.items()):
+        back = "   <- cycle" if (b, a) in sandbox else ""
         print(f"{a} -> {b} ({n}){back}")
     return 0
 

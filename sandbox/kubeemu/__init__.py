@@ -7,6 +7,9 @@ import-linter contract keeps it so), so any kopf project's tests can use it.
 
     apiserver   the HTTP server (`python -m kubeemu.apiserver`) and `serve()` in-process
     process     ApiServerProcess: the emulator as a child process, plus stdlib-only object access
+    childprocess  ChildProcess, the base of every child-process wrapper of a test bed (this one and
+                the sandbox's operator, evaluator and Prometheus): log file, terminate/kill,
+                wait for HTTP 200; free_port, atomic_write
     store       the object store: resourceVersions, watches, garbage collection
     patch, table, proto, selectors, discovery, faults   the pieces the server is built from
 

@@ -12,7 +12,6 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import yaml
+
+from kubeemu.childprocess import ChildProcess
 
 _PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1]  # the folder that holds the kubeemu package
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an HTTP proxy
@@ -79,8 +80,10 @@ def _resource_path(
     return path
 
 
-class ApiServerProcess:
+class ApiServerProcess(ChildProcess):
     """The emulator in a child process (127.0.0.1, a free port unless ``port`` is given)."""
+
+    what = "the API server emulator"
 
     def __init__(
         self,
@@ -93,6 +96,7 @@ class ApiServerProcess:
         startup_timeout: float = 30.0,
         log_level: str = "WARNING",
     ) -> None:
+        super().__init__()
         self.crd_files = [str(pathlib.Path(path).absolute()) for path in crd_files]
         self.port = port
         self.history_limit = history_limit
@@ -103,8 +107,6 @@ class ApiServerProcess:
         self._kubeconfig_arg = kubeconfig
         self.url: str = ""
         self.kubeconfig: str = ""
-        self.log_path: pathlib.Path | None = None
-        self.process: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -115,7 +117,7 @@ class ApiServerProcess:
         self.stop()
 
     def start(self) -> Self:
-        if self.process is not None:
+        if self.proc is not None:
             raise RuntimeError("the API server process is already started")
         if self.workdir is None:
             self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="modeldeploy-apiserver-"))
@@ -139,45 +141,28 @@ class ApiServerProcess:
             command += ["--history-limit", str(self.history_limit)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env, text=True
-            )
+        # The ready line (JSON: url, kubeconfig) comes on stdout; the log gets stderr.
+        process = self._spawn(command, env=env, stdout=subprocess.PIPE, text=True, new_session=False)
         lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.append(self.process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
         reader.start()
         reader.join(self.startup_timeout)
         if not lines or not lines[0].strip():
             self.stop()
-            raise RuntimeError(f"the API server emulator did not start; log:\n{self.log_tail()}")
+            raise RuntimeError(f"the API server emulator did not start; log:\n{self.log_text()[-4000:]}")
         ready = json.loads(lines[0])
         self.url, self.kubeconfig = ready["url"], ready["kubeconfig"]
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        process, self.process = self.process, None
-        if process is not None:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
+        process = self.proc
+        self.terminate(timeout)
+        self.proc = None
+        if process is not None and process.stdout is not None:
+            process.stdout.close()
         if self._own_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, size: int = 4000) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return self.log_path.read_text(errors="replace")[-size:]
 
     def env(self, **extra: str) -> dict[str, str]:
         """os.environ plus KUBECONFIG pointing at this emulator (for kopf/kubectl subprocesses)."""

@@ -76,9 +76,9 @@ def run_one(
 ) -> tuple[int, dict | None]:
     import asyncio
 
-    from mdsandbox.report import draw_timeline
-    from mdsandbox.runner import run_scenario
     from mdsandbox.scenario import ScenarioError, load_scenario
+    from mdsandbox.scenario_runner import run_scenario
+    from mdsandbox.timeline_png import draw_timeline
     from mdsandbox.view import make_view
 
     try:

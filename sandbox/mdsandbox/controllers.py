@@ -1,21 +1,29 @@
 """The cluster's own controllers, played for the API emulator (which has none).
 
 `DeploymentController` does what the Deployment/ReplicaSet controllers, the scheduler and the kubelets
-would do for the TF Serving Deployments ModelDeploy creates, through the API like they do:
-- it keeps one Pod object per desired replica (labels from the pod template), deleting extra ones;
+would do for EVERY Deployment in its namespace, through the API like they do, driven only by each
+Deployment's own spec (never by the labels of whoever created it, so a labelling bug in the
+operator shows up here as it would in a cluster):
+- it keeps one Pod object per desired replica: labels from the pod template plus
+  ``pod-template-hash``, a controller ownerReference to the Deployment; a Deployment's pods are the
+  ones it owns AND its ``spec.selector`` selects; extra ones are deleted, a template change
+  replaces them (a rolling update, simplified: all at once);
 - a scheduler model: pods that request `nvidia.com/gpu` get GPUs from a finite pool (`gpu_capacity`,
   None = unlimited), oldest Deployment first; the others stay Pending with PodScheduled=False,
   reason Unschedulable and the scheduler's usual message — which is how ModelDeploy notices a GPU
   shortage. `set_gpu_capacity()` adds or removes capacity at run time;
-- scheduled pods become Ready `ready_delay` seconds later, unless the readiness policy (the
-  scenario's `versions.<v>.ready`) says their model never loads;
+- a kubelet model: scheduled pods become Ready `ready_delay` seconds later, unless the readiness
+  policy says their model never loads. The model version a pod must have loaded is the one its
+  readiness (or startup) probe asks TF Serving for, ``GET /v1/models/<model>/versions/<v>``, the
+  same thing a kubelet probes;
 - a crash policy (the scenario's `versions.<v>.crash: {after, reason}`) makes a version's TF Serving
   container crash `after` seconds after its pod became Ready, as a kubelet reports it: the pod is not
   Ready, `containerStatuses[tfserving]` has a growing `restartCount`, `lastState.terminated` with
   exit code 137 / reason OOMKilled (or 1 / Error) and `state.waiting` CrashLoopBackOff;
 - each Deployment's status (observedGeneration, replicas, updated/ready/available) follows its pods.
-It reports the ready pods per (ModelDeployment, version) — summed over a version's GPU and
-CPU-fallback Deployments — so the simulated fleet serves exactly those.
+It reports the ready pods of each workload (Deployment) with the model and version it serves and its
+pods' labels (`WorkloadPods`), so the simulated fleet serves exactly those pods and Istio subsets
+select them by their real labels.
 """
 
 from __future__ import annotations
@@ -24,20 +32,69 @@ import asyncio
 import datetime
 import hashlib
 import logging
+import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import httpx
 
-from modeldeploy import names
+from kubeemu.selectors import SelectorError, label_matcher
 
 log = logging.getLogger(__name__)
 
-ReadyPolicy = Callable[[str, str, int], bool]  # (namespace, ModelDeployment name, version) -> pods become ready?
-CrashPolicy = Callable[[str, str, int], "tuple[str, float] | None"]  # -> (reason, seconds after ready) or None
+# (namespace, Deployment name, model version its probe asks for or None) -> do its pods become ready?
+ReadyPolicy = Callable[[str, str, "int | None"], bool]
+# (namespace, Deployment name, model version or None) -> (reason, seconds after ready) or None
+CrashPolicy = Callable[[str, str, "int | None"], "tuple[str, float] | None"]
 RESTART_EVERY_SECONDS = 2.0  # how often a crashing container is restarted (kubelet back-off, compressed)
 MERGE = {"Content-Type": "application/merge-patch+json"}
+POD_TEMPLATE_HASH = "pod-template-hash"  # what the ReplicaSet controller adds to its pods' labels
+_VERSION_PATH = re.compile(r"^/v1/models/(?P<model>[^/:]+)/versions/(?P<version>[0-9]+)$")
+
+
+@dataclass(frozen=True)
+class WorkloadPods:
+    """The ready pods of one Deployment, as the simulated fleet needs them."""
+
+    deployment: str
+    model: str | None  # the TF Serving model the pods' probe asks for (None: not a versioned TF Serving pod)
+    version: int | None
+    labels: Mapping[str, str]  # the pod template's labels
+    ready: int
+
+
+def selector_string(selector: Mapping[str, Any] | None) -> str:
+    """A LabelSelector (matchLabels + matchExpressions) in the ``labelSelector`` query syntax.
+
+    An empty selector selects nothing here (apps/v1 requires a non-empty one)."""
+    selector = selector or {}
+    terms = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In":
+            terms.append(f"{key} in ({','.join(values)})")
+        elif op == "NotIn":
+            terms.append(f"{key} notin ({','.join(values)})")
+        elif op == "Exists":
+            terms.append(str(key))
+        elif op == "DoesNotExist":
+            terms.append(f"!{key}")
+        else:
+            raise SelectorError(f"unknown matchExpressions operator {op!r}")
+    return ",".join(terms)
+
+
+def served_model_version(template: Mapping[str, Any]) -> tuple[str | None, int | None]:
+    """(model, version) a pod template's readiness/startup probe asks TF Serving for, else (None, None)."""
+    for container in (template.get("spec") or {}).get("containers") or []:
+        for probe in ("readinessProbe", "startupProbe"):
+            path = ((container.get(probe) or {}).get("httpGet") or {}).get("path") or ""
+            m = _VERSION_PATH.match(path)
+            if m:
+                return m["model"], int(m["version"])
+    return None, None
 
 
 def _now_ts() -> str:
@@ -65,7 +122,7 @@ class _PodSim:
 
 @dataclass
 class DeploymentController:
-    """Polls the emulator for ModelDeploy's Deployments; keeps their Pods and status like a cluster would."""
+    """Polls the emulator for the namespace's Deployments; keeps their Pods and status like a cluster would."""
 
     api_url: str
     namespace: str
@@ -73,17 +130,20 @@ class DeploymentController:
     crash_policy: CrashPolicy = lambda ns, name, version: None
     ready_delay: float = 1.0  # seconds from a pod being scheduled until it is Ready
     poll_interval: float = 0.2
-    on_change: Callable[[str, int, int], None] | None = None  # (md name, version, ready pods of all variants)
+    on_change: Callable[[WorkloadPods], None] | None = None  # a workload's ready pods changed
     gpu_capacity: int | None = None  # nvidia.com/gpu in the whole (simulated) cluster; None = unlimited
     nodes: int = 3
+    client: httpx.AsyncClient | None = None  # shared with the caller (base_url = api_url); else our own
     _pods: dict[str, _PodSim] = field(default_factory=dict)
-    _ready: dict[tuple[str, int], int] = field(default_factory=dict)
+    _ready: dict[str, WorkloadPods] = field(default_factory=dict)
     _task: asyncio.Task | None = None
-    _client: httpx.AsyncClient | None = None
+    _own_client: bool = False
     writes: int = 0
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(base_url=self.api_url, timeout=10)
+        if self.client is None:
+            self.client = httpx.AsyncClient(base_url=self.api_url, timeout=10)
+            self._own_client = True
         self._task = asyncio.create_task(self._loop(), name="deployment-controller")
 
     async def stop(self) -> None:
@@ -93,14 +153,15 @@ class DeploymentController:
                 await self._task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
-        if self._client is not None:
-            await self._client.aclose()
+        if self.client is not None and self._own_client:
+            await self.client.aclose()
 
     def set_gpu_capacity(self, capacity: int | None) -> None:
         self.gpu_capacity = capacity
 
-    def ready_replicas(self, name: str, version: int) -> int:
-        return self._ready.get((name, version), 0)
+    def workloads(self) -> list[WorkloadPods]:
+        """The last reported ready pods of every Deployment."""
+        return list(self._ready.values())
 
     async def _loop(self) -> None:
         while True:
@@ -112,40 +173,42 @@ class DeploymentController:
 
     # ---- one sync ---------------------------------------------------------------------------------
     async def sync_once(self) -> None:
-        assert self._client is not None
-        selector = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
+        assert self.client is not None
         ns = self.namespace
-        deps_resp = await self._client.get(
-            f"/apis/apps/v1/namespaces/{ns}/deployments", params={"labelSelector": selector}
-        )
-        pods_resp = await self._client.get(f"/api/v1/namespaces/{ns}/pods", params={"labelSelector": selector})
+        deps_resp = await self.client.get(f"/apis/apps/v1/namespaces/{ns}/deployments")
+        pods_resp = await self.client.get(f"/api/v1/namespaces/{ns}/pods")
         if deps_resp.status_code != 200 or pods_resp.status_code != 200:
             return
-        deployments = [
-            d
-            for d in deps_resp.json().get("items", [])
-            if ((d["metadata"].get("labels") or {}).get(names.LABEL_MODEL_VERSION, "")).isdigit()
-        ]
+        deployments = list(deps_resp.json().get("items", []))
         deployments.sort(
             key=lambda d: (d["metadata"].get("creationTimestamp", ""), int(d["metadata"].get("resourceVersion", 0)))
         )
         pods_by_owner: dict[str, list[dict]] = {}
         for pod in pods_resp.json().get("items", []):
-            owner = (pod["metadata"].get("labels") or {}).get("modeldeploy.io/pod-of")
-            pods_by_owner.setdefault(owner or "", []).append(pod)
+            for ref in pod["metadata"].get("ownerReferences") or []:
+                if ref.get("controller") and ref.get("kind") == "Deployment":
+                    pods_by_owner.setdefault(ref.get("uid") or "", []).append(pod)
 
         gpus_left = self.gpu_capacity
-        ready_by_version: dict[tuple[str, int], int] = {}
+        reported: dict[str, WorkloadPods] = {}
         live_pods: set[str] = set()
         for dep in deployments:
             meta = dep["metadata"]
-            labels = meta.get("labels") or {}
-            owner, version = labels.get(names.LABEL_OWNER), int(labels[names.LABEL_MODEL_VERSION])
-            template = (dep.get("spec") or {}).get("template") or {}
-            desired = int((dep.get("spec") or {}).get("replicas", 1) or 0)
+            spec = dep.get("spec") or {}
+            template = spec.get("template") or {}
+            try:
+                selects = label_matcher(selector_string(spec.get("selector"))) or (lambda labels: False)
+            except SelectorError as exc:
+                log.debug("deployment %s: bad selector: %s", meta["name"], exc)
+                continue
+            desired = int(spec.get("replicas", 1) or 0)
+            model, version = served_model_version(template)
             gpu_per_pod = _gpus(template)
-            becomes_ready = self.ready_policy(self.namespace, owner, version)
-            pods = await self._ensure_pods(dep, desired, pods_by_owner.get(meta["name"], []))
+            becomes_ready = self.ready_policy(self.namespace, meta["name"], version)
+            owned = [
+                p for p in pods_by_owner.get(meta.get("uid") or "", []) if selects(p["metadata"].get("labels") or {})
+            ]
+            pods = await self._ensure_pods(dep, desired, owned)
             ready = 0
             for pod in pods:
                 name = pod["metadata"]["name"]
@@ -167,31 +230,38 @@ class DeploymentController:
                 crash = None
                 if is_ready:
                     sim.ready_at = sim.ready_at or time.monotonic()
-                    policy = self.crash_policy(self.namespace, owner, version)
+                    policy = self.crash_policy(self.namespace, meta["name"], version)
                     if policy is not None and time.monotonic() - sim.ready_at >= policy[1]:
                         crash = (policy[0], time.monotonic() - sim.ready_at - policy[1])
                         is_ready = False
                 ready += int(is_ready)
                 await self._pod_status(pod, sim, is_ready, gpu_per_pod, crash)
-            key = (owner, version)
-            ready_by_version[key] = ready_by_version.get(key, 0) + ready
+            labels = dict((template.get("metadata") or {}).get("labels") or {})
+            reported[meta["name"]] = WorkloadPods(meta["name"], model, version, labels, ready)
             await self._deployment_status(dep, desired, ready)
         for name in list(self._pods):
             if name not in live_pods:
                 self._pods.pop(name)
-        for key in set(self._ready) | set(ready_by_version):
-            self._set_ready(key, ready_by_version.get(key, 0))
+        for name, gone in list(self._ready.items()):
+            if name not in reported:  # the Deployment was deleted: its pods are gone
+                reported[name] = replace(gone, ready=0)
+        for workload in reported.values():
+            self._report(workload)
+        current = {d["metadata"]["name"] for d in deployments}
+        for name in [n for n in self._ready if n not in current]:
+            self._ready.pop(name)
 
     async def _ensure_pods(self, dep: dict, desired: int, pods: list[dict]) -> list[dict]:
+        assert self.client is not None
         meta = dep["metadata"]
         template = (dep.get("spec") or {}).get("template") or {}
         rs = hashlib.sha256(f"{meta['name']}/{meta.get('uid')}/{meta.get('generation')}".encode()).hexdigest()[:9]
         pods = sorted(pods, key=lambda p: p["metadata"]["name"])
         # a template change replaces the pods (rolling update, simplified: all at once)
-        current = [p for p in pods if (p["metadata"].get("labels") or {}).get("pod-template-hash") == rs]
+        current = [p for p in pods if (p["metadata"].get("labels") or {}).get(POD_TEMPLATE_HASH) == rs]
         for pod in pods:
             if pod not in current or current.index(pod) >= desired:
-                await self._client.delete(f"/api/v1/namespaces/{self.namespace}/pods/{pod['metadata']['name']}")
+                await self.client.delete(f"/api/v1/namespaces/{self.namespace}/pods/{pod['metadata']['name']}")
                 self.writes += 1
         current = current[:desired]
         existing = {p["metadata"]["name"] for p in current}
@@ -205,11 +275,7 @@ class DeploymentController:
                 "metadata": {
                     "name": name,
                     "namespace": self.namespace,
-                    "labels": {
-                        **((template.get("metadata") or {}).get("labels") or {}),
-                        "pod-template-hash": rs,
-                        "modeldeploy.io/pod-of": meta["name"],
-                    },
+                    "labels": {**((template.get("metadata") or {}).get("labels") or {}), POD_TEMPLATE_HASH: rs},
                     "ownerReferences": [
                         {
                             "apiVersion": "apps/v1",
@@ -222,7 +288,7 @@ class DeploymentController:
                 },
                 "spec": template.get("spec") or {},
             }
-            resp = await self._client.post(f"/api/v1/namespaces/{self.namespace}/pods", json=pod)
+            resp = await self.client.post(f"/api/v1/namespaces/{self.namespace}/pods", json=pod)
             if resp.status_code in (200, 201):
                 self.writes += 1
                 current.append(resp.json())
@@ -271,7 +337,8 @@ class DeploymentController:
                 ]  # fmt: skip
         if sim.last_status == status:
             return
-        resp = await self._client.patch(
+        assert self.client is not None
+        resp = await self.client.patch(
             f"/api/v1/namespaces/{self.namespace}/pods/{pod['metadata']['name']}/status",
             json={"status": status},
             headers=MERGE,
@@ -293,7 +360,8 @@ class DeploymentController:
         }
         if all(status.get(k, 0) == v for k, v in wanted.items()):
             return
-        resp = await self._client.patch(
+        assert self.client is not None
+        resp = await self.client.patch(
             f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{meta['name']}/status",
             json={"status": wanted},
             headers=MERGE,
@@ -301,8 +369,8 @@ class DeploymentController:
         if resp.status_code == 200:
             self.writes += 1
 
-    def _set_ready(self, key: tuple[str, int], ready: int) -> None:
-        if self._ready.get(key) != ready:
-            self._ready[key] = ready
+    def _report(self, workload: WorkloadPods) -> None:
+        if self._ready.get(workload.deployment) != workload:
+            self._ready[workload.deployment] = workload
             if self.on_change:
-                self.on_change(key[0], key[1], ready)
+                self.on_change(workload)

@@ -26,16 +26,15 @@ from __future__ import annotations
 
 import os
 import pathlib
-import subprocess
 import sys
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
-from mdsandbox.fleet import SOURCE_HEADER
-from mdsandbox.processes import free_port, terminate, wait_http_ok
-from mdsandbox.prometheus_process import LISTEN_HOST, ScrapeTarget
+from kubeemu.childprocess import LISTEN_HOST, ChildProcess, atomic_write, free_port
+from mdsandbox.fleet.istio_metrics import SOURCE_HEADER
+from mdsandbox.prometheus_process import ScrapeTarget
 from mdsandbox.synthetic_golden import materialize
 from modeldeploy import names
 from modeldeploy.render.evaluator import CONFIG_FILE
@@ -44,25 +43,46 @@ SYNC_INTERVAL = 0.5
 JOB = "evaluator"
 
 
-class EvaluatorProcess:
-    """The evaluator of one sandbox (`sandbox`: the runner's Sandbox: .api, .ns, .name, .fleet, .workdir)."""
+class ObjectReader(Protocol):
+    """What the kubelet part needs of the API: read one object (`kubeemu.process.ApiServerProcess` does)."""
 
-    def __init__(self, sandbox: Any, *, log_path: str | os.PathLike | None = None, port: int | None = None,
-                 sync_interval: float = SYNC_INTERVAL) -> None:  # fmt: skip
-        self.sandbox = sandbox
-        self.log_path = pathlib.Path(log_path) if log_path else None
+    def get_object(
+        self, group: str, version: str, plural: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None: ...
+
+
+class EvaluatorProcess(ChildProcess):
+    """The evaluator of ModelDeployment `namespace`/`name`, reading its ConfigMap from `api`, probing `fleet_url`."""
+
+    what = "evaluator"
+
+    def __init__(
+        self,
+        *,
+        api: ObjectReader,
+        namespace: str,
+        name: str,
+        fleet_url: str,
+        workdir: str | os.PathLike[str],
+        log_path: str | os.PathLike[str] | None = None,
+        port: int | None = None,
+        sync_interval: float = SYNC_INTERVAL,
+    ) -> None:
+        super().__init__(log_path=log_path)
+        self.api = api
+        self.namespace = namespace
+        self.fleet_url = fleet_url
+        self.workdir = pathlib.Path(workdir)
         self.port = port or free_port()
         self.sync_interval = float(sync_interval)
-        self.config_dir = pathlib.Path(sandbox.workdir) / "evaluator"
+        self.config_dir = self.workdir / "evaluator"
         self.config_path = self.config_dir / CONFIG_FILE
-        self.configmap_name = names.evaluator_name(sandbox.name)
-        self.proc: subprocess.Popen | None = None
+        self.configmap_name = names.evaluator_name(name)
         self.syncs = 0  # times the file was (re)written from the ConfigMap
         self.sync_errors = 0
         self._last_text: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._log_file = None
 
     # ------------------------------------------------------------------ addresses
     @property
@@ -73,21 +93,15 @@ class EvaluatorProcess:
         # No namespace/pod target labels: the evaluator's own namespace/modeldeployment labels are the ones queried.
         return ScrapeTarget(JOB, f"{LISTEN_HOST}:{self.port}", "/metrics", {})
 
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     # ------------------------------------------------------------------ kubelet: ConfigMap -> file
     def sync_once(self) -> bool:
         """Copy the ConfigMap's evaluator.yaml to the local file if it changed; True when written."""
-        obj = self.sandbox.api.get_object("", "v1", "configmaps", self.sandbox.ns, self.configmap_name)
+        obj = self.api.get_object("", "v1", "configmaps", self.namespace, self.configmap_name)
         text = ((obj or {}).get("data") or {}).get(CONFIG_FILE)
         if text is None or text == self._last_text:
             return False
         self.config_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.config_path.with_name(f".{CONFIG_FILE}.tmp")
-        tmp.write_text(self.mounted(text), encoding="utf-8")
-        os.replace(tmp, self.config_path)
+        atomic_write(self.config_path, self.mounted(text))
         self._last_text = text
         self.syncs += 1
         return True
@@ -98,7 +112,7 @@ class EvaluatorProcess:
         golden = (config or {}).get("goldenSet") if isinstance(config, dict) else None
         if not isinstance(golden, dict) or not str(golden.get("uri", "")).startswith("sandbox://"):
             return text
-        folder = materialize(golden["uri"], pathlib.Path(self.sandbox.workdir) / "golden")
+        folder = materialize(golden["uri"], self.workdir / "golden")
         config["goldenSet"] = dict(golden, uri=str(folder), labels="labels.csv")
         return yaml.safe_dump(config, sort_keys=False)
 
@@ -113,7 +127,7 @@ class EvaluatorProcess:
     # ------------------------------------------------------------------ lifecycle
     def command(self) -> list[str]:
         return [sys.executable, "-m", "modeldeploy.cli", "evaluator", "run", "--config", str(self.config_path),
-                "--endpoint-override", self.sandbox.fleet.url, "--metrics-host", LISTEN_HOST,
+                "--endpoint-override", self.fleet_url, "--metrics-host", LISTEN_HOST,
                 "--metrics-port", str(self.port),
                 # the fleet's convention for Istio's source_workload: the evaluator Deployment's name, as in a mesh
                 "--header", f"{SOURCE_HEADER}={self.configmap_name}"]  # fmt: skip
@@ -130,16 +144,7 @@ class EvaluatorProcess:
             self.sync_errors += 1
         self._thread = threading.Thread(target=self._sync_loop, name="evaluator-configmap-sync", daemon=True)
         self._thread.start()
-        if self.log_path:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log_file = open(self.log_path, "ab")
-            out = self._log_file
-        else:
-            out = subprocess.DEVNULL
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            self.command(), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self._spawn(self.command(), env=dict(os.environ, PYTHONUNBUFFERED="1"))
         try:
             self.wait_healthy(timeout)
         except Exception:
@@ -148,19 +153,11 @@ class EvaluatorProcess:
         return self
 
     def wait_healthy(self, timeout: float = 20.0) -> None:
-        wait_http_ok(f"{self.url}/healthz", what="evaluator", proc=self.proc, log_text=self.log_text, timeout=timeout)
+        self.wait_http_ok(f"{self.url}/healthz", timeout=timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-        terminate(self.proc, timeout)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-
-    def log_text(self) -> str:
-        if self.log_path and self.log_path.exists():
-            return self.log_path.read_text(errors="replace")
-        return ""
+        self.terminate(timeout)

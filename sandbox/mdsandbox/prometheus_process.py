@@ -24,25 +24,21 @@ Fault scenarios: `kill` (SIGKILL, TSDB kept), `stop` (SIGTERM; deletes the worki
 unless ``keep_data=True``), `start` again on the SAME port (the URL clients hold stays valid) and
 `restart(keep_data=True)`. The first scrape after any start comes 5-6 s later (same throttles).
 
-Queries: `query` / `query_async` (instant, parsed into `Sample` records), `query_range`,
-`wait_for_scrape` (until ``up{job=...} == 1`` has a sample). Usable as a context manager, sync or
-async::
+This module is the process only. Queries go through ONE async client, `prometheus_api.PrometheusApi`
+(`server.api`: instant and range queries, targets, `wait_for_scrape`). Usable as a context
+manager, sync or async::
 
-    with PrometheusServer([("fleet", "127.0.0.1:8080", "/metrics", {})], scrape_interval=0.5) as prom:
-        prom.wait_for_scrape("fleet")
-        prom.query('sum(rate(istio_requests_total[5s]))')
+    async with PrometheusServer([("fleet", "127.0.0.1:8080", "/metrics", {})], scrape_interval=0.5) as prom:
+        await prom.api.wait_for_scrape("fleet")
+        await prom.api.query('sum(rate(istio_requests_total[5s]))')
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
 import json
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -53,26 +49,14 @@ from typing import Any
 import httpx
 import yaml
 
-from mdsandbox.processes import free_port
+from kubeemu.childprocess import LISTEN_HOST, ChildProcess, atomic_write, free_port, http_ok
+from mdsandbox.prometheus_api import PrometheusApi, PrometheusError, PrometheusUnavailable
 
-LISTEN_HOST = "127.0.0.1"
 PROMETHEUS_BINARY_ENV = "MODELDEPLOY_PROMETHEUS"
 PROMTOOL_BINARY_ENV = "MODELDEPLOY_PROMTOOL"
 FILE_SD_NAME = "targets.json"
 CONFIG_NAME = "prometheus.yml"
 LOG_NAME = "prometheus.log"
-
-
-class PrometheusError(RuntimeError):
-    """Any failure talking to or running the Prometheus child process."""
-
-
-class PrometheusUnavailable(PrometheusError):
-    """The server is not reachable (not started, killed, or still replaying its WAL)."""
-
-
-class PrometheusQueryError(PrometheusError):
-    """Prometheus answered, but with an error (bad PromQL, unsupported result type...)."""
 
 
 def _find_binary(name: str, env_var: str) -> str:
@@ -139,72 +123,10 @@ class ScrapeTarget:
         return {"targets": [self.address], "labels": labels}
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One element of an instant-vector (or scalar) query result."""
-
-    labels: dict[str, str]
-    value: float
-    timestamp: float
-
-    @property
-    def name(self) -> str | None:
-        return self.labels.get("__name__")
-
-
-@dataclass(frozen=True)
-class Series:
-    """One series of a range-query (matrix) result: labels and ``(unix_time, value)`` points."""
-
-    labels: dict[str, str]
-    points: list[tuple[float, float]]
-
-
-def _time_param(when: float | dt.datetime | None) -> dict[str, str]:
-    if when is None:
-        return {}
-    if isinstance(when, dt.datetime):
-        when = when.timestamp()
-    return {"time": repr(float(when))}
-
-
-def _parse_value(raw: str) -> float:
-    # Prometheus encodes +Inf, -Inf and NaN as strings too; float() handles them all.
-    return float(raw)
-
-
-def parse_instant_result(payload: Mapping[str, Any]) -> list[Sample]:
-    """Parse an /api/v1/query JSON answer into samples (vector or scalar results)."""
-    if payload.get("status") != "success":
-        raise PrometheusQueryError(f"{payload.get('errorType', 'error')}: {payload.get('error', payload)}")
-    data = payload["data"]
-    kind = data["resultType"]
-    if kind == "vector":
-        return [
-            Sample(dict(item["metric"]), _parse_value(item["value"][1]), float(item["value"][0]))
-            for item in data["result"]
-        ]
-    if kind == "scalar":
-        ts, raw = data["result"]
-        return [Sample({}, _parse_value(raw), float(ts))]
-    raise PrometheusQueryError(f"instant query returned a {kind} result; use query_range for range vectors")
-
-
-def parse_range_result(payload: Mapping[str, Any]) -> list[Series]:
-    """Parse an /api/v1/query_range answer (or an instant query of a range vector)."""
-    if payload.get("status") != "success":
-        raise PrometheusQueryError(f"{payload.get('errorType', 'error')}: {payload.get('error', payload)}")
-    data = payload["data"]
-    if data["resultType"] != "matrix":
-        raise PrometheusQueryError(f"expected a matrix result, got {data['resultType']}")
-    return [
-        Series(dict(item["metric"]), [(float(t), _parse_value(v)) for t, v in item["values"]])
-        for item in data["result"]
-    ]
-
-
-class PrometheusServer:
+class PrometheusServer(ChildProcess):
     """The real `prometheus` binary as a child process on 127.0.0.1 (see the module docstring)."""
+
+    what = "Prometheus"
 
     def __init__(
         self,
@@ -222,6 +144,7 @@ class PrometheusServer:
         extra_args: Sequence[str] = (),
         log_level: str = "warn",
     ) -> None:
+        super().__init__()
         if target_mode not in ("file_sd", "reload"):
             raise ValueError("target_mode must be 'file_sd' or 'reload'")
         self.scrape_interval = float(scrape_interval)
@@ -241,9 +164,8 @@ class PrometheusServer:
         self._workdir: Path | None = None
         self._own_storage = storage_dir is None
         self._storage_arg = Path(storage_dir).resolve() if storage_dir else None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_file: Any = None
-        self._started_once = False
+        self.api = PrometheusApi(lambda: self.url, check_alive=self._check_alive,
+                                 poll_interval=min(0.2, self.scrape_interval / 2))  # fmt: skip
 
     # ------------------------------------------------------------------ properties
     @property
@@ -265,20 +187,8 @@ class PrometheusServer:
         return self.workdir / CONFIG_NAME
 
     @property
-    def log_path(self) -> Path:
-        return self.workdir / LOG_NAME
-
-    @property
     def targets(self) -> list[ScrapeTarget]:
         return list(self._targets)
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self.running and self._proc else None
 
     # ------------------------------------------------------------------ configuration
     def config(self) -> dict[str, Any]:
@@ -306,8 +216,8 @@ class PrometheusServer:
         return cfg
 
     def _write_files(self) -> None:
-        _atomic_write(self.workdir / FILE_SD_NAME, json.dumps([t.target_group() for t in self._targets], indent=1))
-        _atomic_write(self.config_path, yaml.safe_dump(self.config(), sort_keys=False))
+        atomic_write(self.workdir / FILE_SD_NAME, json.dumps([t.target_group() for t in self._targets], indent=1))
+        atomic_write(self.config_path, yaml.safe_dump(self.config(), sort_keys=False))
 
     def set_targets(self, targets: Iterable[ScrapeTarget | Sequence[Any]]) -> None:
         """Replace the scrape targets. Takes effect in 5-10 s (Prometheus' discovery throttles)."""
@@ -345,17 +255,8 @@ class PrometheusServer:
             return self
         self.storage_dir.mkdir(parents=True, exist_ok=True)
         self._write_files()
-        self._close_log()
-        self._log_file = open(self.log_path, "ab")
-        self._proc = subprocess.Popen(
-            self._command(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-            start_new_session=True,  # a Ctrl-C in the terminal is for us, not for the child
-        )
-        self._started_once = True
+        self.log_path = self.workdir / LOG_NAME
+        self._spawn(self._command(), cwd=self.workdir)
         return self
 
     def _port_taken(self) -> bool:
@@ -364,32 +265,18 @@ class PrometheusServer:
     def wait_ready(self, timeout: float = 15.0) -> None:
         """Block until GET /-/ready answers 200 (ready in < 0.2 s; longer after a big WAL replay)."""
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=1.0) as client:
-            while True:
-                self._check_alive()
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(f"{self.url}/-/ready").status_code == 200:
-                        return
-                if time.monotonic() > deadline:
-                    raise PrometheusUnavailable(f"not ready after {timeout}s; log tail:\n{self.log_tail()}")
-                time.sleep(0.05)
-
-    async def wait_ready_async(self, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=1.0) as client:
-            while True:
-                self._check_alive()
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{self.url}/-/ready")).status_code == 200:
-                        return
-                if time.monotonic() > deadline:
-                    raise PrometheusUnavailable(f"not ready after {timeout}s; log tail:\n{self.log_tail()}")
-                await asyncio.sleep(0.05)
+        while True:
+            self._check_alive()
+            if http_ok(f"{self.url}/-/ready"):
+                return
+            if time.monotonic() > deadline:
+                raise PrometheusUnavailable(f"not ready after {timeout}s; log tail:\n{self.log_tail()}")
+            time.sleep(0.05)
 
     def _check_alive(self) -> None:
-        if self._proc is None:
+        if self.proc is None:
             raise PrometheusUnavailable("Prometheus was never started")
-        code = self._proc.poll()
+        code = self.proc.poll()
         if code is not None:
             raise PrometheusUnavailable(f"Prometheus exited with code {code}; log tail:\n{self.log_tail()}")
 
@@ -407,33 +294,19 @@ class PrometheusServer:
                 raise
         raise AssertionError("unreachable")
 
-    def _signal_and_wait(self, sig: int, timeout: float) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                proc.wait(timeout=5)
-        self._proc = None
-        self._close_log()
-
     def kill(self) -> None:
         """SIGKILL the server (a crash). The TSDB stays; `start` replays its WAL on the same port."""
-        self._signal_and_wait(signal.SIGKILL, timeout=5)
+        super().kill()
+        self.proc = None
 
-    def terminate(self) -> None:
+    def terminate(self, timeout: float = 15.0) -> None:
         """SIGTERM and wait (a clean shutdown), keeping the working directory and TSDB."""
-        self._signal_and_wait(signal.SIGTERM, timeout=15)
+        super().terminate(timeout)
+        self.proc = None
 
-    def stop(self, keep_data: bool = False) -> None:
+    def stop(self, timeout: float = 15.0, keep_data: bool = False) -> None:
         """SIGTERM, wait, then delete the working directory (and our own TSDB) unless `keep_data`."""
-        self.terminate()
+        self.terminate(timeout)
         if not keep_data:
             self._cleanup()
 
@@ -451,18 +324,6 @@ class PrometheusServer:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
-    def _close_log(self) -> None:
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
     def __enter__(self) -> PrometheusServer:
         return self.start_and_wait()
 
@@ -470,165 +331,16 @@ class PrometheusServer:
         self.stop()
 
     async def __aenter__(self) -> PrometheusServer:
-        self.start()
-        await self.wait_ready_async()
-        return self
+        return await asyncio.to_thread(self.start_and_wait)
 
     async def __aexit__(self, *exc: object) -> None:
         await asyncio.to_thread(self.stop)
 
-    def __del__(self) -> None:  # last resort: never leak a child process
-        proc = getattr(self, "_proc", None)
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(Exception):
-                proc.kill()
-
-    # ------------------------------------------------------------------ queries
-    def _get_json(self, path: str, params: Mapping[str, str], timeout: float) -> Mapping[str, Any]:
-        try:
-            resp = httpx.get(f"{self.url}{path}", params=params, timeout=timeout)
-        except httpx.HTTPError as exc:
-            raise PrometheusUnavailable(f"{self.url}{path}: {exc!r}") from exc
-        return _decode(resp)
-
-    async def _get_json_async(
-        self, path: str, params: Mapping[str, str], timeout: float, client: httpx.AsyncClient | None
-    ) -> Mapping[str, Any]:
-        try:
-            if client is not None:
-                resp = await client.get(f"{self.url}{path}", params=params, timeout=timeout)
-            else:
-                async with httpx.AsyncClient(timeout=timeout) as own:
-                    resp = await own.get(f"{self.url}{path}", params=params)
-        except httpx.HTTPError as exc:
-            raise PrometheusUnavailable(f"{self.url}{path}: {exc!r}") from exc
-        return _decode(resp)
-
-    def query(self, promql: str, time: float | dt.datetime | None = None, timeout: float = 10.0) -> list[Sample]:
-        """Instant query -> samples. Raises PrometheusUnavailable / PrometheusQueryError."""
-        return parse_instant_result(self._get_json("/api/v1/query", {"query": promql, **_time_param(time)}, timeout))
-
-    async def query_async(
-        self,
-        promql: str,
-        time: float | dt.datetime | None = None,
-        timeout: float = 10.0,
-        client: httpx.AsyncClient | None = None,
-    ) -> list[Sample]:
-        payload = await self._get_json_async("/api/v1/query", {"query": promql, **_time_param(time)}, timeout, client)
-        return parse_instant_result(payload)
-
-    def query_value(self, promql: str, time: float | dt.datetime | None = None) -> float | None:
-        """The single value of a one-element result, None for an empty result (no data)."""
-        samples = self.query(promql, time)
-        if not samples:
-            return None
-        if len(samples) > 1:
-            raise PrometheusQueryError(f"expected at most one sample, got {len(samples)}: {promql}")
-        return samples[0].value
-
-    def query_range(
-        self,
-        promql: str,
-        start: float | dt.datetime,
-        end: float | dt.datetime,
-        step: float,
-        timeout: float = 10.0,
-    ) -> list[Series]:
-        params = {
-            "query": promql,
-            "start": _time_param(start)["time"],
-            "end": _time_param(end)["time"],
-            "step": repr(float(step)),
-        }
-        return parse_range_result(self._get_json("/api/v1/query_range", params, timeout))
-
-    def active_targets(self) -> list[dict[str, Any]]:
-        """The /api/v1/targets activeTargets list (discovered and scraped)."""
-        payload = self._get_json("/api/v1/targets", {"state": "active"}, 5.0)
-        return list(payload["data"]["activeTargets"])
-
-    def _up_query(self, job: str, labels: Mapping[str, str] | None, healthy: bool = True) -> str:
-        matchers = [f"job={_quote(job)}"] + [f"{k}={_quote(v)}" for k, v in (labels or {}).items()]
-        return f"up{{{','.join(matchers)}}}" + (" == 1" if healthy else "")
-
-    def wait_for_scrape(
-        self, job: str, timeout: float = 20.0, labels: Mapping[str, str] | None = None, healthy: bool = True
-    ) -> list[Sample]:
-        """Block until ``up{job=...} == 1`` has a sample (a successful scrape); returns those samples.
-
-        ``healthy=False`` waits for any ``up`` sample: the target was discovered and scraped once,
-        even if the scrape failed (nothing listening yet)."""
-        promql = self._up_query(job, labels, healthy)
-        deadline = time.monotonic() + timeout
-        last_error: Exception | None = None
-        while True:
-            try:
-                found = self.query(promql)
-                if found:
-                    return found
-            except PrometheusUnavailable as exc:
-                last_error = exc
-                self._check_alive()
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"no successful scrape of job {job!r} within {timeout}s "
-                    f"(last error: {last_error}); targets: {self._targets}"
-                )
-            time.sleep(min(0.2, self.scrape_interval / 2))
-
-    async def wait_for_scrape_async(
-        self, job: str, timeout: float = 20.0, labels: Mapping[str, str] | None = None, healthy: bool = True
-    ) -> list[Sample]:
-        promql = self._up_query(job, labels, healthy)
-        deadline = time.monotonic() + timeout
-        last_error: Exception | None = None
-        async with httpx.AsyncClient(timeout=5.0) as client:
-            while True:
-                try:
-                    found = await self.query_async(promql, client=client)
-                    if found:
-                        return found
-                except PrometheusUnavailable as exc:
-                    last_error = exc
-                    self._check_alive()
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"no successful scrape of job {job!r} within {timeout}s (last error: {last_error})"
-                    )
-                await asyncio.sleep(min(0.2, self.scrape_interval / 2))
-
-
-def _decode(resp: httpx.Response) -> Mapping[str, Any]:
-    try:
-        payload = resp.json()
-    except ValueError as exc:
-        raise PrometheusQueryError(f"HTTP {resp.status_code}: not JSON: {resp.text[:200]!r}") from exc
-    if payload.get("status") != "success":
-        raise PrometheusQueryError(f"HTTP {resp.status_code}: {payload.get('errorType')}: {payload.get('error')}")
-    return payload
-
-
-def _quote(value: str) -> str:
-    return json.dumps(str(value))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
 
 __all__ = [
-    "PrometheusError",
-    "PrometheusQueryError",
+    "LISTEN_HOST",
     "PrometheusServer",
-    "PrometheusUnavailable",
-    "Sample",
     "ScrapeTarget",
-    "Series",
-    "parse_instant_result",
-    "parse_range_result",
     "prometheus_duration",
     "prometheus_path",
     "promtool_path",

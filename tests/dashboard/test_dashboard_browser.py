@@ -26,7 +26,7 @@ import time
 
 import pytest
 
-from mdsandbox.runner import run_scenario
+from mdsandbox.scenario_runner import run_scenario
 from mdsandbox.scenario import load_scenario
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ import random
 
 import pytest
 
-from mdsandbox.runner import run_scenario
+from mdsandbox.scenario_runner import run_scenario
 from mdsandbox.scenario import parse_scenario
 
 pytestmark = pytest.mark.slow

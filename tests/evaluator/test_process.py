@@ -15,7 +15,6 @@ import copy
 import json
 import subprocess
 import sys
-import types
 
 import httpx
 import pytest
@@ -80,8 +79,8 @@ async def test_sandbox_evaluator_process_follows_the_configmap(apiserver, small_
         apiserver.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     except Exception:  # noqa: BLE001 - already there from an earlier run of this session
         pass
-    sandbox = types.SimpleNamespace(api=apiserver, ns=ns, name="resnet50", fleet=small_fleet, workdir=tmp_path)
-    process = EvaluatorProcess(sandbox, log_path=tmp_path / "evaluator.log")
+    process = EvaluatorProcess(api=apiserver, namespace=ns, name="resnet50", fleet_url=small_fleet.url,
+                               workdir=tmp_path, log_path=tmp_path / "evaluator.log")  # fmt: skip
     target = process.scrape_target()
     assert target.job == "evaluator" and target.address == f"127.0.0.1:{process.port}" and target.path == "/metrics"
     # started before the operator has rendered the ConfigMap, as in the sandbox

@@ -16,6 +16,7 @@ target list (its discovery manager forwards updates on a fixed 5 s tick), so:
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 
 from mdsandbox.fleet import SimulatedFleet
-from mdsandbox.processes import free_port
+from kubeemu.childprocess import free_port
 from mdsandbox.prometheus_process import PrometheusServer, ScrapeTarget
 
 SCRAPE_INTERVAL = 0.5
@@ -51,7 +52,7 @@ def prometheus(session_targets: list[ScrapeTarget]) -> Iterator[PrometheusServer
     prom = PrometheusServer(session_targets, scrape_interval=SCRAPE_INTERVAL)
     prom.start_and_wait()
     try:
-        prom.wait_for_scrape(ISTIO_JOB, timeout=20, healthy=False)
+        asyncio.run(prom.api.wait_for_scrape(ISTIO_JOB, timeout=20, healthy=False))
         yield prom
     finally:
         prom.stop()

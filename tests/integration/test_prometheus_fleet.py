@@ -20,7 +20,8 @@ import pytest
 
 from mdsandbox.fleet import ISTIO_DURATION_BUCKETS_MS, SimulatedFleet, VersionBehaviour
 from mdsandbox.synthetic_golden import GoldenSet
-from mdsandbox.prometheus_process import PrometheusServer, PrometheusUnavailable, Sample
+from mdsandbox.prometheus_api import PrometheusUnavailable, Sample
+from mdsandbox.prometheus_process import PrometheusServer
 
 SERVICE = "resnet50"  # the `fleet` fixture's defaults (tests/integration/conftest.py)
 MODEL_NAME = "resnet50_cxr"
@@ -74,7 +75,7 @@ async def wait_until(check, timeout: float, what: str, interval: float = 0.2):
 async def settle(prom: PrometheusServer, fleet: SimulatedFleet, seconds: float, **extra: str) -> None:
     """Wait until Prometheus has the fleet's series, then `seconds` more so rate windows are full."""
     promql = f"istio_requests_total{sel(fleet, **extra)}"
-    await wait_until(lambda: prom.query_async(promql), 15, f"first scrape of {promql}")
+    await wait_until(lambda: prom.api.query(promql), 15, f"first scrape of {promql}")
     await asyncio.sleep(seconds)
 
 
@@ -94,7 +95,7 @@ async def test_weighted_split_90_10_measured_by_prometheus(prometheus, fleet):
     f = await fleet({"1": {}, "2": {}}, {"rps": 800}, vs=vs({"route": [dest("1", 90), dest("2", 10)]}), dr=dr("1", "2"))
     await settle(prometheus, f, 3.5)
     rates = by_label(
-        await prometheus.query_async(
+        await prometheus.api.query(
             f"sum by (destination_version) (rate(istio_requests_total{sel(f)}[{WINDOW}]))"
         ),
         "destination_version",
@@ -118,7 +119,7 @@ async def test_header_match_routes_the_header_share(prometheus, fleet):
                     vs=routing, dr=dr("1", "2"))  # fmt: skip
     await settle(prometheus, f, 3.5)
     rates = by_label(
-        await prometheus.query_async(f"sum by (destination_version) (rate(istio_requests_total{sel(f)}[{WINDOW}]))"),
+        await prometheus.api.query(f"sum by (destination_version) (rate(istio_requests_total{sel(f)}[{WINDOW}]))"),
         "destination_version",
     )
     print(f"MEASURED header share 0.3: {rates['v2'] / (rates['v1'] + rates['v2']):.4f}")
@@ -139,14 +140,14 @@ async def test_mirrored_requests_are_counted_on_the_mirror_version(prometheus, f
     f = await fleet({"1": {}, "2": {}}, {"rps": 800}, vs=routing, dr=dr("1", "2"))
     await settle(prometheus, f, 3.5, destination_version="v2")
     dest_rates = by_label(
-        await prometheus.query_async(f"sum by (destination_version) (rate(istio_requests_total{sel(f)}[{WINDOW}]))"),
+        await prometheus.api.query(f"sum by (destination_version) (rate(istio_requests_total{sel(f)}[{WINDOW}]))"),
         "destination_version",
     )
     print(f"MEASURED mirror 50 %: mirrored/primary {dest_rates['v2'] / dest_rates['v1']:.4f}")
     assert dest_rates["v2"] / dest_rates["v1"] == pytest.approx(0.5, abs=0.07), dest_rates
     # the client sidecar (reporter="source") never sees the shadow copies
     src_rates = by_label(
-        await prometheus.query_async(
+        await prometheus.api.query(
             f"sum by (destination_version) (rate(istio_requests_total{sel(f, 'source')}[{WINDOW}]))"
         ),
         "destination_version",
@@ -154,7 +155,7 @@ async def test_mirrored_requests_are_counted_on_the_mirror_version(prometheus, f
     assert set(src_rates) == {"v1"}, src_rates
     # both sidecars count every live request to v1 (one query: same evaluation time for both)
     both = by_label(
-        await prometheus.query_async(
+        await prometheus.api.query(
             "sum by (reporter) (rate(istio_requests_total{destination_service_namespace="
             f'"{f.namespace}",destination_version="v1"}}[{WINDOW}]))'
         ),
@@ -170,11 +171,11 @@ async def test_not_ready_version_gets_503_no_healthy_upstream(prometheus, fleet)
     await settle(prometheus, f, 3.5, reporter="source")
     src = f"sum(rate(istio_requests_total{sel(f, 'source')}[{WINDOW}]))"
     uh = f"sum(rate(istio_requests_total{sel(f, 'source', response_code='503', response_flags='UH')}[{WINDOW}]))"
-    share = (await prometheus.query_async(f"{uh} / {src}"))[0].value
+    share = (await prometheus.api.query(f"{uh} / {src}"))[0].value
     print(f"MEASURED not-ready 50 %: 503 UH share {share:.4f}")
     assert share == pytest.approx(0.5, abs=0.06)
     # the not-ready version's own sidecar saw nothing: per-version queries get NO DATA, not 0
-    assert await prometheus.query_async(f"istio_requests_total{sel(f, destination_version='v2')}") == []
+    assert await prometheus.api.query(f"istio_requests_total{sel(f, destination_version='v2')}") == []
     async with httpx.AsyncClient(base_url=f.url) as client:
         r = await client.get(f"/v1/models/{MODEL_NAME}/versions/2")
         assert (r.status_code, r.text) == (503, "no healthy upstream")
@@ -190,7 +191,7 @@ async def test_latency_p95_per_version_from_histogram_quantile(prometheus, fleet
     f = await fleet(versions, {"rps": 1200}, vs=vs({"route": [dest("1", 50), dest("2", 50)]}), dr=dr("1", "2"))
     await settle(prometheus, f, 3.5)
     p95 = by_label(
-        await prometheus.query_async(
+        await prometheus.api.query(
             "histogram_quantile(0.95, sum by (le, destination_version) "
             f"(rate(istio_request_duration_milliseconds_bucket{sel(f)}[{WINDOW}])))"
         ),
@@ -218,7 +219,7 @@ async def test_error_rate_five_percent(prometheus, fleet):
         s_5xx = s_all[:-1] + ',response_code=~"5.."}'
         promql = (f"100 * (sum(rate(istio_requests_total{s_5xx}[{WINDOW}])) or vector(0))"
                   f" / sum(rate(istio_requests_total{s_all}[{WINDOW}]))")  # fmt: skip
-        measured = (await prometheus.query_async(promql))[0].value
+        measured = (await prometheus.api.query(promql))[0].value
         print(f"MEASURED error rate v{v}: {measured:.3f} % (configured {100 * rate} %)")
         # ~3750 requests per version in the samples of the window: sd 0.36 points at 5 %, 0.12 at 0.5 %
         assert measured == pytest.approx(100 * rate, abs=1.5 if rate > 0.01 else 0.5), (v, measured)
@@ -233,17 +234,17 @@ async def test_changes_entry_shifts_latency_after_n_seconds(prometheus, fleet):
               f"(rate(istio_request_duration_milliseconds_bucket{sel(f, destination_version='v2')}[2s])))")  # fmt: skip
 
     async def post_change_median():
-        got = await prometheus.query_async(median)
+        got = await prometheus.api.query(median)
         return got[0].value if got and got[0].value > 200 else None
 
     await wait_until(post_change_median, 10, "the latency change to show in Prometheus")
     visible_after = time.time() - change_unix
     print(f"MEASURED change visible in Prometheus {visible_after:.2f} s after it took effect")
     assert 0 < visible_after < 3.5, visible_after  # one scrape + a rate window at most
-    before = await prometheus.query_async(median, time=change_unix - 0.3)
+    before = await prometheus.api.query(median, time=change_unix - 0.3)
     assert before and before[0].value < 30, before
     await asyncio.sleep(max(0.0, change_unix + 3.0 - time.time()))
-    after = await prometheus.query_async(median)
+    after = await prometheus.api.query(median)
     assert after[0].value == pytest.approx(expected_histogram_quantile(f.behaviour("2"), 0.5), rel=0.1)
     assert f.stats()["versions"]["2"]["changes_applied"][0]["after"] == 2.5
 
@@ -259,30 +260,30 @@ async def test_prometheus_kill_then_restart_keeps_history(fleet):
     prom = PrometheusServer(f.scrape_targets(), scrape_interval=0.5)
     try:
         await asyncio.to_thread(prom.start_and_wait)
-        await prom.wait_for_scrape_async("istio-mesh", timeout=20)
-        await prom.wait_for_scrape_async("tfserving", timeout=5)
+        await prom.api.wait_for_scrape("istio-mesh", timeout=20)
+        await prom.api.wait_for_scrape("tfserving", timeout=5)
         total = f"sum(istio_requests_total{sel(f)})"
-        await wait_until(lambda: prom.query_async(total), 5, "a sample")
+        await wait_until(lambda: prom.api.query(total), 5, "a sample")
         t_before = time.time()
-        before = (await prom.query_async(total, time=t_before))[0].value
+        before = (await prom.api.query(total, time=t_before))[0].value
         assert before > 0
         # TF Serving's own metrics, per pod, with target labels added by the scrape config
-        tfs = await prom.query_async(f':tensorflow:serving:request_count{{namespace="{f.namespace}",version="v1"}}')
+        tfs = await prom.api.query(f':tensorflow:serving:request_count{{namespace="{f.namespace}",version="v1"}}')
         assert tfs and {s.labels["pod"] for s in tfs} == set(f.pod_names("1"))
         assert {s.labels["model_name"] for s in tfs} == {MODEL_NAME}
 
         port = prom.port
         prom.kill()
         with pytest.raises(PrometheusUnavailable):
-            await prom.query_async(total)
+            await prom.api.query(total)
         prom.start()
-        await prom.wait_ready_async()
+        await asyncio.to_thread(prom.wait_ready)
         assert prom.port == port  # same URL for everyone holding it
-        again = await prom.query_async(total, time=t_before)
+        again = await prom.api.query(total, time=t_before)
         assert again and again[0].value == pytest.approx(before)  # history survived the crash
 
         await asyncio.to_thread(prom.restart, False)  # now lose the TSDB on purpose
-        assert await prom.query_async(total, time=t_before) == []
+        assert await prom.api.query(total, time=t_before) == []
     finally:
         await asyncio.to_thread(prom.stop)
     assert not prom.running

@@ -157,7 +157,7 @@ def test_import_contracts_hold():
 
 # (file to add a back edge to, the import, the contract that must break)
 BACK_EDGES = [
-    ("operator/modeldeploy/kube.py", "import mdsandbox.runner", "The operator imports neither"),
+    ("operator/modeldeploy/kube.py", "import mdsandbox.scenario_runner", "The operator imports neither"),
     ("operator/modeldeploy/reconciler.py", "import xraymodel.findings", "The operator imports neither"),
     ("model/xraymodel/evaluator/golden.py", "import mdsandbox.synthetic_golden", "The model tool chain"),
     ("model/xraymodel/evaluator/config.py", "import modeldeploy.spec", "The model tool chain"),
@@ -167,7 +167,7 @@ BACK_EDGES = [
     ("operator/modeldeploy/analysis/runner.py", "import modeldeploy.rollout", "Operator layers"),
     ("operator/modeldeploy/spec.py", "import modeldeploy.validation", "Operator layers"),
     ("operator/modeldeploy/rollout.py", "import mddashboard.board", "The operator imports neither"),
-    ("dashboard/mddashboard/server.py", "import mdsandbox.runner", "The dashboard reads the cluster"),
+    ("dashboard/mddashboard/server.py", "import mdsandbox.scenario_runner", "The dashboard reads the cluster"),
     ("sandbox/mdsandbox/cli.py", "import mddashboard.app", "Packages: the sandbox and the dashboard"),
 ]
 

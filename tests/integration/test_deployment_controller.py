@@ -1,0 +1,155 @@
+"""The sandbox's Deployment controller against the API emulator: driven by each Deployment's own spec.
+
+A fake cluster that recognised ModelDeploy's Deployments by the operator's own label constants
+could not catch a labelling bug in the operator (both sides would be wrong the same way). Like the
+real Deployment/ReplicaSet controllers and kubelet, it must act on ANY Deployment: pods from the
+pod template (labels + pod-template-hash, a controller ownerReference), a Deployment's pods being
+the ones it owns and its selector selects, the model version a pod must load taken from what its
+readiness probe asks TF Serving for. And the fleet must route by the pods' REAL labels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import numpy as np
+import pytest
+
+from mdsandbox.controllers import DeploymentController, WorkloadPods, selector_string, served_model_version
+from mdsandbox.fleet import SimulatedFleet
+
+DEPLOY = ("apps", "v1", "deployments")
+PODS = ("", "v1", "pods")
+
+
+def _namespace(apiserver) -> str:
+    ns = f"dc-{uuid.uuid4().hex[:8]}"
+    apiserver.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    return ns
+
+
+def _deployment(name: str, labels: dict, replicas: int = 2, probe_path: str | None = None) -> dict:
+    container: dict = {"name": "server", "image": "example/server:1"}
+    if probe_path:
+        container["readinessProbe"] = {"httpGet": {"path": probe_path, "port": 8501}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},  # no ModelDeploy label at all
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": dict(labels, extra="yes")}, "spec": {"containers": [container]}},
+        },
+    }
+
+
+async def _until(predicate, timeout: float = 10.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def test_any_deployment_gets_pods_from_its_template_and_status(apiserver):
+    ns = _namespace(apiserver)
+    reports: list[WorkloadPods] = []
+    controller = DeploymentController(api_url=apiserver.url, namespace=ns, ready_delay=0.2, poll_interval=0.05,
+                                      on_change=reports.append)  # fmt: skip
+    dep = apiserver.put_object(*DEPLOY, ns, _deployment("web", {"app": "web"}, probe_path="/v1/models/m/versions/7"))
+    await controller.start()
+    try:
+        await _until(lambda: (apiserver.get_object(*DEPLOY, ns, "web").get("status") or {}).get("readyReplicas") == 2)
+        pods = apiserver.list_objects(*PODS, ns)
+        assert len(pods) == 2
+        for pod in pods:
+            labels = pod["metadata"]["labels"]
+            assert labels["app"] == "web" and labels["extra"] == "yes" and labels["pod-template-hash"]
+            assert set(labels) == {"app", "extra", "pod-template-hash"}  # nothing the controller invents
+            (owner,) = pod["metadata"]["ownerReferences"]
+            assert owner["uid"] == dep["metadata"]["uid"] and owner["controller"] is True
+        assert reports[-1] == WorkloadPods("web", "m", 7, {"app": "web", "extra": "yes"}, 2)
+    finally:
+        await controller.stop()
+
+
+async def test_pods_are_owned_and_selected_never_matched_by_name_or_foreign_labels(apiserver):
+    ns = _namespace(apiserver)
+    controller = DeploymentController(api_url=apiserver.url, namespace=ns, ready_delay=0.0, poll_interval=0.05)
+    # an orphan pod carrying the same labels is not the Deployment's pod (no controller ownerReference)
+    apiserver.put_object(*PODS, ns, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stray", "labels": {"app": "api"}},
+                                     "spec": {"containers": [{"name": "c", "image": "x"}]}})  # fmt: skip
+    apiserver.put_object(*DEPLOY, ns, _deployment("api", {"app": "api"}, replicas=1))
+    await controller.start()
+    try:
+        await _until(lambda: (apiserver.get_object(*DEPLOY, ns, "api").get("status") or {}).get("readyReplicas") == 1)
+        names = sorted(p["metadata"]["name"] for p in apiserver.list_objects(*PODS, ns))
+        assert "stray" in names and len(names) == 2  # one new pod; the orphan is left alone, not counted
+        apiserver.patch_object(*DEPLOY, ns, "api", {"spec": {"replicas": 0}})
+        await _until(lambda: [p["metadata"]["name"] for p in apiserver.list_objects(*PODS, ns)] == ["stray"])
+    finally:
+        await controller.stop()
+
+
+@pytest.mark.parametrize(
+    "selector, expected",
+    [
+        ({"matchLabels": {"b": "2", "a": "1"}}, "a=1,b=2"),
+        ({"matchExpressions": [{"key": "t", "operator": "In", "values": ["x", "y"]},
+                               {"key": "u", "operator": "NotIn", "values": ["z"]},
+                               {"key": "e", "operator": "Exists"}, {"key": "n", "operator": "DoesNotExist"}]},
+         "t in (x,y),u notin (z),e,!n"),
+        ({}, ""),
+    ],
+)  # fmt: skip
+def test_selector_string(selector, expected):
+    assert selector_string(selector) == expected
+
+
+@pytest.mark.parametrize(
+    "probes, expected",
+    [
+        ({"readinessProbe": {"httpGet": {"path": "/v1/models/resnet/versions/3"}}}, ("resnet", 3)),
+        ({"startupProbe": {"httpGet": {"path": "/v1/models/resnet/versions/12"}}}, ("resnet", 12)),
+        ({"readinessProbe": {"httpGet": {"path": "/v1/models/resnet"}}}, (None, None)),  # not a version
+        ({"readinessProbe": {"tcpSocket": {"port": 8500}}}, (None, None)),
+        ({}, (None, None)),
+    ],
+)
+def test_served_model_version_comes_from_the_probe(probes, expected):
+    template = {"spec": {"containers": [{"name": "tfs", **probes}]}}
+    assert served_model_version(template) == expected
+
+
+def test_fleet_routes_by_the_pods_real_labels():
+    """A DestinationRule subset that does not select the pods the operator rendered gets no traffic."""
+    vs = {"spec": {"hosts": ["m"], "http": [{"name": "primary", "route": [
+        {"destination": {"host": "m", "subset": "v1"}, "weight": 50},
+        {"destination": {"host": "m", "subset": "v2"}, "weight": 50}]}]}}  # fmt: skip
+    dr = {"spec": {"host": "m", "subsets": [{"name": "v1", "labels": {"version": "v1"}},
+                                            {"name": "v2", "labels": {"version": "v2"}}]}}  # fmt: skip
+    fleet = SimulatedFleet("ns", "m", "m", versions={"1": {}, "2": {}}, seed=3, clock=lambda: 0.0)
+    fleet.set_workload_ready("1", "m-v1", {"app": "m", "version": "v1"}, 2)
+    fleet.set_workload_ready("2", "m-v2", {"app": "m", "version": "2"}, 2)  # a labelling bug: no "v"
+    fleet.set_routing(vs, dr)
+    fleet.generate(1000)
+    stats = fleet.stats()
+    assert stats["versions"]["1"]["requests"] == pytest.approx(500, abs=60)
+    assert stats["versions"]["2"]["requests"] == 0  # never reached: the subset selects no pod
+    assert stats["unavailable"] == 1000 - stats["versions"]["1"]["requests"]  # 503 UH at the client sidecar
+    # with the labels fixed, both versions serve
+    fleet.set_workload_ready("2", "m-v2", {"app": "m", "version": "v2"}, 2)
+    fleet.generate(1000)
+    assert fleet.stats()["versions"]["2"]["requests"] > 400
+    # a version's pods across two Deployments (GPU + CPU fallback) add up; 0 ready means none
+    fleet.set_workload_ready("2", "m-v2-cpu", {"app": "m", "version": "v2", "variant": "cpu"}, 1)
+    assert fleet.ready_replicas("2") == 3
+    assert dict(fleet.endpoints({"version": "v2", "variant": "cpu"})) == {"2": 1}
+    fleet.set_workload_ready("2", "m-v2", {"app": "m", "version": "v2"}, 0)
+    fleet.set_workload_ready("2", "m-v2-cpu", {"app": "m", "version": "v2", "variant": "cpu"}, 0)
+    assert fleet.ready_replicas("2") == 0 and np.isclose(fleet.rps, 0.0)
