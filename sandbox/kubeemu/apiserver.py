@@ -40,7 +40,7 @@ import attrs
 import kmock
 import yaml
 
-from kubeemu import discovery
+from kubeemu import decode, discovery
 from kubeemu import proto as protobuf
 from kubeemu import table as tables
 from kubeemu.faults import FaultConfig, FaultInjector, RequestStats
@@ -96,6 +96,13 @@ def _set_path(obj: Obj, path: str, value: Any) -> None:
             obj[part] = {}
         obj = obj[part]
     obj[parts[-1]] = value
+
+
+def _refuse_non_finite(value: Any, context: str) -> None:
+    """In-process writes get the answer HTTP ones would: a real server cannot decode NaN/Infinity."""
+    where = decode.non_finite_path(value)
+    if where is not None:
+        raise ApiError(400, f"{context}: non-finite number at {where} (JSON has no NaN or Infinity)")
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -256,6 +263,7 @@ class ApiServer(kmock.KubernetesEmulator):
     ) -> Obj:
         """Create or replace an object; with a status subresource, a given .status is stored too."""
         rdef = self._rdef(group, version, plural)
+        _refuse_non_finite(obj, "couldn't get version/kind; json parse error")
         name = obj["metadata"]["name"]
         if subresource is None and self.store.find(rdef, namespace, name) is None:
             result = self.store.create(rdef, namespace, obj)
@@ -283,6 +291,7 @@ class ApiServer(kmock.KubernetesEmulator):
     ) -> Obj:
         """Patch an object (patch_type: merge, json or strategic); subresource='status' for .status."""
         rdef = self._rdef(group, version, plural)
+        _refuse_non_finite(patch, "error decoding patch")
         apply = {"merge": merge_patch, "json": json_patch, "strategic": strategic_merge_patch}[patch_type]
         result = self.store.update(rdef, namespace, name, lambda old: apply(old, patch), subresource=subresource)
         return json.loads(json.dumps(self._present(rdef, result)))
@@ -550,7 +559,7 @@ class ApiServer(kmock.KubernetesEmulator):
             return _json(self._present(rdef, obj))
         raise ApiError(405, f"unsupported verb {route.verb}")
 
-    def _body(self, request: kmock.Request) -> Any:
+    def _body(self, request: kmock.Request, what: str = "object") -> Any:
         if not request.body:
             raise ApiError(400, "the request body is empty")
         content_type = request._raw_request.content_type if request._raw_request is not None else ""
@@ -570,21 +579,26 @@ class ApiServer(kmock.KubernetesEmulator):
                 "application/json, application/yaml",
                 reason="UnsupportedMediaType",
             )
-        try:
-            return json.loads(request.body)
-        except ValueError:
+        if "yaml" in content_type:
             try:
                 return yaml.safe_load(request.body)
-            except yaml.YAMLError:
-                raise ApiError(400, "the body of the request is neither JSON nor YAML") from None
+            except yaml.YAMLError as e:
+                raise ApiError(400, f"error converting YAML to JSON: {e}") from None
+        try:
+            return decode.loads(request.body)
+        except decode.BodyError as e:
+            # kube-apiserver decodes with Go's encoding/json: no NaN/Infinity, no trailing garbage.
+            if what == "patch":
+                raise ApiError(400, f"error decoding patch: {e}") from None
+            raise ApiError(400, f"couldn't get version/kind; json parse error: {e}") from None
 
     def _delete_options(self, request: kmock.Request) -> Obj:
         options: Obj = {}
         if request.body:
             try:
-                parsed = json.loads(request.body)
-            except ValueError:
-                raise ApiError(400, "the DeleteOptions body is not JSON") from None
+                parsed = decode.loads(request.body)
+            except decode.BodyError as e:
+                raise ApiError(400, f"couldn't get version/kind; json parse error: {e}") from None
             if isinstance(parsed, dict):
                 options.update(parsed)
         for key in ("propagationPolicy", "gracePeriodSeconds"):
@@ -614,7 +628,7 @@ class ApiServer(kmock.KubernetesEmulator):
                 f"the body of the request was in an unknown format - accepted media types include: {accepted}",
                 reason="UnsupportedMediaType",
             )
-        patch = self._body(request)
+        patch = self._body(request, "patch")
         apply = {"merge": merge_patch, "json": json_patch, "strategic": strategic_merge_patch}[patch_type]
         if patch_type != "json" and not isinstance(patch, dict):
             raise ApiError(400, "the patch is not a JSON object")
