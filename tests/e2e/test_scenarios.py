@@ -3,7 +3,10 @@
 Each run starts its own API emulator, Prometheus, simulated fleet and operator process; three
 run at a time (they mostly wait on the scenario clock). A scenario passes when its `expect` holds
 (exit code 0); the REPORT.json must carry the contract's fields with real values and the PNG must
-be a real image.
+be a real image. The oracle itself is tested too: the scenarios in tests/data/failing-scenarios/
+are designed to fail (each names, in a `# must fail:` line, the checks that must fail) and must
+exit 1 with exactly those checks failed and no run error (the oracle's table is in
+tests/unit/test_expectations.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCENARIOS = sorted((ROOT / "examples" / "scenarios").glob("*.yaml"))
 BAD = sorted((ROOT / "tests" / "data" / "bad-scenarios").glob("*.yaml"))
+FAILING = sorted((ROOT / "tests" / "data" / "failing-scenarios").glob("*.yaml"))
 PARALLEL = 3
 
 pytestmark = pytest.mark.slow
@@ -41,8 +45,10 @@ def scenario_runs(tmp_path_factory):
 
     async def all_runs():
         sem = asyncio.Semaphore(PARALLEL)
-        results = await asyncio.gather(*(_run(p, out, sem) for p in SCENARIOS))
-        return dict(zip((p.stem for p in SCENARIOS), results))
+        # the designed-to-fail ones first: they are short and fill the pool while the long ones start
+        paths = FAILING + SCENARIOS
+        results = await asyncio.gather(*(_run(p, out, sem) for p in paths))
+        return dict(zip((p.stem for p in paths), results))
 
     return out, asyncio.run(all_runs())
 
@@ -84,6 +90,33 @@ def test_scenario_passes(path, scenario_runs):
             assert len(evaluation["canary"]["aurocPerFinding"]) == 14 and len(evaluation["psiPerFinding"]) == 14
     png = out / f"{path.stem}.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def _must_fail(path: pathlib.Path) -> list[str]:
+    line = next(line for line in path.read_text().splitlines() if line.startswith("# must fail:"))
+    return [name.strip() for name in line.split(":", 1)[1].split(",")]
+
+
+def test_failing_scenarios_are_designed_to_fail():
+    assert len(FAILING) >= 2
+    assert not {p.stem for p in FAILING} & {p.stem for p in SCENARIOS}, "names share the report folder"
+    for path in FAILING:
+        expect = yaml.safe_load(path.read_text())["expect"]
+        must_fail = _must_fail(path)
+        assert must_fail and set(must_fail) < set(expect), f"{path.name}: some checks must fail and some hold"
+
+
+@pytest.mark.parametrize("path", FAILING, ids=lambda p: p.stem)
+def test_scenario_designed_to_fail_exits_1(path, scenario_runs):
+    out, runs = scenario_runs
+    rc, output = runs[path.stem]
+    assert rc == 1, f"{path.name} exited {rc} (a failed expectation must exit 1):\n{output[-4000:]}"
+    report = json.loads((out / f"{path.stem}.json").read_text())
+    assert report["passed"] is False and report["errors"] == [], report["errors"]  # failed by the oracle, not a crash
+    failed = [c["expect"] for c in report["expectations"] if not c["ok"]]
+    held = [c["expect"] for c in report["expectations"] if c["ok"]]
+    assert failed == _must_fail(path), report["expectations"]
+    assert held, "the checks that should hold did (the oracle discriminates, it does not fail everything)"
 
 
 @pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)

@@ -59,15 +59,40 @@ def states():
 STATES = list(states())
 
 
+def check_golden(path: pathlib.Path, text: str) -> None:
+    """`text` equals the golden file; UPDATE_GOLDEN=1 rewrites it first. A missing file is a failure, never a
+    file written in passing (CI would then compare the output with itself)."""
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"golden file {path} is missing (UPDATE_GOLDEN=1 writes it; review the diff, commit it)"
+    assert text == path.read_text(), f"rendered {path.stem} differs from {path} (UPDATE_GOLDEN=1 to accept)"
+
+
 @pytest.mark.parametrize("name,target,status", STATES, ids=[s[0] for s in STATES])
 def test_golden(name, target, status):
     versions, route = plans(target.spec, status)
-    text = dump_yaml(desired_objects(target, list(versions), route))
-    path = GOLDEN / f"{name}.yaml"
-    if os.environ.get("UPDATE_GOLDEN") or not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert text == path.read_text(), f"rendered {name} differs from {path} (UPDATE_GOLDEN=1 to accept)"
+    check_golden(GOLDEN / f"{name}.yaml", dump_yaml(desired_objects(target, list(versions), route)))
+
+
+def test_golden_files_are_exactly_the_states():
+    """No stale golden file for a state that is gone, none missing."""
+    assert sorted(p.stem for p in GOLDEN.glob("*.yaml")) == sorted(s[0] for s in STATES)
+
+
+def test_missing_golden_file_fails_and_is_not_written(tmp_path, monkeypatch):
+    monkeypatch.delenv("UPDATE_GOLDEN", raising=False)
+    path = tmp_path / "gone.yaml"
+    with pytest.raises(AssertionError, match="is missing"):
+        check_golden(path, "kind: Service\n")
+    assert not path.exists()
+    path.write_text("kind: Service\n")
+    with pytest.raises(AssertionError, match="differs"):
+        check_golden(path, "kind: Deployment\n")
+    assert path.read_text() == "kind: Service\n"
+    monkeypatch.setenv("UPDATE_GOLDEN", "1")
+    check_golden(tmp_path / "new.yaml", "kind: Deployment\n")
+    assert (tmp_path / "new.yaml").read_text() == "kind: Deployment\n"
 
 
 def _crd_schema(filename: str, version: str = "v1") -> dict:
