@@ -16,6 +16,8 @@
   sitesOnlyOnStable               these sites' studies reached only the initial (stable) version (and
                                   each site completed some study)
   historyReasonContains           each text appears in some history reason (the first deploy left out)
+  neverServedUnvetted             each listed client class (mesh, gateway, nonMesh) got live answers, and
+                                  none from a version that had not been stable by that moment
 
 A run `passed` when every check is ok and the run recorded no error. An expectation the report
 cannot answer (no rollback measured, for a rollback bound) fails: never "not measured = fine".
@@ -103,6 +105,11 @@ def check_expectations(exp: Expect, report: Mapping[str, Any], *, initial_versio
         # a site that completed no study cannot show it stayed on stable: it fails too
         check("sitesOnlyOnStable", exp.sitesOnlyOnStable, reached,
               bool(studies) and all(v == [initial] for v in reached.values()))  # fmt: skip
+    if exp.neverServedUnvetted is not None:
+        clients = report.get("clients") or {}
+        actual = {c: (clients.get(c) or {"served": {}, "unvetted": {}}) for c in exp.neverServedUnvetted}
+        ok = all(sum(a["served"].values()) > 0 and not sum(a["unvetted"].values()) for a in actual.values())
+        check("neverServedUnvetted", exp.neverServedUnvetted, actual, ok)
     if exp.historyReasonContains is not None:
         reasons = [h.get("reason") or "" for h in report["history"] if h.get("action") != "deployed"]
         missing = [text for text in exp.historyReasonContains if not any(text in r for r in reasons)]

@@ -10,9 +10,18 @@ models the parts of networking.istio.io/v1 that ModelDeploy renders and the oper
   Supported: ``headers`` and ``withoutHeaders`` (StringMatch ``exact`` / ``prefix`` / ``regex``;
   an empty ``{}`` checks presence; header names are case-insensitive; regexes must match the WHOLE
   value, as Envoy's RE2 ``safe_regex`` does), cookie matching via ``headers: {cookie: {regex: ...}}``
-  (Istio's documented way), ``uri``, ``method``, ``queryParams``, ``ignoreUriCase``. Anything else
-  that changes which route matches (sourceLabels, sourceNamespace, port, non-mesh gateways) raises
-  `UnsupportedRouting` rather than being silently ignored.
+  (Istio's documented way), ``uri``, ``method``, ``queryParams``, ``ignoreUriCase``, and
+  ``gateways`` (the match applies only to requests that entered through one of those gateways;
+  ``mesh`` = the sidecars). Anything else that changes which route matches (sourceLabels,
+  sourceNamespace, port) raises `UnsupportedRouting` rather than being silently ignored.
+* Binding (``spec.gateways``, ``spec.hosts``): a VirtualService without ``gateways`` applies to the
+  sidecars only (the reserved gateway ``mesh``); with ``gateways`` it applies to exactly those
+  gateways (``<namespace>/<name>``, a bare name = the VirtualService's namespace) and to the
+  sidecars only when ``mesh`` is listed. A gateway applies it to requests whose host is one of
+  ``hosts`` (exact, or a ``*.`` wildcard prefix). `RoutingTable.applies` says whether a request
+  from a sidecar (gateway None) or through a gateway is routed by this VirtualService at all;
+  traffic it does not apply to is NOT routed by it (the caller sends it to the Service, as the
+  gateway's own route or kube-proxy would).
 * ``route`` destinations ``{destination: {host, subset, port}, weight}``. A single destination gets
   all traffic whatever its weight. With several, a destination receives ``weight / sum(weights)``
   of the requests: that is the documented semantics of current Istio ("Weight specifies the
@@ -28,6 +37,10 @@ models the parts of networking.istio.io/v1 that ModelDeploy renders and the oper
   mirrored; a mirror to an undefined subset is dropped silently.
 * The DestinationRule's ``subsets: [{name, labels}]`` give each subset its pod labels;
   ``version_label`` in results is ``labels[version_label_key]`` (default ``"version"``).
+* Services (optional, `ServiceInfo`): Istio's endpoints of a destination are the pods its
+  Service's selector selects, narrowed by the subset's labels. Given the namespace's Services, a
+  destination resolves to their combined labels, and a host that is no Service gets 503 ``NC``.
+  Without them (tests of routing alone) a destination without subset selects every pod.
 
 Not modelled: retries, timeouts, fault injection (raises), redirects (raise), load-balancer
 settings, outlier detection, locality, and hosts other than the one the DestinationRule is for
@@ -70,6 +83,8 @@ _HARMLESS_ROUTE_KEYS = {
     "timeout", "retries", "rewrite", "headers", "corsPolicy",
 }  # fmt: skip
 _IGNORED_HEADER_KEYS = {"uri", "scheme", "method", "authority"}  # "will be ignored" per the Istio API
+MESH = "mesh"  # Istio's reserved gateway name: every sidecar
+_CONFLICT = "\x00conflict"  # a label value no pod has: a Service selector and a subset that disagree
 
 
 class UnsupportedRouting(ValueError):
@@ -91,6 +106,55 @@ class Destination:
     @property
     def key(self) -> tuple[str, str | None]:
         return (self.host, self.subset)
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """A Kubernetes Service as Istio sees it: its selector picks the endpoints of its host."""
+
+    name: str
+    namespace: str
+    selector: Mapping[str, str] = field(default_factory=dict)
+    created: str = ""  # metadata.creationTimestamp (RFC 3339): Istio orders a pod's Services by it
+
+    @property
+    def host(self) -> str:
+        return f"{self.name}.{self.namespace}.{CLUSTER_DOMAIN}"
+
+    @classmethod
+    def from_manifest(cls, obj: Mapping[str, Any]) -> ServiceInfo:
+        meta = obj.get("metadata") or {}
+        selector = (obj.get("spec") or {}).get("selector") or {}
+        return cls(str(meta.get("name")), str(meta.get("namespace") or "default"),
+                   {str(k): str(v) for k, v in selector.items()}, str(meta.get("creationTimestamp") or ""))  # fmt: skip
+
+
+def merge_selectors(service: Mapping[str, str], subset: Mapping[str, str]) -> dict[str, str]:
+    """The labels a pod needs to be an endpoint of a Service's subset (both selectors hold).
+
+    A key both set to different values selects no pod: its value becomes one no label can have."""
+    merged = dict(service)
+    for key, value in subset.items():
+        merged[key] = value if merged.get(key, value) == value else _CONFLICT
+    return merged
+
+
+def normalize_gateway(name: str, namespace: str | None) -> str:
+    """``mesh`` | ``<namespace>/<name>`` (a bare name is in the VirtualService's namespace)."""
+    name = str(name).strip()
+    if name == MESH or "/" in name:
+        return name
+    return f"{namespace or 'default'}/{name}"
+
+
+def host_matches(pattern: str, host: str, namespace: str | None = None) -> bool:
+    """A VirtualService host (exact or ``*.`` wildcard prefix) against a request's host."""
+    pattern, host = pattern.strip().lower(), host.strip().lower()
+    if pattern == "*":
+        return True
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:])
+    return same_host(pattern, host, namespace)
 
 
 @dataclass(frozen=True)
@@ -224,13 +288,15 @@ def _match_one(
     uri: str,
     method: str,
     query: Mapping[str, str],
+    gateway: str = MESH,
+    namespace: str | None = None,
 ) -> bool:
     unknown = set(match) - _SUPPORTED_MATCH_KEYS
     if unknown:
         raise UnsupportedRouting(f"HTTPMatchRequest fields not modelled: {sorted(unknown)}")
     gateways = match.get("gateways")
-    if gateways and "mesh" not in gateways:
-        raise UnsupportedRouting(f"match.gateways {gateways} (only in-mesh traffic is modelled)")
+    if gateways and gateway not in {normalize_gateway(g, namespace) for g in gateways}:
+        return False  # this match is for other gateways (it overrides the VirtualService's own list)
     for name, sm in (match.get("headers") or {}).items():
         if name.lower() in _IGNORED_HEADER_KEYS:
             continue
@@ -269,10 +335,11 @@ class _Route:
     mirrors: tuple[_Mirror, ...]
     response_headers: tuple[Mapping[str, str], ...] = ()  # per destination: headers.response.set
 
-    def matches_request(self, headers: Mapping[str, str], uri: str, method: str, query: Mapping[str, str]) -> bool:
+    def matches_request(self, headers: Mapping[str, str], uri: str, method: str, query: Mapping[str, str],
+                        gateway: str = MESH, namespace: str | None = None) -> bool:  # fmt: skip
         if not self.matches:
             return True
-        return any(_match_one(m, headers, uri, method, query) for m in self.matches)
+        return any(_match_one(m, headers, uri, method, query, gateway, namespace) for m in self.matches)
 
 
 def _destination(raw: Mapping[str, Any] | None, where: str) -> Destination:
@@ -346,6 +413,7 @@ class RoutingTable:
         *,
         namespace: str | None = None,
         version_label_key: str = "version",
+        services: Sequence[ServiceInfo] | None = None,
     ) -> None:
         vs = _spec(virtual_service)
         dr = _spec(destination_rule)
@@ -356,6 +424,10 @@ class RoutingTable:
         self.namespace = namespace or meta_ns
         self.version_label_key = version_label_key
         self.hosts: tuple[str, ...] = tuple(vs.get("hosts") or ())
+        self.gateways = frozenset(normalize_gateway(g, self.namespace) for g in vs.get("gateways") or [MESH])
+        self.services: dict[str, ServiceInfo] | None = (
+            None if services is None else {canonical_host(s.host, None): s for s in services}
+        )
         self.routes: tuple[_Route, ...] = tuple(_compile_route(i, r) for i, r in enumerate(vs.get("http") or []))
         self.dr_host: str | None = dr.get("host")
         self.subsets: dict[str, dict[str, str]] = {
@@ -363,14 +435,37 @@ class RoutingTable:
             for s in dr.get("subsets") or []
         }
 
-    # -- resolution
+    # -- binding and resolution
+    def applies(self, gateway: str | None = None, host: str | None = None) -> bool:
+        """Is a request routed by this VirtualService? From a sidecar (gateway None) when it binds
+        ``mesh``; through a gateway when it binds that gateway and serves the request's host."""
+        if gateway is None:
+            return MESH in self.gateways
+        if normalize_gateway(gateway, self.namespace) not in self.gateways:
+            return False
+        return host is None or any(host_matches(h, host, self.namespace) for h in self.hosts)
+
+    def service(self, host: str) -> ServiceInfo | None:
+        """The Service behind a destination host (None when Services are not modelled or it is none)."""
+        if self.services is None:
+            return None
+        return self.services.get(canonical_host(host, self.namespace))
+
     def subset_labels(self, destination: Destination) -> dict[str, str] | None:
-        """Pod labels a destination selects: {} for the whole service, None if the subset is undefined."""
+        """Pod labels a destination selects ({} = every pod, when Services are not modelled), None if
+        its cluster does not exist (no such Service, or the subset is undefined: 503 NC)."""
+        base: dict[str, str] = {}
+        if self.services is not None:
+            svc = self.service(destination.host)
+            if svc is None:
+                return None
+            base = dict(svc.selector) if svc.selector else {"\x00no-selector": _CONFLICT}  # manual endpoints: none here
         if destination.subset is None:
-            return {}
+            return base
         if self.dr_host is not None and not same_host(destination.host, self.dr_host, self.namespace):
             return None  # this DestinationRule does not define subsets for that host
-        return self.subsets.get(destination.subset)
+        subset = self.subsets.get(destination.subset)
+        return None if subset is None else merge_selectors(base, subset)
 
     def match(
         self,
@@ -378,10 +473,12 @@ class RoutingTable:
         uri: str = "/",
         method: str = "POST",
         query: Mapping[str, str] | None = None,
+        gateway: str | None = None,
     ) -> _Route | None:
         hdrs = _lower_headers(headers)
+        gw = MESH if gateway is None else normalize_gateway(gateway, self.namespace)
         for route in self.routes:
-            if route.matches_request(hdrs, uri, method, query or {}):
+            if route.matches_request(hdrs, uri, method, query or {}, gw, self.namespace):
                 return route
         return None
 
@@ -393,8 +490,10 @@ class RoutingTable:
         uri: str = "/",
         method: str = "POST",
         query: Mapping[str, str] | None = None,
+        gateway: str | None = None,
     ) -> RoutingResult:
-        route = self.match(headers, uri, method, query)
+        """Route one request from a sidecar (gateway None) or through `gateway` (see `applies`)."""
+        route = self.match(headers, uri, method, query, gateway)
         if route is None:
             return RoutingResult(None, None, None, None, None, response_code=404, response_flags=FLAG_NO_ROUTE)
         draw = rng.random()
@@ -441,8 +540,10 @@ class RoutingTable:
         classes: Sequence[tuple[float, Mapping[str, str]]] = ((1.0, {}),),
         uri: str = "/",
         method: str = "POST",
+        gateway: str | None = None,
     ) -> TrafficSplit:
-        """Split `n` requests over destinations. `classes` = [(share, headers)], shares summing to 1."""
+        """Split `n` requests over destinations. `classes` = [(share, headers)], shares summing to 1;
+        from sidecars (gateway None) or through `gateway`."""
         gen = _numpy_rng(rng)
         out = TrafficSplit(subset_labels={k: dict(v) for k, v in self.subsets.items()},
                            version_label_key=self.version_label_key)  # fmt: skip
@@ -456,7 +557,7 @@ class RoutingTable:
         for (_, headers), count in zip(classes, per_class):
             if count == 0:
                 continue
-            route = self.match(headers, uri, method)
+            route = self.match(headers, uri, method, gateway=gateway)
             if route is None:
                 out.no_route += int(count)
                 continue
@@ -570,6 +671,8 @@ def selects(subset_labels: Mapping[str, str], pod_labels: Mapping[str, str]) -> 
 
 __all__ = [
     "Destination",
+    "MESH",
+    "ServiceInfo",
     "FLAG_NO_CLUSTER",
     "FLAG_NO_HEALTHY_UPSTREAM",
     "FLAG_NO_ROUTE",
@@ -579,6 +682,9 @@ __all__ = [
     "TrafficSplit",
     "UnsupportedRouting",
     "canonical_host",
+    "host_matches",
+    "merge_selectors",
+    "normalize_gateway",
     "route_request",
     "same_host",
     "selects",

@@ -1,8 +1,11 @@
 """What the scenario runner measures while a scenario plays: status, routing, breaches, counters.
 
-`Observer.observe` (every tick) reads the ModelDeployment and the live VirtualService and
-DestinationRule, hands changed routing to the simulated fleet (after checking it against Istio's
-own CRD schema: every routing the operator writes must be valid for Istio itself), and records a
+`Observer.observe` (every tick) reads the live VirtualService, DestinationRule and the namespace's
+Services, then the ModelDeployment (in that order: the operator writes the status before the
+children, so the stable version the fleet is told is never older than the routing it follows),
+hands changed routing and Services to the simulated fleet (after checking the routing against
+Istio's own CRD schema: every routing the operator writes must be valid for Istio itself), tells
+the fleet which version is stable (answers from a version never stable are "unvetted"), and records a
 timeline `Sample` when something visible changed (at least once a second). It also tracks:
 
 * the breach: the first moment a canary's simulated behaviour crossed a configured bound
@@ -97,6 +100,8 @@ class RunState:
     api_writes: int | None = None  # every write the emulator served (operator + controller + runner)
     api_faults_injected: int = 0
     studies: dict | None = None  # the fleet's keyed study traffic: which version answered which study
+    clients: dict | None = None  # live answers per client class: {class: {served: {v: n}, unvetted: {v: n}}}
+    services_seen: list | None = None  # the Services (name, selector, created) the fleet resolves through
     audit: dict | None = None  # the decision record, verified as `kubectl modeldeploy audit verify` does
     errors: list[str] = field(default_factory=list)
 
@@ -155,12 +160,20 @@ class Observer:
     # ---- every tick -------------------------------------------------------------------------------
     async def observe(self) -> None:
         p, st = self.platform, self.state
-        md = await p.request("GET", p.md_path)
         vs = await p.request("GET", p.istio_path("virtualservices"))
         dr = await p.request("GET", p.istio_path("destinationrules"))
+        services = (await p.request("GET", f"/api/v1/namespaces/{p.ns}/services") or {}).get("items", [])
+        md = await p.request("GET", p.md_path)
         status = (md or {}).get("status") or {}
         stable = status.get("stableVersion")
         view = routing_view(vs, stable)
+        assert p.fleet is not None
+        p.fleet.set_stable(stable if stable is not None else self.scenario.initial_version)
+        seen = [(s["metadata"]["name"], (s.get("spec") or {}).get("selector"), s["metadata"].get("creationTimestamp"))
+                for s in services]  # fmt: skip
+        if seen != st.services_seen:
+            p.fleet.set_services(services)
+            st.services_seen = seen
         if vs is not None and (vs.get("spec"), (dr or {}).get("spec")) != st.routing_specs:
             self._follow_routing(vs, dr)
         st.status = status
@@ -336,6 +349,8 @@ class Observer:
                 await self.verify_audit()
                 if p.fleet is not None and p.fleet.studies is not None:
                     st.studies = p.fleet.studies.stats()
+                if p.fleet is not None:
+                    st.clients = p.fleet.clients_stats()
                 stats = await asyncio.to_thread(p.api.stats, p.ns)
                 st.api_writes = stats["writes"]
                 st.api_faults_injected = stats.get("faults_injected", 0)

@@ -2,7 +2,8 @@
 
 `build_report` turns a `RunState` into the report dict: outcome, stableVersion, timeline,
 rollbackSeconds (from the breach becoming visible in Prometheus to traffic back at 100% stable),
-promotionSeconds (setVersion to the new version being stable), apiWrites (the OPERATOR's writes:
+promotionSeconds (setVersion to the new version being stable), clients (live answers per client
+class and version, and those from a version that was not stable then), apiWrites (the OPERATOR's writes:
 the emulator's total minus the Deployment controller's and the runner's), prometheusQueries (the
 operator's), the breach, the analyses, the Event reasons, the history, and what each ``expect``
 found (`expectations.check_expectations`). Scenario seconds are wall seconds x ``speed``.
@@ -92,6 +93,7 @@ def build_report(
         "eventReasons": st.event_reasons,
         "audit": st.audit,
         "studies": st.studies,
+        "clients": st.clients,
         "marks": st.marks,
         "history": st.history,
         "analysis": {

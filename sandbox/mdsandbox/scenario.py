@@ -105,15 +105,34 @@ class Studies(_Strict):
     sites: StudySites | None = None
 
 
+class GatewayClients(_Strict):
+    """(extra) A share of the requests enters through an Istio ingress gateway."""
+
+    share: Annotated[float, Field(gt=0, le=1)]
+    name: Annotated[str, Field(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+    host: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]  # the Host header they send
+
+
+class NonMeshClients(_Strict):
+    """(extra) A share of the requests comes from clients without a sidecar (kube-proxy)."""
+
+    share: Annotated[float, Field(gt=0, le=1)]
+
+
 class Traffic(_Strict):
     rps: Annotated[float, Field(ge=0)] = 40
     headers: HeaderShare | dict = {}
     studies: Studies | None = None  # extra
+    gateway: GatewayClients | None = None  # extra
+    nonMesh: NonMeshClients | None = None  # extra
 
     @model_validator(mode="after")
     def _headers(self) -> Traffic:
         if isinstance(self.headers, dict) and self.headers:
             self.headers = HeaderShare.model_validate(self.headers)
+        shares = (self.gateway.share if self.gateway else 0.0) + (self.nonMesh.share if self.nonMesh else 0.0)
+        if shares > 1.0:
+            raise ValueError(f"gateway.share + nonMesh.share is {shares:g}: at most 1 (the rest are mesh clients)")
         return self
 
 
@@ -179,6 +198,8 @@ class Expect(_Strict):
     maxStudiesOnTwoVersions: Annotated[int, Field(ge=0)] | None = None  # extra: studies answered by 2+ versions
     sitesOnlyOnStable: list[str] | None = None  # extra: studies of these sites never reached another version
     minStudies: Annotated[int, Field(ge=0)] | None = None  # extra: at least this many studies were completed
+    # extra: these client classes got answers, none from a version that had not been stable by then
+    neverServedUnvetted: list[Literal["mesh", "gateway", "nonMesh"]] | None = None
 
 
 class Cluster(_Strict):

@@ -62,6 +62,16 @@ STUDIES = {
 }
 
 
+CLIENTS = {
+    **PROMOTED,
+    "clients": {
+        "mesh": {"served": {"1": 400, "2": 300}, "unvetted": {"2": 60}},  # preview-header clients asked for v2
+        "gateway": {"served": {"1": 150, "2": 90}, "unvetted": {}},
+        "nonMesh": {"served": {"1": 140, "2": 80}, "unvetted": {}},
+    },
+}
+
+
 def with_(report: dict, **changes) -> dict:
     out = copy.deepcopy(report)
     out.update(changes)
@@ -125,6 +135,12 @@ ROWS = [
     ("sites-not-measured", {"sitesOnlyOnStable": ["site-b"]}, PROMOTED, ["sitesOnlyOnStable"]),
     # a site that sent no study at all cannot show it stayed on stable
     ("site-without-studies", {"sitesOnlyOnStable": ["site-b", "site-d"]}, STUDIES, ["sitesOnlyOnStable"]),
+    # neverServedUnvetted: each class answered, never by a version not yet stable; not measured fails
+    ("unvetted-never", {"neverServedUnvetted": ["gateway", "nonMesh"]}, CLIENTS, []),
+    ("unvetted-mesh", {"neverServedUnvetted": ["mesh", "nonMesh"]}, CLIENTS, ["neverServedUnvetted"]),
+    ("unvetted-class-without-answers", {"neverServedUnvetted": ["gateway"]},
+     with_(CLIENTS, clients={"gateway": {"served": {}, "unvetted": {}}}), ["neverServedUnvetted"]),
+    ("unvetted-not-measured", {"neverServedUnvetted": ["nonMesh"]}, PROMOTED, ["neverServedUnvetted"]),
     # several expectations: only the broken ones fail, in a fixed order
     ("all-of-a-promotion", {"outcome": "promoted", "stableVersion": 2, "promotionWithinSeconds": 35,
                             "neverWeightAbove": 50, "weightNeverBackwards": True, "historyActions": ["promoted"],
@@ -148,7 +164,7 @@ def test_check_expectations(expect, report, failing):
 CHECK_ORDER = [
     "outcome", "stableVersion", "rollbackWithinSeconds", "promotionWithinSeconds", "neverWeightAbove",
     "neverPromoted", "weightNeverBackwards", "eventReasons", "historyActions", "maxStudiesOnTwoVersions",
-    "minStudies", "sitesOnlyOnStable", "historyReasonContains",
+    "minStudies", "sitesOnlyOnStable", "neverServedUnvetted", "historyReasonContains",
 ]  # fmt: skip
 
 

@@ -13,7 +13,15 @@ of ONE Service (namespace, name). A request is recorded once per reporting proxy
 
 The source labels come from the client's workload name (``None``: ``unknown``), which the fleet
 takes from its traffic generator or from the `SOURCE_HEADER` request header (a sandbox convention:
-a mesh derives it from the calling pod's identity).
+a mesh derives it from the calling pod's identity). A client without a sidecar (kube-proxy) sends no
+peer metadata and no client certificate: only ``reporter="destination"`` counts it, with ``unknown``
+source labels and ``connection_security_policy="none"``.
+
+``destination_service_name`` is what Istio's stats filter reports: the client sidecar names the
+Service of the cluster it routed to; the server sidecar names the FIRST Service (oldest
+creationTimestamp) that selects its pod on that port (istio/proxy istio_stats.cc reads
+``services[0]`` of the inbound cluster's metadata; istio/istio#33940). The fleet passes both
+(`record(service=...)`); without them it is the Service this telemetry was made for.
 """
 
 from __future__ import annotations
@@ -67,10 +75,10 @@ class IstioTelemetry:
             ISTIO_DURATION_BUCKETS_MS,
         )
 
-    def _source_labels(self, source: str | None) -> list[str]:
+    def _source_labels(self, source: str | None, source_namespace: str | None = None) -> list[str]:
         if source is None:
             return [UNKNOWN] * 8
-        ns = self.namespace
+        ns = source_namespace or self.namespace
         return [
             source,
             ns,
@@ -82,28 +90,41 @@ class IstioTelemetry:
             "Kubernetes",
         ]
 
-    def labels(self, reporter: str, source: str | None, version: str | None, code: int, flags: str) -> tuple[str, ...]:
-        """The full `ISTIO_LABELS` values of one request (version None: the client sidecar replied itself)."""
-        ns, svc, host = self.namespace, self.service, self.service_host
+    def labels(self, reporter: str, source: str | None, version: str | None, code: int, flags: str,
+               service: str | None = None, source_namespace: str | None = None,
+               mtls: bool = True) -> tuple[str, ...]:  # fmt: skip
+        """The full `ISTIO_LABELS` values of one request (version None: the client sidecar replied itself).
+
+        `service`: destination_service_name (default: this telemetry's Service); `mtls` False: the
+        client had no sidecar (plain text)."""
+        ns, app = self.namespace, self.service
+        svc = service or self.service
+        host = service_host(ns, svc)
         if version is None:
             dest = [UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, host, svc, ns, UNKNOWN, UNKNOWN, UNKNOWN]
         else:
-            dest = [workload_name(svc, version), ns, f"spiffe://cluster.local/ns/{ns}/sa/default", svc,
-                    f"v{version}", host, svc, ns, svc, f"v{version}", "Kubernetes"]  # fmt: skip
-        security = "mutual_tls" if reporter == "destination" else UNKNOWN
-        return (reporter, *self._source_labels(source), *dest, "http", str(code), "", flags, security)
+            dest = [workload_name(app, version), ns, f"spiffe://cluster.local/ns/{ns}/sa/default", app,
+                    f"v{version}", host, svc, ns, app, f"v{version}", "Kubernetes"]  # fmt: skip
+        if reporter == "destination":
+            security = "mutual_tls" if mtls else "none"
+        else:
+            security = UNKNOWN
+        return (reporter, *self._source_labels(source, source_namespace), *dest, "http", str(code), "", flags, security)
 
     def record(self, reporter: str, source: str | None, version: str | None, code: int, flags: str,
-               latencies_ms: np.ndarray) -> None:  # fmt: skip
+               latencies_ms: np.ndarray, *, service: str | None = None, source_namespace: str | None = None,
+               mtls: bool = True) -> None:  # fmt: skip
         """Count `len(latencies_ms)` requests with one label set and observe their durations."""
-        labels = self.labels(reporter, source, version, code, flags)
+        labels = self.labels(reporter, source, version, code, flags, service, source_namespace, mtls)
         self.requests_total.inc(labels, len(latencies_ms))
         self.request_duration.observe_many(labels, latencies_ms)
 
-    def local_reply(self, n: int, code: int, flags: str, source: str | None) -> None:
+    def local_reply(self, n: int, code: int, flags: str, source: str | None, *, service: str | None = None,
+                    source_namespace: str | None = None) -> None:  # fmt: skip
         """`n` requests the client sidecar answered itself (no upstream: reporter="source" only)."""
         if n > 0:
-            self.record("source", source, None, code, flags, np.full(n, LOCAL_REPLY_LATENCY_MS))
+            self.record("source", source, None, code, flags, np.full(n, LOCAL_REPLY_LATENCY_MS), service=service,
+                        source_namespace=source_namespace)  # fmt: skip
 
     def render(self) -> str:
         out: list[str] = []

@@ -2,8 +2,9 @@
 
 The fleet holds the state a cluster would: which versions exist, how many pods each has and how
 they behave (`behaviour`), the routing the operator wrote (`set_routing` with the live
-VirtualService/DestinationRule), and the data plane that turns "n requests reach this destination"
-into pods answering (`deliver`): endpoint selection by the subset's labels, latency and errors
+VirtualService/DestinationRule and the namespace's Services: `set_routing`, `set_services`), and the
+data plane that turns "n requests reach this destination" into pods answering (`deliver`): endpoint
+selection by the Service's selector and the subset's labels, latency and errors
 from the version's behaviour, Istio metrics from both sidecars (`istio_metrics`) and TF Serving's
 own per-pod metrics (`tfserving_metrics`); its other parts are listed in the package docstring.
 
@@ -17,6 +18,14 @@ Version behaviour changes (``changes: [{after: s, ...}]``) apply ``after`` secon
 (REST calls, e.g. the evaluator's, do not start that clock). Requests a subset sends to a version
 without ready pods get Envoy's 503 ``UH`` from the CLIENT sidecar: they appear only with
 reporter="source" and destination_workload/version "unknown", exactly as in a real mesh.
+
+Live clients come in three classes (`traffic`): mesh clients (sidecars, routed by the
+VirtualService when it binds ``mesh``), clients entering through an ingress gateway (routed by it
+only when it binds that gateway, else by the gateway's own route to the Service) and clients
+without a sidecar (kube-proxy: the Service's endpoints, no Istio routing at all). The fleet counts
+the live answers per class and version, and which of them came from a version that had not been
+the stable one by that moment (`set_stable`; "unvetted"): BlueGreen and Shadow must never give one
+to a client that did not ask for the preview.
 """
 
 from __future__ import annotations
@@ -37,7 +46,14 @@ from mdsandbox.fleet.behaviour import VersionBehaviour
 from mdsandbox.fleet.istio_metrics import IstioTelemetry, workload_name
 from mdsandbox.fleet.tfserving_api import TFServingRestApi
 from mdsandbox.fleet.tfserving_metrics import TFS_METRICS_PATH, PodMetrics, record_requests
-from mdsandbox.fleet.traffic import RandomAdapter, TrafficGenerator, traffic_settings
+from mdsandbox.fleet.traffic import (
+    CLIENT_CLASSES,
+    CLIENT_MESH,
+    CLIENT_NON_MESH,
+    RandomAdapter,
+    TrafficGenerator,
+    traffic_settings,
+)
 from mdsandbox.prometheus_process import LISTEN_HOST, ScrapeTarget
 from mdsandbox.synthetic_golden import GoldenSet
 
@@ -107,6 +123,11 @@ class SimulatedFleet:
         self.set_traffic(**traffic_settings(traffic or {}))
         self.routing: mesh_routing.RoutingTable | None = None
         self.routing_specs: tuple[Any, Any] | None = None
+        self.services: list[mesh_routing.ServiceInfo] | None = None  # None: not modelled (routing-only tests)
+        self.vetted: set[str] | None = None  # every version stable so far (`set_stable`); None: not tracked
+        self.client_stats: dict[str, dict[str, dict[str, int]]] = {
+            c: {"served": {}, "unvetted": {}} for c in CLIENT_CLASSES
+        }
         self.totals = {"generated": 0, "no_route": 0, "no_cluster": 0, "unavailable": 0,
                        "mirror_dropped": 0, "other_hosts": 0}  # fmt: skip
         self.telemetry = IstioTelemetry(namespace, service)
@@ -189,9 +210,21 @@ class SimulatedFleet:
             self.routing, self.routing_specs = None, None
             return
         self.routing = mesh_routing.RoutingTable(
-            virtual_service, destination_rule, namespace=self.namespace, version_label_key=self.version_label_key
-        )
+            virtual_service, destination_rule, namespace=self.namespace, version_label_key=self.version_label_key,
+            services=self.services,
+        )  # fmt: skip
         self.routing_specs = (virtual_service, destination_rule)
+
+    def set_services(self, services: list[Mapping[str, Any]] | None) -> None:
+        """The namespace's Services (manifests) from now on: destinations and kube-proxy clients resolve
+        through their selectors, and the server sidecars name them in destination_service_name."""
+        self.services = None if services is None else [mesh_routing.ServiceInfo.from_manifest(s) for s in services]
+        if self.routing_specs is not None:
+            self.set_routing(*self.routing_specs)
+
+    def set_stable(self, version: str | int) -> None:
+        """`version` is stable now: from now on answers from a version never stable count as unvetted."""
+        self.vetted = (self.vetted or set()) | {str(version)}
 
     def set_ready(self, version: str | int, ready_replicas: int) -> None:
         """`ready_replicas` pods of `version` exist and are ready (unless its behaviour has ready: false)."""
@@ -230,9 +263,10 @@ class SimulatedFleet:
             state.base = state.base.with_overrides(overrides)
 
     def set_traffic(self, rps: float | None = None, header_share: float | None = None,
-                    header_set: Mapping[str, str] | None = None, study_traffic: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+                    header_set: Mapping[str, str] | None = None, study_traffic: Mapping[str, Any] | None = None,
+                    gateway: Mapping[str, Any] | None = None, non_mesh_share: float | None = None) -> None:  # fmt: skip
         """Change the live traffic (`TrafficGenerator.configure`)."""
-        self.traffic.configure(rps, header_share, header_set, study_traffic)
+        self.traffic.configure(rps, header_share, header_set, study_traffic, gateway, non_mesh_share)
 
     @property
     def rps(self) -> float:
@@ -278,7 +312,39 @@ class SimulatedFleet:
         return out
 
     def is_our_host(self, host: str) -> bool:
+        if self.services is not None:
+            canonical = mesh_routing.canonical_host(host, self.namespace)
+            return any(canonical == s.host for s in self.services if s.namespace == self.namespace)
         return mesh_routing.same_host(host, self.service_host, self.namespace)
+
+    def entry_labels(self) -> dict[str, str] | None:
+        """Pod labels the Service clients call (`service`) selects: what kube-proxy, a sidecar without
+        a VirtualService or a gateway's own route balance over. {} = every pod (Services not modelled),
+        None = no such Service (yet)."""
+        if self.services is None:
+            return {}
+        for svc in self.services:
+            if svc.name == self.service and svc.namespace == self.namespace:
+                return dict(svc.selector) if svc.selector else None
+        return None
+
+    def _version_labels(self, version: str) -> dict[str, str]:
+        state = self.versions[version]
+        for labels, _ in state.workloads.values():
+            return dict(labels)
+        return dict(self._pod_labels(version))
+
+    def inbound_service(self, version: str) -> str:
+        """destination_service_name the server sidecars of `version`'s pods report: the oldest Service
+        selecting them (name breaks ties), else their canonical service (the `app` label)."""
+        if self.services is None:
+            return self.service
+        labels = self._version_labels(version)
+        selecting = [s for s in self.services if s.selector and s.namespace == self.namespace
+                     and mesh_routing.selects(s.selector, labels)]  # fmt: skip
+        if not selecting:
+            return labels.get("app", self.service)
+        return min(selecting, key=lambda s: (s.created, s.name)).name
 
     def mesh_pick(self, headers: Mapping[str, str], *, uri: str, method: str, query: Mapping[str, str],
                   record: bool = False, source: str | None = None) -> tuple[str | None, int, str]:  # fmt: skip
@@ -288,8 +354,9 @@ class SimulatedFleet:
         traffic generator's (reporter="source")."""
         code, flags = 503, mesh_routing.FLAG_NO_HEALTHY_UPSTREAM
         endpoints: list[tuple[str, int]] = []
-        if self.routing is None:
-            endpoints = self.endpoints({})
+        if self.routing is None or not self.routing.applies():
+            entry = self.entry_labels()
+            endpoints = self.endpoints(entry) if entry is not None else []
         else:
             rr = self.routing.route(dict(headers), RandomAdapter(self.rng), uri=uri, method=method, query=dict(query))
             if rr.response_code is not None:
@@ -310,8 +377,11 @@ class SimulatedFleet:
         record_requests(self.versions[version].pod_states, pods, version, self.model_name, n_ok, n_err,
                         latencies_ms, self.rng, status_err)  # fmt: skip
 
-    def _serve_bulk(self, version: str, n: int, now: float, mirrored: bool, source: str | None) -> None:
-        """`n` requests reach `version`'s ready pods (the destination sidecar records them)."""
+    def _serve_bulk(self, version: str, n: int, now: float, mirrored: bool, source: str | None, *,
+                    client: str = CLIENT_MESH, service: str | None = None,
+                    source_namespace: str | None = None) -> None:  # fmt: skip
+        """`n` requests reach `version`'s ready pods (the destination sidecar records them; the client's
+        too unless the client has no sidecar). `service`: the Service the client side routed to."""
         if n <= 0:
             return
         state = self.versions[version]
@@ -321,11 +391,15 @@ class SimulatedFleet:
         lat = beh.sample_latency_ms(self.rng, n)
         n_err = int(self.rng.binomial(n, beh.error_rate)) if beh.error_rate > 0 else 0
         ok_lat, err_lat = lat[: n - n_err], lat[n - n_err :]
+        sidecar = client != CLIENT_NON_MESH
+        inbound = self.inbound_service(version)
         for code, part in ((200, ok_lat), (500, err_lat)):
             if len(part):
-                self.telemetry.record("destination", source, version, code, "-", part)
-                if not mirrored:
-                    self.telemetry.record("source", source, version, code, "-", part)
+                self.telemetry.record("destination", source, version, code, "-", part, service=inbound,
+                                      source_namespace=source_namespace, mtls=sidecar)  # fmt: skip
+                if not mirrored and sidecar:
+                    self.telemetry.record("source", source, version, code, "-", part, service=service,
+                                          source_namespace=source_namespace)  # fmt: skip
         self._record_tfserving(version, n - n_err, n_err, lat)
         if mirrored:
             state.stats.mirrored += n
@@ -333,10 +407,16 @@ class SimulatedFleet:
         else:
             state.stats.requests += n
             state.stats.errors += n_err
+            answers = self.client_stats[client]
+            answers["served"][version] = answers["served"].get(version, 0) + n
+            if self.vetted is not None and version not in self.vetted:
+                answers["unvetted"][version] = answers["unvetted"].get(version, 0) + n
 
     def deliver(self, key: tuple[str, str | None], n: int, now: float, mirrored: bool, source: str | None,
-                labels: Mapping[str, str] | None) -> None:  # fmt: skip
-        """`n` requests (or mirrored copies) for destination `key` = (host, subset) selecting pods by `labels`."""
+                labels: Mapping[str, str] | None, *, client: str = CLIENT_MESH,
+                source_namespace: str | None = None) -> None:  # fmt: skip
+        """`n` requests (or mirrored copies) for destination `key` = (host, subset) selecting pods by `labels`,
+        sent by a client of class `client` (a non-mesh client's requests carry no Istio telemetry of its own)."""
         host, _subset = key
         if not self.is_our_host(host):
             self.totals["other_hosts"] += n
@@ -347,18 +427,21 @@ class SimulatedFleet:
                 self.totals["mirror_dropped"] += n  # shadow traffic to nowhere is silently dropped
             else:
                 self.totals["unavailable"] += n
-                self.telemetry.local_reply(n, 503, mesh_routing.FLAG_NO_HEALTHY_UPSTREAM, source)
+                if client != CLIENT_NON_MESH:  # kube-proxy has no endpoint: connection refused, no telemetry
+                    self.telemetry.local_reply(n, 503, mesh_routing.FLAG_NO_HEALTHY_UPSTREAM, source,
+                                               service=host.split(".")[0], source_namespace=source_namespace)  # fmt: skip
             return
         weights = np.array([r for _, r in endpoints], dtype=float)
         counts = self.rng.multinomial(n, weights / weights.sum()) if len(endpoints) > 1 else [n]
         for (version, _), c in zip(endpoints, counts):
-            self._serve_bulk(version, int(c), now, mirrored, source)
+            self._serve_bulk(version, int(c), now, mirrored, source, client=client, service=host.split(".")[0],
+                             source_namespace=source_namespace)  # fmt: skip
 
     def record_rest_call(self, version: str, source: str | None, status: int, status_label: str,
                          latency_ms: float, via_mesh: bool) -> None:  # fmt: skip
         """One REST predict call `version` answered with `status` (both sidecars when it came through the mesh)."""
         lat = np.array([latency_ms])
-        self.telemetry.record("destination", source, version, status, "-", lat)
+        self.telemetry.record("destination", source, version, status, "-", lat, service=self.inbound_service(version))
         if via_mesh:
             self.telemetry.record("source", source, version, status, "-", lat)
         n_err = 0 if status == 200 else 1
@@ -387,10 +470,17 @@ class SimulatedFleet:
                     "ready": beh.ready,
                 },  # fmt: skip
             }
-        out = {"now": now, "rps": self.rps, **self.totals, "versions": versions}
+        out = {"now": now, "rps": self.rps, **self.totals, "versions": versions,
+               "clients": self.clients_stats()}  # fmt: skip
         if self.studies is not None:
             out["studies"] = self.studies.stats()
         return out
+
+    def clients_stats(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Live answers per client class that sent any: {class: {served: {v: n}, unvetted: {v: n}}}."""
+        active = self.traffic.client_shares()
+        return {c: {k: dict(sorted(v.items())) for k, v in self.client_stats[c].items()}
+                for c in CLIENT_CLASSES if active.get(c, 0.0) > 0 or self.client_stats[c]["served"]}  # fmt: skip
 
     def render_istio_metrics(self) -> str:
         return self.telemetry.render()
