@@ -43,6 +43,7 @@ import yaml
 from kubeemu import decode, discovery
 from kubeemu import proto as protobuf
 from kubeemu import table as tables
+from kubeemu.admission import Admission, WriteRequest
 from kubeemu.faults import FaultConfig, FaultInjector, RequestStats
 from kubeemu.patch import PatchError, PatchFormatError, json_patch, merge_patch, strategic_merge_patch
 from kubeemu.process import ApiServerProcess, write_kubeconfig
@@ -98,6 +99,13 @@ def _set_path(obj: Obj, path: str, value: Any) -> None:
     obj[parts[-1]] = value
 
 
+def _warning_headers(write: WriteRequest) -> dict[str, str] | None:
+    """RFC 7234 Warning headers, as kube-apiserver sends them (299, agent "-"); aiohttp joins them."""
+    if not write.warnings:
+        return None
+    return {"Warning": ", ".join("299 - " + json.dumps(text) for text in write.warnings)}
+
+
 def _refuse_non_finite(value: Any, context: str) -> None:
     """In-process writes get the answer HTTP ones would: a real server cannot decode NaN/Infinity."""
     where = decode.non_finite_path(value)
@@ -118,6 +126,8 @@ class ApiServer(kmock.KubernetesEmulator):
     history_limit: int = 1000  # watch events retained per resource (older RVs answer 410)
     request_log_limit: int = 200  # kmock's request log is trimmed to this many entries
     bookmark_interval: float = 10.0  # idle watches with allowWatchBookmarks=true get a BOOKMARK so often
+    validate: bool = True  # decode/validate writes like kube-apiserver (False: store what is sent)
+    admission: Admission = attrs.field(init=False)
     store: Store = attrs.field(init=False)
     request_stats: RequestStats = attrs.field(init=False, factory=RequestStats)
     faults: FaultInjector = attrs.field(init=False, factory=FaultInjector)
@@ -128,6 +138,7 @@ class ApiServer(kmock.KubernetesEmulator):
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        self.admission = Admission(validate=self.validate)
         self.store = Store(history_limit=self.history_limit, on_defs_changed=self._sync_discovery)
         with warnings.catch_warnings():  # kmock 0.8 uses the deprecated importlib.resources.read_binary
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -266,14 +277,24 @@ class ApiServer(kmock.KubernetesEmulator):
         _refuse_non_finite(obj, "couldn't get version/kind; json parse error")
         name = obj["metadata"]["name"]
         if subresource is None and self.store.find(rdef, namespace, name) is None:
-            result = self.store.create(rdef, namespace, obj)
+            result = self.store.create(rdef, namespace, obj, admit=self._admitter("create", None))
         else:
             result = self.store.update(
-                rdef, namespace, name, lambda old: json.loads(json.dumps(obj)), subresource=subresource
+                rdef,
+                namespace,
+                name,
+                lambda old: json.loads(json.dumps(obj)),
+                subresource=subresource,
+                admit=self._admitter("update", subresource),
             )
         if subresource is None and rdef.has_status and "status" in obj and result.get("status") != obj["status"]:
             result = self.store.update(
-                rdef, namespace, name, lambda old: {**old, "status": obj["status"]}, subresource="status"
+                rdef,
+                namespace,
+                name,
+                lambda old: {**old, "status": obj["status"]},
+                subresource="status",
+                admit=self._admitter("update", "status"),
             )
         return json.loads(json.dumps(self._present(rdef, result)))
 
@@ -293,7 +314,14 @@ class ApiServer(kmock.KubernetesEmulator):
         rdef = self._rdef(group, version, plural)
         _refuse_non_finite(patch, "error decoding patch")
         apply = {"merge": merge_patch, "json": json_patch, "strategic": strategic_merge_patch}[patch_type]
-        result = self.store.update(rdef, namespace, name, lambda old: apply(old, patch), subresource=subresource)
+        result = self.store.update(
+            rdef,
+            namespace,
+            name,
+            lambda old: apply(old, patch),
+            subresource=subresource,
+            admit=self._admitter("update", subresource),
+        )
         return json.loads(json.dumps(self._present(rdef, result)))
 
     def delete_object(
@@ -312,6 +340,11 @@ class ApiServer(kmock.KubernetesEmulator):
             return None
         obj, _ = self.store.delete(rdef, namespace, name, {"propagationPolicy": propagation_policy})
         return json.loads(json.dumps(self._present(rdef, obj)))
+
+    def _admitter(self, operation: str, subresource: str | None, request: WriteRequest | None = None) -> Any:
+        """The store's admission callback for one write (in-process writes: strict field validation)."""
+        write = request or WriteRequest(operation=operation, subresource=subresource, field_validation="Strict")
+        return lambda rdef, new, old: self.admission.admit(rdef, new, old, write)
 
     # --- HTTP: dispatching -------------------------------------------------------------------------
 
@@ -501,8 +534,11 @@ class ApiServer(kmock.KubernetesEmulator):
                 }
             )
         if route.verb == "create":
-            obj = store.create(rdef, route.namespace, self._body(request), dry_run=dry_run)
-            return _json(self._present(rdef, obj), 201)
+            write = WriteRequest.from_params("create", None, params)
+            obj = store.create(
+                rdef, route.namespace, self._body(request), dry_run=dry_run, admit=self._admitter("", None, write)
+            )
+            return _json(self._present(rdef, obj), 201, _warning_headers(write))
         if route.verb == "deletecollection":
             deleted = store.delete_collection(
                 rdef,
@@ -524,6 +560,7 @@ class ApiServer(kmock.KubernetesEmulator):
         name = route.name
         if route.subresource == "scale":
             return await self._serve_scale(route, request, dry_run)
+        write = WriteRequest.from_params("update", route.subresource, params)
         if route.verb == "get":
             obj = self._present(rdef, store.get(rdef, route.namespace, name))
             if tables.wants_table(accept):
@@ -532,13 +569,27 @@ class ApiServer(kmock.KubernetesEmulator):
         if route.verb == "update":
             body = self._body(request)
             obj = store.update(
-                rdef, route.namespace, name, lambda old: body, subresource=route.subresource, dry_run=dry_run
+                rdef,
+                route.namespace,
+                name,
+                lambda old: body,
+                subresource=route.subresource,
+                dry_run=dry_run,
+                admit=self._admitter("", None, write),
             )
-            return _json(self._present(rdef, obj))
+            return _json(self._present(rdef, obj), headers=_warning_headers(write))
         if route.verb == "patch":
             apply = self._patcher(rdef, request)
-            obj = store.update(rdef, route.namespace, name, apply, subresource=route.subresource, dry_run=dry_run)
-            return _json(self._present(rdef, obj))
+            obj = store.update(
+                rdef,
+                route.namespace,
+                name,
+                apply,
+                subresource=route.subresource,
+                dry_run=dry_run,
+                admit=self._admitter("", None, write),
+            )
+            return _json(self._present(rdef, obj), headers=_warning_headers(write))
         if route.verb == "delete":
             obj, removed = store.delete(rdef, route.namespace, name, self._delete_options(request), dry_run=dry_run)
             if removed and not rdef.custom:
@@ -698,7 +749,10 @@ class ApiServer(kmock.KubernetesEmulator):
             old["metadata"]["resourceVersion"] = (scale.get("metadata") or {}).get("resourceVersion")
             return old
 
-        obj = self.store.update(rdef, route.namespace, name, mutate, dry_run=dry_run)
+        write = WriteRequest.from_params("update", None, request.params)
+        obj = self.store.update(
+            rdef, route.namespace, name, mutate, dry_run=dry_run, admit=self._admitter("", None, write)
+        )
         return _json(self._scale_of(rdef, obj))
 
     # --- HTTP: watch ---------------------------------------------------------------------------------
@@ -892,7 +946,11 @@ async def serve(
 async def _run(args: argparse.Namespace) -> None:
     kubeconfig = pathlib.Path(args.kubeconfig).absolute() if args.kubeconfig else None
     async with serve(
-        port=args.port, crd_files=args.crd, kubeconfig=kubeconfig, history_limit=args.history_limit
+        port=args.port,
+        crd_files=args.crd,
+        kubeconfig=kubeconfig,
+        history_limit=args.history_limit,
+        validate=not args.lenient,
     ) as server:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -914,6 +972,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kubeconfig", help="write a kubeconfig pointing at the server to this path")
     parser.add_argument("--crd", action="append", default=[], help="a CRD YAML file to register (repeatable)")
     parser.add_argument("--history-limit", type=int, default=1000, help="watch events kept per resource")
+    parser.add_argument(
+        "--lenient", action="store_true", help="store writes as sent (no decoding, validation or admission)"
+    )
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -95,8 +95,10 @@ class ApiServerProcess(ChildProcess):
         history_limit: int | None = None,
         startup_timeout: float = 30.0,
         log_level: str = "WARNING",
+        lenient: bool = False,
     ) -> None:
         super().__init__()
+        self.lenient = lenient
         self.crd_files = [str(pathlib.Path(path).absolute()) for path in crd_files]
         self.port = port
         self.history_limit = history_limit
@@ -139,6 +141,8 @@ class ApiServerProcess(ChildProcess):
             command += ["--crd", path]
         if self.history_limit is not None:
             command += ["--history-limit", str(self.history_limit)]
+        if self.lenient:
+            command.append("--lenient")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
         # The ready line (JSON: url, kubeconfig) comes on stdout; the log gets stderr.

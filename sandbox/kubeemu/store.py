@@ -33,6 +33,9 @@ Obj = dict[str, Any]
 StorageKey = tuple[str, str]  # (group, plural)
 ObjectKey = tuple[str | None, str]  # (namespace, name)
 Event = tuple[int, str, Obj, Obj | None]  # (resourceVersion, type, object, previous object)
+# Admission of a write: (definition, new object, stored object or None on create) -> the object to store.
+# Runs after the store's own defaulting, before immutability and no-op checks; raises ApiError.
+Admit = Callable[["ResourceDef", Obj, Obj | None], Obj]
 _S = TypeVar("_S", bound="Selection")
 
 ALL_VERBS = frozenset({"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"})
@@ -392,7 +395,9 @@ class Store:
         if rdef is not None and self.find(rdef, None, name) is None:
             self.create(rdef, None, {"metadata": {"name": name}})
 
-    def create(self, rdef: ResourceDef, namespace: str | None, body: Any, *, dry_run: bool = False) -> Obj:
+    def create(
+        self, rdef: ResourceDef, namespace: str | None, body: Any, *, dry_run: bool = False, admit: Admit | None = None
+    ) -> Obj:
         if not isinstance(body, dict):
             raise ApiError(400, "the body of the request is not a JSON object")
         obj = copy.deepcopy(body)
@@ -439,6 +444,9 @@ class Store:
             if not rdef.custom:
                 obj["status"] = {"loadBalancer": {}} if rdef.skey == ("", "services") else {}
         self._default(rdef, obj, None)
+        if admit is not None:
+            obj = admit(rdef, obj, None)
+            meta = obj["metadata"]
         if dry_run:
             meta["resourceVersion"] = str(self.rv)
             return obj
@@ -526,6 +534,7 @@ class Store:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        admit: Admit | None = None,
     ) -> Obj:
         """
         Replace an object with ``mutate(copy of the current object)`` (a PUT body or a patched copy).
@@ -585,6 +594,9 @@ class Store:
         new["metadata"] = meta
         new["apiVersion"], new["kind"] = rdef.api_version, rdef.kind
         self._default(rdef, new, old)
+        if admit is not None:
+            new = admit(rdef, new, old)
+            meta = new["metadata"]
         deleting = bool(meta.get("deletionTimestamp"))
         if deleting and set(meta.get("finalizers") or []) - set(old["metadata"].get("finalizers") or []):
             raise rdef.error(

@@ -63,6 +63,13 @@ def widget(name: str, size: int = 1, **metadata: Any) -> dict[str, Any]:
             'metadata': {'name': name, **metadata}, 'spec': {'size': size}}
 
 
+def deployment_body(name: str, replicas: int = 1) -> dict[str, Any]:
+    """A Deployment a real server accepts (the emulator validates built-ins like kube-apiserver)."""
+    return {'metadata': {'name': name}, 'spec': {
+        'replicas': replicas, 'selector': {'matchLabels': {'app': name}},
+        'template': {'metadata': {'labels': {'app': name}}, 'spec': {'containers': [{'name': 'c', 'image': 'img:1'}]}}}}
+
+
 def wpath(ns: str, name: str = '', sub: str = '') -> str:
     return f'{WIDGETS}/namespaces/{ns}/{PLURAL}' + (f'/{name}' if name else '') + (f'/{sub}' if sub else '')
 
@@ -440,9 +447,7 @@ def test_owner_references_are_garbage_collected(apiserver: ApiServerProcess, ns:
 # --- subresources and table output ---------------------------------------------------------------
 
 def test_scale_subresource(apiserver: ApiServerProcess, ns: str) -> None:
-    apiserver.request('POST', f'/apis/apps/v1/namespaces/{ns}/deployments', {
-        'metadata': {'name': 'd'}, 'spec': {'replicas': 2, 'selector': {'matchLabels': {'app': 'd'}},
-                                            'template': {'metadata': {'labels': {'app': 'd'}}, 'spec': {'containers': []}}}})
+    apiserver.request('POST', f'/apis/apps/v1/namespaces/{ns}/deployments', deployment_body('d', 2))
     scale_path = f'/apis/apps/v1/namespaces/{ns}/deployments/d/scale'
     scale = apiserver.request('GET', scale_path)
     assert scale['kind'] == 'Scale' and scale['apiVersion'] == 'autoscaling/v1'
@@ -480,8 +485,7 @@ def test_table_output_uses_printer_columns(apiserver: ApiServerProcess, ns: str)
     with _OPENER.open(req) as response:
         single = json.loads(response.read())
     assert single['rows'][0]['object']['spec'] == {'size': 3}
-    apiserver.request('POST', f'/apis/apps/v1/namespaces/{ns}/deployments', {'metadata': {'name': 'd'}, 'spec': {
-        'replicas': 2, 'template': {'spec': {'containers': [{'name': 'c', 'image': 'img:1'}]}}}})
+    apiserver.request('POST', f'/apis/apps/v1/namespaces/{ns}/deployments', deployment_body('d', 2))
     apiserver.patch_object('apps', 'v1', 'deployments', ns, 'd', {'status': {'readyReplicas': 1, 'availableReplicas': 1}},
                            subresource='status')
     req = urllib.request.Request(f'{apiserver.url}/apis/apps/v1/namespaces/{ns}/deployments', headers={'Accept': accept})
@@ -578,7 +582,7 @@ async def test_latency_injection_and_in_process_access() -> None:
 
         # In-process writes bump resourceVersions and reach HTTP watchers (the sandbox plays controllers so).
         deployment = server.put_object('apps', 'v1', 'deployments', 'sim', {
-            'metadata': {'name': 'd'}, 'spec': {'replicas': 2}, 'status': {'replicas': 2}})
+            **deployment_body('d', 2), 'status': {'replicas': 2}})
         assert deployment['status'] == {'replicas': 2}  # put_object stores a given status too
         rv = deployment['metadata']['resourceVersion']
         params = {'watch': 'true', 'resourceVersion': rv, 'timeoutSeconds': '1'}

@@ -88,3 +88,150 @@ def test_a_json_body_is_not_read_as_yaml(apiserver: ApiServerProcess, ns: str) -
         except urllib.error.HTTPError as e:
             status = e.code
         assert status == code, content_type
+
+
+# --- built-in objects: the pinned release's schema, Go's decoding and validation ------------------
+
+def deployment(name: str = 'd', *, resources: dict | None = None, labels: dict | None = None,
+               tolerations: list | None = None, **container: Any) -> dict[str, Any]:
+    labels = labels or {'app': name}
+    pod: dict[str, Any] = {'containers': [{'name': 'c', 'image': 'img:1', 'resources': resources or {}, **container}]}
+    if tolerations is not None:
+        pod['tolerations'] = tolerations
+    return {'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': {'name': name, 'labels': labels},
+            'spec': {'replicas': 1, 'selector': {'matchLabels': labels},
+                     'template': {'metadata': {'labels': labels}, 'spec': pod}}}
+
+
+def deployments(ns: str, name: str = '') -> str:
+    return f'/apis/apps/v1/namespaces/{ns}/deployments' + (f'/{name}' if name else '')
+
+
+def test_requests_above_limits_are_422_with_the_real_cause(apiserver: ApiServerProcess, ns: str) -> None:
+    """pkg/apis/core/validation ValidateResourceRequirements: every request <= its limit (field = the
+    requests map, detail names the limit); extended resources (nvidia.com/gpu) need request == limit."""
+    error = http_error(apiserver.request, 'POST', deployments(ns), deployment(resources={
+        'requests': {'memory': '16Gi', 'cpu': '2'}, 'limits': {'memory': '8Gi', 'cpu': '4'}}))
+    assert error.code == 422 and error.body['reason'] == 'Invalid'
+    assert error.body['message'] == ('Deployment.apps "d" is invalid: spec.template.spec.containers[0].resources.requests: '
+                                     'Invalid value: "16Gi": must be less than or equal to memory limit of 8Gi')
+    assert error.body['details'] == {'name': 'd', 'group': 'apps', 'kind': 'Deployment', 'causes': [{
+        'reason': 'FieldValueInvalid', 'field': 'spec.template.spec.containers[0].resources.requests',
+        'message': 'Invalid value: "16Gi": must be less than or equal to memory limit of 8Gi'}]}
+    gpu = http_error(apiserver.request, 'POST', deployments(ns), deployment(resources={
+        'requests': {'nvidia.com/gpu': 1}}))
+    assert gpu.code == 422 and 'Limit must be set for non overcommitable resources' in gpu.body['message']
+    unequal = http_error(apiserver.request, 'POST', deployments(ns), deployment(resources={
+        'requests': {'nvidia.com/gpu': 1}, 'limits': {'nvidia.com/gpu': 2}}))
+    assert 'must be equal to nvidia.com/gpu limit of 2' in unequal.body['message']
+    ok = apiserver.request('POST', deployments(ns), deployment(resources={
+        'requests': {'memory': '8Gi', 'nvidia.com/gpu': 1}, 'limits': {'memory': '8Gi', 'nvidia.com/gpu': 1}}))
+    assert ok['spec']['template']['spec']['containers'][0]['resources']['limits'] == {'memory': '8Gi', 'nvidia.com/gpu': '1'}
+    # an update is validated too (a patch that raises a request above the limit)
+    patch = {'spec': {'template': {'spec': {'containers': [{'name': 'c', 'image': 'img:1', 'resources': {
+        'requests': {'memory': '9Gi', 'nvidia.com/gpu': 1}, 'limits': {'memory': '8Gi', 'nvidia.com/gpu': 1}}}]}}}}
+    assert http_error(apiserver.patch_object, 'apps', 'v1', 'deployments', ns, 'd', patch).code == 422
+
+
+def test_label_values_and_names_follow_the_63_character_and_dns_rules(apiserver: ApiServerProcess, ns: str) -> None:
+    """apimachinery util/validation: label values <= 63 characters of the label alphabet (also in pod
+    templates and selectors); Services are RFC 1035 labels, Namespaces RFC 1123 labels, most kinds
+    RFC 1123 subdomains (<= 253)."""
+    long_value = 'x' * 64
+    error = http_error(apiserver.request, 'POST', deployments(ns), deployment(labels={'app': long_value}))
+    assert error.code == 422
+    fields = {cause['field'] for cause in error.body['details']['causes']}
+    assert {'metadata.labels', 'spec.template.metadata.labels', 'spec.selector.matchLabels'} <= fields
+    assert f'Invalid value: "{long_value}": must be no more than 63 characters' in error.body['message']
+    apiserver.request('POST', deployments(ns), deployment(labels={'app': 'x' * 63}))  # 63 is fine
+    bad_key = http_error(apiserver.request, 'POST', f'/api/v1/namespaces/{ns}/configmaps',
+                         {'metadata': {'name': 'c', 'labels': {'a/b/c': 'v'}}})
+    assert bad_key.code == 422 and bad_key.body['details']['causes'][0]['field'] == 'metadata.labels'
+
+    service = {'metadata': {'name': 's' * 64}, 'spec': {'ports': [{'port': 80}]}}
+    too_long = http_error(apiserver.request, 'POST', f'/api/v1/namespaces/{ns}/services', service)
+    assert too_long.code == 422 and 'must be no more than 63 characters' in too_long.body['message']
+    digit = http_error(apiserver.request, 'POST', f'/api/v1/namespaces/{ns}/services',
+                       {**service, 'metadata': {'name': '1-svc'}})
+    assert 'a DNS-1035 label must consist of lower case alphanumeric characters' in digit.body['message']
+    apiserver.request('POST', f'/api/v1/namespaces/{ns}/services', {**service, 'metadata': {'name': 's' * 63}})
+    # a ConfigMap may have a 253-character subdomain name, not 254
+    apiserver.request('POST', f'/api/v1/namespaces/{ns}/configmaps', {'metadata': {'name': 'c' * 253}})
+    assert http_error(apiserver.request, 'POST', f'/api/v1/namespaces/{ns}/configmaps',
+                      {'metadata': {'name': 'c' * 254}}).code == 422
+
+
+def test_quantities_are_stored_canonical_and_an_equal_write_is_a_no_op(apiserver: ApiServerProcess, ns: str) -> None:
+    """resource.Quantity serialises canonically: "0.5" -> "500m", "1024Mi" -> "1Gi", 2 -> "2"; a patch
+    that writes the same amount in another spelling changes nothing (no new resourceVersion)."""
+    created = apiserver.request('POST', deployments(ns), deployment(resources={
+        'requests': {'cpu': '0.5', 'memory': '1024Mi'}, 'limits': {'cpu': 2, 'memory': '1.5Gi'}}))
+    resources = created['spec']['template']['spec']['containers'][0]['resources']
+    assert resources == {'requests': {'cpu': '500m', 'memory': '1Gi'}, 'limits': {'cpu': '2', 'memory': '1536Mi'}}
+    same = apiserver.patch_object('apps', 'v1', 'deployments', ns, 'd', {'spec': {'template': {'spec': {
+        'containers': [{'name': 'c', 'image': 'img:1', 'resources': {
+            'requests': {'cpu': '500m', 'memory': '1Gi'}, 'limits': {'cpu': '2000m', 'memory': '1536Mi'}}}]}}}})
+    assert same['metadata']['resourceVersion'] == created['metadata']['resourceVersion']
+    bad = http_error(apiserver.request, 'POST', deployments(ns), deployment('e', resources={'limits': {'cpu': 'lots'}}))
+    assert bad.code == 400 and 'quantities must match the regular expression' in bad.body['message']
+
+
+def test_wrong_types_are_400_and_unknown_fields_follow_field_validation(apiserver: ApiServerProcess, ns: str) -> None:
+    """Go decoding: a wrong JSON type is 400 ("cannot unmarshal string into Go struct field"); unknown
+    fields are dropped with a Warning header (fieldValidation=Warn, the default) or refused (Strict)."""
+    wrong = deployment()
+    wrong['spec']['replicas'] = 'two'
+    error = http_error(apiserver.request, 'POST', deployments(ns), wrong)
+    assert error.code == 400
+    assert error.body['message'] == ('Deployment in version "v1" cannot be handled as a Deployment: json: cannot '
+                                     'unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32')
+    typo = deployment()
+    typo['spec']['template']['spec']['containers'][0]['imagePullPolcy'] = 'Always'
+    strict = http_error(apiserver.request, 'POST', deployments(ns), typo, params={'fieldValidation': 'Strict'})
+    assert strict.code == 400 and 'strict decoding error: unknown field ' \
+        '"spec.template.spec.containers[0].imagePullPolcy"' in strict.body['message']
+    request = urllib.request.Request(f'{apiserver.url}{deployments(ns)}', data=json.dumps(typo).encode(),
+                                     method='POST', headers={'Content-Type': 'application/json'})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=10) as response:
+        warning = response.headers['Warning']
+        stored = json.loads(response.read())
+    assert warning == '299 - "unknown field \\"spec.template.spec.containers[0].imagePullPolcy\\""'
+    assert 'imagePullPolcy' not in stored['spec']['template']['spec']['containers'][0]
+
+
+def test_empty_optional_fields_are_not_stored(apiserver: ApiServerProcess, ns: str) -> None:
+    """Go's omitempty: an optional "" / [] / empty map is not serialised, so a client never reads it back
+    (a toleration's effect: "" or value: "", an env var's value: "", empty annotations)."""
+    body = deployment(tolerations=[{'key': 'nvidia.com/gpu', 'operator': 'Exists', 'effect': '', 'value': ''}],
+                      env=[{'name': 'A', 'value': ''}], args=[])
+    body['metadata']['annotations'] = {}
+    created = apiserver.request('POST', deployments(ns), body)
+    pod = created['spec']['template']['spec']
+    assert pod['tolerations'] == [{'key': 'nvidia.com/gpu', 'operator': 'Exists'}]
+    assert pod['containers'][0]['env'] == [{'name': 'A'}] and 'args' not in pod['containers'][0]
+    assert 'annotations' not in created['metadata']
+    assert pod['containers'][0]['resources'] == {}  # a struct is serialised even when empty
+
+
+def test_pod_template_rules(apiserver: ApiServerProcess, ns: str) -> None:
+    """A selector must match the template's labels; tolerations, ports, env names and volume mounts are
+    checked like pkg/apis/core/validation does."""
+    body = deployment()
+    body['spec']['selector'] = {'matchLabels': {'app': 'other'}}
+    mismatch = http_error(apiserver.request, 'POST', deployments(ns), body)
+    assert '`selector` does not match template `labels`' in mismatch.body['message']
+    cases = [
+        (deployment(tolerations=[{'operator': 'Equal', 'value': 'x'}]), 'operator must be Exists when `key` is empty'),
+        (deployment(tolerations=[{'key': 'k', 'operator': 'Exists', 'value': 'v'}]), "value must be empty when `operator` is 'Exists'"),
+        (deployment(tolerations=[{'key': 'k', 'effect': 'NoRun'}]), 'Unsupported value: "NoRun"'),
+        (deployment(ports=[{'containerPort': 70000}]), 'must be between 1 and 65535, inclusive'),
+        (deployment(ports=[{'containerPort': 80, 'name': 'http-metrics-port'}]), 'must be no more than 15 characters'),
+        (deployment(env=[{'name': '1BAD'}]), 'a valid environment variable name'),
+        (deployment(volumeMounts=[{'name': 'models', 'mountPath': '/models'}]), 'volumeMounts[0].name: Not found: "models"'),
+        (deployment(name='C'), 'Invalid value: "C"'),
+    ]
+    for i, (body, message) in enumerate(cases):
+        body['metadata']['name'] = body['metadata']['name'] if body['metadata']['name'] == 'C' else f'd{i}'
+        error = http_error(apiserver.request, 'POST', deployments(ns), body)
+        assert error.code == 422 and message in error.body['message'], (message, error.body['message'])
