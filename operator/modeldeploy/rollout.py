@@ -34,6 +34,7 @@ from typing import Any
 
 from mdcommon.durations import parse_duration
 from modeldeploy.analysis.verdict import AnalysisResult
+from modeldeploy.health import gitops_health
 from modeldeploy.names import PREVIEW_HEADER
 from modeldeploy.plans import RoutePlan, VersionPlan
 from modeldeploy.spec import ModelDeploymentSpec
@@ -310,7 +311,7 @@ def decide(
 def decide_invalid(
     status: Mapping[str, Any], message: str, now: datetime.datetime, generation: int | None
 ) -> tuple[dict[str, Any], list[Event]]:
-    """Status for a spec that fails validation: phase Invalid, Ready=False/InvalidSpec. Children untouched."""
+    """Status for a spec that fails validation: phase Invalid, Ready=False/InvalidSpec, Stalled=True. Children untouched."""
     st = copy.deepcopy(dict(status or {}))
     events: list[Event] = []
     if st.get("phase") != "Invalid" or st.get("message") != message:
@@ -319,9 +320,11 @@ def decide_invalid(
     st["message"] = message
     if generation is not None:
         st["observedGeneration"] = generation
-    st["conditions"] = set_condition(
-        st.get("conditions") or [], "Ready", False, "InvalidSpec", message, generation, now
-    )
+    health = gitops_health("Invalid", message, target_version=None, stable_version=None, stable_serving=False)
+    conds = st.get("conditions") or []
+    for cond in health.conditions:
+        conds = set_condition(conds, cond.type, cond.status, cond.reason, cond.message, generation, now)
+    st["conditions"] = conds
     return st, events
 
 
@@ -810,8 +813,9 @@ def _phase_and_conditions(ctx: _Ctx, obs: Observation) -> None:
 
     conds = st.get("conditions") or []
     if stable_ready:
+        detail = f"{stable_dep.ready} pods ready"
         conds = set_condition(
-            conds, "Ready", True, "StableAvailable", f"version {stable} ready ({stable_dep.ready} pods)", gen, now
+            conds, "Available", True, "StableAvailable", f"version {stable} ready ({detail})", gen, now
         )
     else:
         detail = (
@@ -819,7 +823,12 @@ def _phase_and_conditions(ctx: _Ctx, obs: Observation) -> None:
             if stable_dep and stable_dep.exists
             else "Deployment not created yet"
         )
-        conds = set_condition(conds, "Ready", False, "StableNotReady", f"version {stable}: {detail}", gen, now)
+        conds = set_condition(conds, "Available", False, "StableNotReady", f"version {stable}: {detail}", gen, now)
+    health = gitops_health(
+        phase, message, target_version=target, stable_version=stable, stable_serving=stable_ready, stable_detail=detail
+    )
+    for cond in health.conditions:
+        conds = set_condition(conds, cond.type, cond.status, cond.reason, cond.message, gen, now)
     if canary is not None:
         conds = set_condition(
             conds, "Progressing", True, "RolloutInProgress" if phase == "Progressing" else phase, message, gen, now

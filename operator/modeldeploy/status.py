@@ -61,7 +61,7 @@ def set_condition(
     if generation is not None:
         condition["observedGeneration"] = generation
     out.append(condition)
-    order = {"Ready": 0, "Progressing": 1, "Degraded": 2, "Analysis": 3}
+    order = {"Ready": 0, "Reconciling": 1, "Stalled": 2, "Available": 3, "Progressing": 4, "Degraded": 5, "Analysis": 6}
     return sorted(out, key=lambda c: (order.get(c["type"], 9), c["type"]))
 
 
