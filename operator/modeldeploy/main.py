@@ -1,7 +1,8 @@
 """kopf handlers — thin: wire clients into memo, hand each ModelDeployment to the Reconciler.
 
 Run it with `modeldeploy operator` (or `kopf run -m modeldeploy.main`). Handlers:
-- startup/cleanup: one Settings, one Kubernetes client, one Prometheus client, the metrics server;
+- startup/cleanup: one Settings, one Kubernetes client, one Prometheus client, the metrics server, the
+  notifier (its own worker tasks);
 - an index of the TF Serving Deployments we own, so readiness is known without API reads;
 - one async daemon per ModelDeployment running the reconcile loop (create, update and resume
   all land there: the daemon starts for new and pre-existing objects and is woken on changes);
@@ -22,6 +23,7 @@ from modeldeploy import GROUP, PLURAL, VERSION, names
 from modeldeploy.analysis.prometheus import PrometheusClient
 from modeldeploy.kube import Kube
 from modeldeploy.metrics import OperatorMetrics
+from modeldeploy.notifier import Notifier
 from modeldeploy.reconciler import Reconciler, deployment_summary, pod_health
 from modeldeploy.settings import Settings, replica_priority
 
@@ -84,7 +86,17 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     memo.kube = kube
     memo.prometheus = prometheus
     memo.metrics = metrics
-    memo.reconciler = Reconciler(kube, prometheus, config, metrics)
+    # Notifications go through a bounded queue into workers of their own: a slow receiver never slows a rollout.
+    notifier = Notifier(
+        kube,
+        metrics,
+        queue_size=config.notification_queue,
+        timeout=config.notification_timeout,
+        attempts=config.notification_attempts,
+    )
+    notifier.start()
+    memo.notifier = notifier
+    memo.reconciler = Reconciler(kube, prometheus, config, metrics, notifier)
     logger.info(
         "modeldeploy operator started (prometheus=%s, metrics=%s:%s)",
         config.prometheus_url or "none",
@@ -95,6 +107,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    if getattr(memo, "notifier", None) is not None:
+        await memo.notifier.aclose()
     if getattr(memo, "prometheus", None) is not None:
         await memo.prometheus.aclose()
     if getattr(memo, "kube", None) is not None:

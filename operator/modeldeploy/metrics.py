@@ -1,7 +1,8 @@
 """The operator's own Prometheus metrics (prometheus-client), served on /metrics.
 
 Names (all prefixed modeldeploy_): phase, canary weight, stable/canary version, per-metric analysis
-value and verdict, promotions/rollbacks totals, reconcile and analysis durations, API calls.
+value and verdict, promotions/rollbacks totals, reconcile and analysis durations, API calls, notifications
+(sent/failed, dropped from the full queue, queue depth).
 The Helm chart's alerts and Grafana dashboard use exactly these names.
 """
 
@@ -82,6 +83,22 @@ class OperatorMetrics:
         )
         self.prometheus_queries = Counter(
             "modeldeploy_prometheus_queries", "Queries sent to Prometheus", ("result",), registry=r
+        )
+        self.notifications = Counter(
+            "modeldeploy_notifications",
+            "Rollout notifications handled by the notifier (result sent or failed after its retries)",
+            ("format", "event", "result"),
+            registry=r,
+        )
+        self.notifications_dropped = Counter(
+            "modeldeploy_notifications_dropped",
+            "Rollout notifications dropped without a try (the notifier's bounded queue was full)",
+            ("reason",),
+            registry=r,
+        )
+        self.notifications_dropped.labels("queueFull")
+        self.notification_queue = Gauge(
+            "modeldeploy_notification_queue_depth", "Rollout notifications waiting for a notifier worker", registry=r
         )
 
     def serve(self, host: str, port: int) -> None:

@@ -13,8 +13,12 @@ everything) or a list of namespaces (``--namespace X``: namespaced resources go 
 watched namespace, cluster-scoped ones into a small ClusterRole); with more than one replica, kopf
 peering (``MODELDEPLOY_PEERING``) adds the kopf.dev peering objects.
 
-Not granted on purpose: secrets (TF Serving pods reference the model-store Secret by name; the
-operator never reads it), update/put (all writes are JSON merge patches), deletecollection,
+Secrets: only ``get``, only on the Secret names the chart lists in ``notifications.secretNames``
+(``resourceNames``), and nothing at all while that list is empty (the default): the notifier reads a
+receiver's webhook URL (a credential) at delivery time. No list/watch (that cannot be limited by name and
+would expose every Secret); the model-store Secret is referenced by TF Serving pods by name and never read.
+
+Not granted on purpose: update/put (all writes are JSON merge patches), deletecollection,
 serviceaccounts, get on pods (only kopf's list/watch index of the TF Serving pods is needed).
 """
 
@@ -35,6 +39,7 @@ class Rule:
     cluster_scoped: bool = False  # the resource itself is cluster-scoped (never in a Role)
     only: str | None = None  # None = every mode; "clusterwide" | "namespaced": one watch mode only
     peering: bool = False  # only with kopf peering (replicas > 1)
+    resource_names: str | None = None  # granted only for the names in this Helm value (none listed: not at all)
     why: str = ""
 
 
@@ -82,6 +87,15 @@ RULES: tuple[Rule, ...] = (
         ("list", "watch"),
         why="kopf index of the TF Serving pods' scheduling state: GPU pods unschedulable for "
         "spec.serving.gpu.fallbackAfter start CPU replicas (spec.serving.gpu.fallbackToCPU)",
+    ),
+    Rule(
+        CORE,
+        "secrets",
+        ("get",),
+        resource_names="notifications.secretNames",
+        why="modeldeploy.notifier reads a receiver's webhook URL (spec.notifications[].urlFrom.secretKeyRef, a "
+        "credential) when it posts; only the Secret names listed in the Helm value notifications.secretNames "
+        "(resourceNames), get only; none listed (the default) = no access to Secrets at all",
     ),
     # ---- Istio routing ---------------------------------------------------------------------
     Rule(
@@ -150,11 +164,14 @@ def applies(rule: Rule, *, clusterwide: bool, peering: bool) -> bool:
     return True
 
 
-def rules_for(*, clusterwide: bool, peering: bool) -> dict[str, set[Triple]]:
-    """Where each permission goes in a mode: {"cluster": ClusterRole, "namespace": each Role}."""
+def rules_for(*, clusterwide: bool, peering: bool, named: bool = False) -> dict[str, set[Triple]]:
+    """Where each permission goes in a mode: {"cluster": ClusterRole, "namespace": each Role}. Rules limited
+    to `resource_names` only with `named` (the chart lists names for them)."""
     out: dict[str, set[Triple]] = {"cluster": set(), "namespace": set()}
     for rule in RULES:
         if not applies(rule, clusterwide=clusterwide, peering=peering):
+            continue
+        if rule.resource_names and not named:
             continue
         where = "cluster" if (clusterwide or rule.cluster_scoped) else "namespace"
         out[where].update((rule.api_group, rule.resource, verb) for verb in rule.verbs)
@@ -162,5 +179,6 @@ def rules_for(*, clusterwide: bool, peering: bool) -> dict[str, set[Triple]]:
 
 
 def all_triples(*, clusterwide: bool, peering: bool) -> set[Triple]:
-    placed = rules_for(clusterwide=clusterwide, peering=peering)
+    """Every permission the code may use in a mode (name-limited rules included)."""
+    placed = rules_for(clusterwide=clusterwide, peering=peering, named=True)
     return placed["cluster"] | placed["namespace"]

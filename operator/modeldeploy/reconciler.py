@@ -11,7 +11,9 @@ its Deployments wake it early. Each pass:
 5. writes the status first (one merge patch, only if it changed), then applies the children
    (idempotent: zero writes when they match), deletes Deployments no longer wanted, emits Events,
    and clears a handled manual action annotation;
-6. every decision recorded in status.history (and every handled manual action) also becomes a
+6. the rollout events of the decision (RolloutStarted, Promoted, RolledBack, Failed) are queued for the
+   notifier (`modeldeploy.notifier`: its own workers; the queue put never waits);
+7. every decision recorded in status.history (and every handled manual action) also becomes a
    record of the tamper-evident audit chain (`modeldeploy.audit`): the records are first written
    into status.audit.pending with the status, then appended to the chain (one immutable ConfigMap
    each) and removed from pending, so a crash in between re-appends them on the next pass, once.
@@ -32,12 +34,13 @@ from typing import Any
 
 import kopf
 
-from modeldeploy import audit, names
+from modeldeploy import audit, names, notifications
 from modeldeploy.analysis import builtins
 from modeldeploy.analysis.prometheus import PrometheusClient
 from modeldeploy.analysis.runner import analyse
 from modeldeploy.kube import KINDS, Conflict, Kube
 from modeldeploy.metrics import OperatorMetrics
+from modeldeploy.notifier import Notifier
 from modeldeploy.plans import Target
 from modeldeploy.render import desired_objects
 from modeldeploy.rollout import (
@@ -75,11 +78,19 @@ class _Memory:
 
 
 class Reconciler:
-    def __init__(self, kube: Kube, prometheus: PrometheusClient | None, settings: Settings, metrics: OperatorMetrics):
+    def __init__(
+        self,
+        kube: Kube,
+        prometheus: PrometheusClient | None,
+        settings: Settings,
+        metrics: OperatorMetrics,
+        notifier: Notifier | None = None,
+    ):
         self.kube = kube
         self.prometheus = prometheus
         self.settings = settings
         self.metrics = metrics
+        self.notifier = notifier
         self._memory: dict[tuple[str, str], _Memory] = {}
 
     def _mem(self, namespace: str, name: str) -> _Memory:
@@ -197,6 +208,7 @@ class Reconciler:
                 self.metrics.promotions.labels(namespace, name).inc()
             elif event.reason in ("RolledBack", "Aborted"):
                 self.metrics.rollbacks.labels(namespace, name, event.reason).inc()
+        self._notify(body, spec, status, decision, now)
         if decision.action_handled:
             result = await self.kube.patch_modeldeployment(
                 namespace,
@@ -216,6 +228,21 @@ class Reconciler:
         return min(decision.wake_in, self.settings.resync_seconds)
 
     # ---- helpers -------------------------------------------------------------------------------
+
+    def _notify(self, body: dict, spec: ModelDeploymentSpec, old: dict, decision: Any, now: datetime.datetime) -> None:
+        """Hand this decision's rollout events to the notifier (a queue put: never waits on a receiver)."""
+        targets = spec.notifications if spec.notifications is not None else self.settings.default_notifications
+        if self.notifier is None or not targets:
+            return
+        meta = body["metadata"]
+        found = notifications.notices(
+            namespace=meta["namespace"], name=meta["name"], model=spec.model.name, old_status=old,
+            new_status=decision.status, events=decision.events, at=to_timestamp(now),
+        )  # fmt: skip
+        if found:
+            owner = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+                     "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid", "resourceVersion")}}  # fmt: skip
+            self.notifier.submit(owner, targets, found)
 
     async def _fresh_body(self, live_body: kopf.Body | dict) -> dict | None:
         """kopf's live body, unless our own last write is not in it yet (then the one we wrote, or a GET)."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+
+from modeldeploy.spec import NotificationTarget
 
 
 def _float(name: str, default: float) -> float:
@@ -26,6 +29,12 @@ class Settings:
         None  # MODELDEPLOY_ACTION_BY_POLICY: the admission policy binding action-by to the requester
     )
     evaluator_image: str | None = None  # MODELDEPLOY_EVALUATOR_IMAGE: the image when spec.evaluation.image is unset
+    # MODELDEPLOY_NOTIFICATIONS: JSON list of spec.notifications entries for ModelDeployments without their own
+    # (the Helm value notifications.defaults); each URL from a Secret in the ModelDeployment's namespace
+    default_notifications: tuple[NotificationTarget, ...] = ()
+    notification_queue: int = 256  # MODELDEPLOY_NOTIFICATION_QUEUE: bounded queue; beyond it, dropped and counted
+    notification_timeout: float = 10.0  # MODELDEPLOY_NOTIFICATION_TIMEOUT seconds per attempt
+    notification_attempts: int = 4  # MODELDEPLOY_NOTIFICATION_ATTEMPTS (backoff 1 s, 2 s, 4 s... at most 30 s)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -42,7 +51,28 @@ class Settings:
             peering_lifetime=int(_float("MODELDEPLOY_PEERING_LIFETIME", 20)),
             evaluator_image=env.get("MODELDEPLOY_EVALUATOR_IMAGE") or None,
             action_by_policy=env.get("MODELDEPLOY_ACTION_BY_POLICY") or None,
+            default_notifications=parse_notifications(env.get("MODELDEPLOY_NOTIFICATIONS") or "[]"),
+            notification_queue=int(_float("MODELDEPLOY_NOTIFICATION_QUEUE", 256)),
+            notification_timeout=_float("MODELDEPLOY_NOTIFICATION_TIMEOUT", 10.0),
+            notification_attempts=int(_float("MODELDEPLOY_NOTIFICATION_ATTEMPTS", 4)),
         )
+
+
+def parse_notifications(text: str) -> tuple[NotificationTarget, ...]:
+    """The default receivers: a JSON list in the spec.notifications format (ValueError naming the entry)."""
+    try:
+        items = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"MODELDEPLOY_NOTIFICATIONS is not JSON: {exc}") from None
+    if not isinstance(items, list):
+        raise ValueError("MODELDEPLOY_NOTIFICATIONS must be a JSON list of spec.notifications entries")
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(NotificationTarget.model_validate(item))
+        except Exception as exc:  # noqa: BLE001 - pydantic's message names the field
+            raise ValueError(f"MODELDEPLOY_NOTIFICATIONS[{i}]: {exc}") from None
+    return tuple(out)
 
 
 def replica_priority(identity: str) -> int:

@@ -332,6 +332,30 @@ class RollbackSpec(_Model):
     max_restarts: Annotated[int, Field(ge=1, le=100)] = 2
 
 
+NOTIFICATION_EVENTS = ("RolloutStarted", "Promoted", "RolledBack", "Failed")
+NotificationEvent = Literal["RolloutStarted", "Promoted", "RolledBack", "Failed"]
+
+
+class SecretKeyRef(_Model):
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    key: Annotated[str, Field(min_length=1, max_length=253)]
+
+
+class UrlFrom(_Model):
+    secret_key_ref: SecretKeyRef
+
+
+class NotificationTarget(_Model):
+    """Where to post rollout events: a generic JSON webhook, Slack or Microsoft Teams (modeldeploy.notifications).
+    The URL is a credential (whoever has it can post), so it only comes from a Secret in the ModelDeployment's
+    namespace."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+    format: Literal["webhook", "slack", "teams"] = "webhook"
+    events: tuple[NotificationEvent, ...] = NOTIFICATION_EVENTS
+    url_from: UrlFrom
+
+
 class ModelDeploymentSpec(_Model):
     model: ModelSpec
     serving: ServingSpec = ServingSpec()
@@ -339,6 +363,7 @@ class ModelDeploymentSpec(_Model):
     analysis: AnalysisSpec = AnalysisSpec()
     evaluation: EvaluationSpec | None = None
     rollback: RollbackSpec = RollbackSpec()
+    notifications: tuple[NotificationTarget, ...] | None = None  # None: the operator's default targets
     paused: bool = False
 
     @property

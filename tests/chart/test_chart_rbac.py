@@ -57,7 +57,9 @@ def test_every_rule_is_documented_and_scoped_right():
         assert rule.cluster_scoped == (rule.resource in rbac_scan.CLUSTER_SCOPED), rule
         assert "*" not in rule.verbs and rule.resource != "*" and rule.api_group != "*", rule
         assert not {"update", "deletecollection", "escalate", "bind", "impersonate"} & set(rule.verbs), rule
-    assert not any(r.resource == "secrets" for r in rbac.RULES), "the operator must never read Secrets"
+    secrets = [r for r in rbac.RULES if r.resource == "secrets"]
+    assert all(r.verbs == ("get",) and r.resource_names for r in secrets), "Secrets: get by listed name only, never list/watch"
+    assert all(r.resource_names is None for r in rbac.RULES if r.resource != "secrets")
 
 
 def test_kopf_handlers_found_by_the_ast_match_kopfs_registry():
@@ -143,8 +145,9 @@ def test_scanner_refuses_direct_api_use_outside_kube():
 
 # ---- the chart renders exactly the allowlist ---------------------------------------------------
 
-def operator_rules(objects: list[dict], sa_name: str, sa_namespace: str = NAMESPACE) -> dict[str, dict[str, set]]:
-    """{"cluster": {"": triples}, "namespace": {ns: triples}} bound to the operator's ServiceAccount."""
+def operator_rules(objects: list[dict], sa_name: str, sa_namespace: str = NAMESPACE, names: dict | None = None) -> dict[str, dict[str, set]]:
+    """{"cluster": {"": triples}, "namespace": {ns: triples}} bound to the operator's ServiceAccount; the
+    resourceNames of a name-limited rule go into `names` ({(where, ns, resource): [names]})."""
     roles = {("ClusterRole", None, o["metadata"]["name"]): o for o in find(objects, "ClusterRole")}
     roles |= {("Role", o["metadata"]["namespace"], o["metadata"]["name"]): o for o in find(objects, "Role")}
     out: dict[str, dict[str, set]] = {"cluster": {}, "namespace": {}}
@@ -158,7 +161,13 @@ def operator_rules(objects: list[dict], sa_name: str, sa_namespace: str = NAMESP
         where = "cluster" if binding["kind"] == "ClusterRoleBinding" else "namespace"
         triples = out[where].setdefault(ns or "", set())
         for rule in role["rules"]:
-            assert not rule.get("resourceNames") and not rule.get("nonResourceURLs"), rule
+            assert not rule.get("nonResourceURLs"), rule
+            if rule.get("resourceNames"):  # only the notifier's Secrets, get only
+                assert rule["resources"] == ["secrets"] and rule["verbs"] == ["get"], rule
+                if names is not None:
+                    names[(where, ns or "", "secrets")] = rule["resourceNames"]
+            else:
+                assert "secrets" not in rule["resources"], f"Secrets without resourceNames: {rule}"
             for group in rule["apiGroups"]:
                 for resource in rule["resources"]:
                     for verb in rule["verbs"]:
@@ -188,9 +197,12 @@ def test_chart_rbac_equals_the_allowlist(mode):
 def test_chart_rbac_comparison_catches_an_extra_verb():
     objects = render(mode_values(rbac_scan.MODES[0]), tests=False)
     role = find(objects, "ClusterRole", "modeldeploy")[0]
-    role["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})
+    role["rules"].append({"apiGroups": [""], "resources": ["services"], "verbs": ["delete"]})
     bound = operator_rules(objects, "modeldeploy")
     assert bound["cluster"][""] != rbac.rules_for(clusterwide=True, peering=False)["cluster"]
+    role["rules"][-1] = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}  # not limited by name
+    with pytest.raises(AssertionError, match="Secrets without resourceNames"):
+        operator_rules(objects, "modeldeploy")
 
 
 def test_rbac_disabled_renders_no_roles_and_uses_the_given_account():
@@ -211,3 +223,23 @@ def test_user_facing_roles_aggregate_and_never_bind_the_operator():
         assert binding["roleRef"]["name"] == "modeldeploy"
     off = render(deep_merge({}, {"rbac": {"create": True, "aggregateToDefaultRoles": False}}), tests=False)
     assert not find(off, "ClusterRole", "modeldeploy-view")
+
+
+@pytest.mark.parametrize("mode", rbac_scan.MODES[:2], ids=MODE_IDS[:2])
+def test_secrets_only_by_the_listed_names_and_only_when_listed(mode):
+    """notifications.secretNames (plus the Secrets of notifications.defaults) become get with resourceNames, in
+    the ClusterRole or in each watched namespace's Role; nothing listed: no Secret access at all."""
+    values = deep_merge(mode_values(mode), {"notifications": {
+        "secretNames": ["modeldeploy-notifications"],
+        "defaults": [{"name": "ops", "format": "teams", "urlFrom": {"secretKeyRef": {"name": "ops-teams", "key": "url"}}}]}})  # fmt: skip
+    names: dict = {}
+    bound = operator_rules(render(values, tests=False), "modeldeploy", names=names)
+    expected = rbac.rules_for(**mode, named=True)
+    where = "cluster" if mode["clusterwide"] else "namespace"
+    for ns, triples in bound[where].items():
+        assert triples == expected[where], ns
+    want = {(where, ns, "secrets"): ["modeldeploy-notifications", "ops-teams"] for ns in ([""] if mode["clusterwide"] else WATCHED)}
+    assert names == want
+    plain: dict = {}
+    operator_rules(render(mode_values(mode), tests=False), "modeldeploy", names=plain)
+    assert plain == {}
