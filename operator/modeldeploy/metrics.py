@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-PHASES = ("Initializing", "Stable", "Progressing", "Promoting", "RolledBack", "Failed", "Paused", "Invalid")
+from modeldeploy.state import Phase
+
+PHASES = tuple(p.value for p in Phase)  # one gauge series per phase, in the CRD's order
 VERDICTS = ("pass", "fail", "noData")
 
 

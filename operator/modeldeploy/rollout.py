@@ -6,6 +6,11 @@ analysis results, a manual action) and returns the next status, the Deployments 
 status implies, the Events to emit and when to look again. The caller writes the status FIRST and
 then makes the children match it, so the operator can die at any line and resume from the status.
 
+The rollout's state is typed and explicit (modeldeploy.state.RolloutStatus, status.rollout.state:
+Idle | WaitingForReady | Analysing | FailedHold | RolledBack); the transitions below switch on it and
+set it, and status.phase is its projection (state.phase_of). Counting failed and no-data analyses
+against failureThreshold and onNoData is one pure function, `assess`.
+
 Strategies (spec.strategy.type):
 - Canary: weight steps[0..n]; each step needs one passing analysis; after the last, promote.
 - ABTest: requests matching headers/cookies go to the new version for `iterations` analyses.
@@ -30,7 +35,7 @@ import dataclasses
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from mdcommon.durations import parse_duration
 from modeldeploy.analysis.verdict import AnalysisResult
@@ -38,6 +43,7 @@ from modeldeploy.health import gitops_health
 from modeldeploy.names import PREVIEW_HEADER
 from modeldeploy.plans import RoutePlan, VersionPlan
 from modeldeploy.spec import ModelDeploymentSpec
+from modeldeploy.state import Phase, RolloutState, RolloutStatus, phase_of
 from modeldeploy.status import (
     append_history,
     from_timestamp,
@@ -53,20 +59,6 @@ READINESS_POLL_SECONDS = 2.0
 STALLED_AFTER_MAX_SECONDS = 60.0  # pods stuck this long (at most; see stalled_after) raise PodsStalled
 
 MANUAL_ACTIONS = ("promote", "promote-full", "abort", "pause", "resume", "retry")
-
-# Keys of status.rollout that belong to one rollout (reset when a new one starts).
-_PER_ROLLOUT_KEYS = (
-    "startedAt",
-    "readyAt",
-    "stepStartedAt",
-    "lastAnalysisAt",
-    "analyses",
-    "failedHold",
-    "noDataStreak",
-    "readyRestarts",
-    "previewDataAt",
-    "previewDeadlineAt",
-)
 
 
 @dataclass(frozen=True)
@@ -175,33 +167,34 @@ class Decision:
 
 
 def canary_live(status: Mapping[str, Any]) -> bool:
-    """A rollout whose new version is ready and routed (analysis applies)."""
-    rollout = status.get("rollout") or {}
-    return status.get("canaryVersion") is not None and bool(rollout.get("readyAt")) and not rollout.get("failedHold")
+    """A rollout whose new version is ready and routed and not held (analysis applies)."""
+    return RolloutStatus.from_status(status).live
 
 
 def analysis_due(spec: ModelDeploymentSpec, status: Mapping[str, Any], now: datetime.datetime) -> bool:
     """Whether a full analysis should run now (one interval after the step began or the last analysis)."""
-    if not canary_live(status):
-        return False
-    return seconds_until_analysis(spec, status, now) <= 0
+    ro = RolloutStatus.from_status(status)
+    return ro.live and _seconds_until_analysis(spec, ro, now) <= 0
 
 
 def seconds_until_analysis(spec: ModelDeploymentSpec, status: Mapping[str, Any], now: datetime.datetime) -> float:
-    rollout = status.get("rollout") or {}
-    since_step = seconds_since(rollout.get("stepStartedAt"), now)
-    since_analysis = seconds_since(rollout.get("lastAnalysisAt"), now)
+    return _seconds_until_analysis(spec, RolloutStatus.from_status(status), now)
+
+
+def _seconds_until_analysis(spec: ModelDeploymentSpec, ro: RolloutStatus, now: datetime.datetime) -> float:
+    since_step = seconds_since(ro.step_started_at, now)
+    since_analysis = seconds_since(ro.last_analysis_at, now)
     elapsed = min(x for x in (since_step, since_analysis, float("inf")) if x is not None)
     if elapsed == float("inf"):
         return 0.0
     return spec.analysis.interval_seconds - elapsed
 
 
-def _analysis_slot(spec: ModelDeploymentSpec, status: Mapping[str, Any], now: datetime.datetime) -> datetime.datetime:
+def _analysis_slot(spec: ModelDeploymentSpec, ro: RolloutStatus, now: datetime.datetime) -> datetime.datetime:
     """The time the analysis that just ran was DUE, so the schedule does not drift by the time a pass
     takes (query latency, a busy operator): the next one is due one interval after the slot, not after
     the moment it ran. A schedule fallen behind by more than an interval restarts from now."""
-    due = now - datetime.timedelta(seconds=max(0.0, -seconds_until_analysis(spec, status, now)))
+    due = now - datetime.timedelta(seconds=max(0.0, -_seconds_until_analysis(spec, ro, now)))
     if (now - due).total_seconds() >= spec.analysis.interval_seconds:
         return now
     return due
@@ -212,12 +205,80 @@ def fail_fast_applies(spec: ModelDeploymentSpec, status: Mapping[str, Any]) -> b
 
 
 # --------------------------------------------------------------------------------------------
+# Failure counting: one pure function (Argo Rollouts' assessMetricStatus shape)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What one interval analysis means for the rollout, with the counters after it.
+
+    action: advance (passed: next step or promotion, unless paused), hold (stay at this step), fail
+    (the rollout failed: roll back, or hold for a human with rollback.automatic false).
+    message: for fail, why (history and Event); for hold, the Warning Event's message ("" = no Event).
+    """
+
+    action: Literal["advance", "hold", "fail"]
+    failed_checks: int
+    no_data_streak: int | None
+    message: str = ""
+    event_reason: str = ""  # the hold's Warning: AnalysisFailed (a failed check) | NoData
+
+
+def assess(
+    verdict: str,
+    failed_checks: int,
+    no_data_streak: int | None,
+    *,
+    failure_threshold: int,
+    on_no_data: str,
+    detail: str = "",
+    holding_at: str = "",
+) -> Assessment:
+    """Count one analysis verdict (pass | fail | noData) against analysis.failureThreshold and onNoData.
+
+    failedChecks is cumulative over the rollout (a pass does not reset it); the no-data streak counts
+    analyses without data in a row (any verdict with data ends it). `detail` names the failed or
+    missing metrics, `holding_at` the current step (for the hold policy's one Warning per streak).
+    """
+    if verdict == "pass":
+        return Assessment("advance", failed_checks, None)
+    if verdict == "fail":
+        failed = failed_checks + 1
+        if failed >= failure_threshold:
+            return Assessment(
+                "fail", failed, None, f"analysis failed {failed} time(s) (threshold {failure_threshold}): {detail}"
+            )
+        return Assessment(
+            "hold", failed, None, f"check {failed}/{failure_threshold} failed: {detail}", "AnalysisFailed"
+        )
+    streak = (no_data_streak or 0) + 1
+    if on_no_data == "rollback":
+        return Assessment("fail", failed_checks, streak, f"no data (onNoData rollback): {detail}")
+    if on_no_data == "fail":
+        failed = failed_checks + 1
+        if failed >= failure_threshold:
+            return Assessment("fail", failed, streak, f"no data counted as failure {failed} time(s): {detail}")
+        return Assessment(
+            "hold",
+            failed,
+            streak,
+            f"no data, counted as failed check {failed}/{failure_threshold}: {detail}",
+            "NoData",
+        )
+    if streak == 1:  # hold: say it once per streak, not every interval
+        return Assessment("hold", failed_checks, streak, f"holding at {holding_at}: {detail}", "NoData")
+    return Assessment("hold", failed_checks, streak)
+
+
+# --------------------------------------------------------------------------------------------
 # decide()
 # --------------------------------------------------------------------------------------------
 
 
 class _Ctx:
-    """Mutable working copy used while deciding (never escapes decide())."""
+    """Working copy used while deciding (never escapes decide()): the typed rollout state `ro`, the
+    rest of the status `st` (conditions, history, lastAnalysis...), the Events and wake-ups so far."""
 
     def __init__(
         self, spec: ModelDeploymentSpec, status: Mapping[str, Any], now: datetime.datetime, generation: int | None
@@ -226,13 +287,13 @@ class _Ctx:
         self.now = now
         self.generation = generation
         self.st: dict[str, Any] = copy.deepcopy(dict(status or {}))
-        self.st.setdefault("rollout", {})
+        self.ro = RolloutStatus.from_status(self.st)
         self.events: list[Event] = []
         self.wake: list[float] = [RESYNC_SECONDS]
 
     @property
-    def r(self) -> dict[str, Any]:
-        return self.st["rollout"]
+    def stamp(self) -> str:
+        return to_timestamp(self.now)
 
     def event(self, type_: str, reason: str, message: str) -> None:
         self.events.append(Event(type_, reason, message))
@@ -245,7 +306,7 @@ class _Ctx:
 
     @property
     def paused(self) -> bool:
-        return bool(self.spec.paused or self.r.get("paused"))
+        return bool(self.spec.paused or self.ro.paused)
 
 
 def decide(
@@ -255,15 +316,24 @@ def decide(
     now: datetime.datetime,
     generation: int | None = None,
 ) -> Decision:
+    """The next status and what it implies. The steps run in this order, each on the result of the last:
+
+    1. a manual action (it may end or restart the rollout the spec then follows);
+    2. follow spec.model.version (start, supersede or abort a rollout);
+    3. GPU fallback (CPU replicas count as ready for step 4);
+    4. progress the rollout: readiness, pod failure, fail-fast, the interval analysis;
+    5. end the drain of the previous version; 6. the first version's "deployed" record;
+    7. phase, message and conditions from the state; 8. PodsStalled (its message names the phase's versions).
+    """
     ctx = _Ctx(spec, status, now, generation)
-    st = ctx.st
+    st, ro = ctx.st, ctx.ro
     if generation is not None:
         st["observedGeneration"] = generation
     target = spec.model.version
 
-    if st.get("stableVersion") is None:  # first contact: the spec's version becomes the stable one
-        st["stableVersion"] = target
-        st["strategy"] = spec.strategy.type
+    if ro.stable_version is None:  # first contact: the spec's version becomes the stable one
+        ro.stable_version = target
+        ro.strategy = spec.strategy.type
         ctx.event("Normal", "Deploying", f"deploying model version {target} (first version)")
 
     handled = False
@@ -278,6 +348,7 @@ def decide(
     _mark_initialized(ctx, observation)
     _phase_and_conditions(ctx, observation)
     _stalled_pods(ctx, observation)
+    ro.write(st)
 
     digests = pinned_digests(spec, st)
     if digests:
@@ -285,19 +356,17 @@ def decide(
     else:
         st.pop("modelDigests", None)
     versions, route = plans(spec, st)
-    if st.get("canaryVersion") is not None and not (ctx.r.get("readyAt")):
+    if ro.state is RolloutState.WAITING_FOR_READY:
         ctx.wake_in(READINESS_POLL_SECONDS)
-    if canary_live(st):
-        ctx.wake_in(seconds_until_analysis(spec, st, now))
+    if ro.live:
+        ctx.wake_in(_seconds_until_analysis(spec, ro, now))
         if spec.analysis.fail_fast_metrics:
             ctx.wake_in(spec.analysis.fail_fast_interval_seconds)
-    if st["phase"] == "Initializing":
+    if st["phase"] == Phase.INITIALIZING:
         ctx.wake_in(READINESS_POLL_SECONDS)
-    scale_down_at = seconds_since(ctx.r.get("scaleDownAt"), now)
+    scale_down_at = seconds_since(ro.scale_down_at, now)
     if scale_down_at is not None:
         ctx.wake_in(-scale_down_at)
-    if not ctx.r:
-        st.pop("rollout")
     return Decision(
         status=st,
         versions=versions,
@@ -314,9 +383,9 @@ def decide_invalid(
     """Status for a spec that fails validation: phase Invalid, Ready=False/InvalidSpec, Stalled=True. Children untouched."""
     st = copy.deepcopy(dict(status or {}))
     events: list[Event] = []
-    if st.get("phase") != "Invalid" or st.get("message") != message:
+    if st.get("phase") != Phase.INVALID or st.get("message") != message:
         events.append(Event("Warning", "InvalidSpec", message))
-    st["phase"] = "Invalid"
+    st["phase"] = Phase.INVALID.value
     st["message"] = message
     if generation is not None:
         st["observedGeneration"] = generation
@@ -332,9 +401,9 @@ def decide_invalid(
 
 
 def _manual_action(ctx: _Ctx, action: str, obs: Observation) -> None:
-    st, r = ctx.st, ctx.r
+    ro = ctx.ro
     who = f" by {obs.action_by}" if obs.action_by else ""
-    canary = st.get("canaryVersion")
+    canary = ro.canary_version
     if action not in MANUAL_ACTIONS:
         ctx.event(
             "Warning",
@@ -343,44 +412,42 @@ def _manual_action(ctx: _Ctx, action: str, obs: Observation) -> None:
         )
         return
     if action == "pause":
-        if not r.get("paused"):
-            r["paused"] = True
+        if not ro.paused:
+            ro.paused = True
             ctx.event("Normal", "Paused", f"progression paused{who} (automatic rollback still fires)")
-            ctx.history(version=canary or st["stableVersion"], action="paused", reason=f"manual pause{who}")
+            ctx.history(version=canary or ro.stable_version, action="paused", reason=f"manual pause{who}")
         return
     if action == "resume":
-        if r.get("paused") or ctx.spec.paused:
-            r.pop("paused", None)
+        if ro.paused or ctx.spec.paused:
+            ro.paused = False
             note = " (spec.paused is still true)" if ctx.spec.paused else ""
             ctx.event("Normal", "Resumed", f"progression resumed{who}{note}")
-            ctx.history(version=canary or st["stableVersion"], action="resumed", reason=f"manual resume{who}")
+            ctx.history(version=canary or ro.stable_version, action="resumed", reason=f"manual resume{who}")
         return
     if action == "abort":
         if canary is None:
             ctx.event("Warning", "ActionIgnored", "abort: no rollout in progress")
             return
-        _rollback(ctx, reason=f"manual abort{who}", action="aborted", metrics=_last_metrics(st))
+        _rollback(ctx, reason=f"manual abort{who}", action="aborted", metrics=_last_metrics(ctx.st))
         return
     if action == "retry":
-        failed = r.get("rolledBackVersion")
-        if failed is None and not r.get("failedHold"):
-            ctx.event("Warning", "ActionIgnored", "retry: nothing rolled back or failed to retry")
-            return
-        if r.get("failedHold") and canary is not None:
-            for key in _PER_ROLLOUT_KEYS:
-                r.pop(key, None)
-            st["failedChecks"] = 0
+        if ro.state is RolloutState.FAILED_HOLD:
+            assert canary is not None
             _start_rollout(ctx, canary, note=f"retry{who}")
-        else:
-            r.pop("rolledBackVersion", None)
+            ctx.history(version=canary, action="retried", reason=f"manual retry{who}")
+        elif ro.state is RolloutState.ROLLED_BACK:
+            failed = ro.rolled_back_version
+            ro.forget_rollback()  # _follow_spec_version starts it again if the spec still names it
             ctx.event("Normal", "Retried", f"retrying version {failed}{who}")
-        ctx.history(version=failed or canary, action="retried", reason=f"manual retry{who}")
+            ctx.history(version=failed, action="retried", reason=f"manual retry{who}")
+        else:
+            ctx.event("Warning", "ActionIgnored", "retry: nothing rolled back or failed to retry")
         return
     # promote / promote-full
-    if canary is None or not r.get("readyAt"):
+    if canary is None or not ro.ready_at:
         ctx.event("Warning", "ActionIgnored", f"{action}: no rollout with a ready new version")
         return
-    r.pop("failedHold", None)
+    ro.release_hold()
     if action == "promote-full":
         _promote(ctx, reason=f"manual promote-full{who}", manual=True)
     else:
@@ -391,67 +458,47 @@ def _manual_action(ctx: _Ctx, action: str, obs: Observation) -> None:
 
 
 def _follow_spec_version(ctx: _Ctx) -> None:
-    st, r, spec = ctx.st, ctx.r, ctx.spec
+    ro, spec = ctx.ro, ctx.spec
     target = spec.model.version
-    stable = st["stableVersion"]
-    canary = st.get("canaryVersion")
+    stable = ro.stable_version
+    canary = ro.canary_version
     if canary is not None and canary != target:
         if target == stable:
             reason = f"spec.model.version set back to the stable version {stable}"
-            _rollback(ctx, reason=reason, action="aborted", metrics=_last_metrics(st), remember=False)
+            _rollback(ctx, reason=reason, action="aborted", metrics=_last_metrics(ctx.st), remember=False)
         else:
             ctx.history(
                 version=canary,
                 action="superseded",
                 from_version=stable,
-                strategy=st.get("strategy"),
+                strategy=ro.strategy,
                 reason=f"spec.model.version changed to {target} during the rollout",
-                metrics=_last_metrics(st),
+                metrics=_last_metrics(ctx.st),
             )
             ctx.event(
                 "Normal",
                 "RolloutSuperseded",
                 f"rollout of version {canary} superseded by version {target}; restarting from stable {stable}",
             )
-            _clear_canary(ctx)
+            ro.clear_canary()
         canary = None
     if target == stable:
-        if r.get("rolledBackVersion") is not None:
-            r.pop("rolledBackVersion")
+        ro.forget_rollback()
         return
-    if canary is None and r.get("rolledBackVersion") != target and not ctx.paused:
+    if canary is None and ro.rolled_back_version != target and not ctx.paused:
         _start_rollout(ctx, target)
 
 
 def _start_rollout(ctx: _Ctx, version: int, note: str = "") -> None:
-    st, r = ctx.st, ctx.r
-    for key in _PER_ROLLOUT_KEYS:
-        r.pop(key, None)
-    r.pop("rolledBackVersion", None)
-    st["canaryVersion"] = version
-    st["canaryWeight"] = 0
-    st["step"] = 0
-    st["failedChecks"] = 0
-    st["strategy"] = ctx.spec.strategy.type
-    st.pop("lastAnalysis", None)
-    r["startedAt"] = to_timestamp(ctx.now)
-    r["analyses"] = 0
+    ro = ctx.ro
+    ro.start(version, ctx.spec.strategy.type, ctx.stamp)
+    ctx.st.pop("lastAnalysis", None)
     extra = f" ({note})" if note else ""
     ctx.event(
         "Normal",
         "RolloutStarted",
-        f"rolling out version {version} over stable {st['stableVersion']} with strategy {ctx.spec.strategy.type}{extra}",
+        f"rolling out version {version} over stable {ro.stable_version} with strategy {ctx.spec.strategy.type}{extra}",
     )
-
-
-def _clear_canary(ctx: _Ctx) -> None:
-    st, r = ctx.st, ctx.r
-    for key in _PER_ROLLOUT_KEYS:
-        r.pop(key, None)
-    st.pop("canaryVersion", None)
-    st["canaryWeight"] = 0
-    st["step"] = 0
-    st["failedChecks"] = 0
 
 
 # ---- progressing a rollout --------------------------------------------------------------------
@@ -464,150 +511,132 @@ def _initial_weight(spec: ModelDeploymentSpec) -> int:
 
 
 def _progress(ctx: _Ctx, obs: Observation) -> None:
-    st, r, spec = ctx.st, ctx.r, ctx.spec
-    canary = st.get("canaryVersion")
-    if canary is None or r.get("failedHold"):
-        return
-    if not r.get("readyAt"):
-        dep = obs.deployments.get(canary)
-        if dep is not None and dep.is_ready:
-            r["readyAt"] = to_timestamp(ctx.now)
-            r["readyRestarts"] = dep.restarts  # restarts before readiness do not count against the version
-            r["stepStartedAt"] = to_timestamp(ctx.now)
-            st["canaryWeight"] = _initial_weight(spec)
-            st["step"] = 0
-            ctx.event("Normal", "CanaryReady", f"version {canary} is ready; {_route_text(spec, st)}")
-            return
-        elapsed = seconds_since(r.get("startedAt"), ctx.now) or 0.0
-        deadline = spec.analysis.progress_deadline_seconds
-        if elapsed > deadline:
-            ready = f"{dep.ready}/{dep.desired} pods ready" if dep is not None and dep.exists else "no Deployment"
-            _rollback(
-                ctx,
-                reason=f"ProgressDeadlineExceeded: version {canary} not ready within {spec.analysis.progress_deadline} ({ready})",
-                metrics=[],
-            )
-        else:
-            ctx.wake_in(min(READINESS_POLL_SECONDS, deadline - elapsed + 0.05))
-        return
+    """One step of a rollout, by state: wait for readiness, or (Analysing) the fast failures first --
+    pods crashing, a fail-fast breach, no preview traffic by the deadline -- then the interval analysis."""
+    state = ctx.ro.state
+    if state is RolloutState.WAITING_FOR_READY:
+        _await_ready(ctx, obs)
+    elif state is RolloutState.ANALYSING:
+        _ = _on_pod_failure(ctx, obs) or _on_fail_fast(ctx, obs) or _on_analysis(ctx, obs)
 
-    # A new version whose pods crash after they were ready: roll back at once, also while paused.
-    failure = pod_failure(spec, r, obs.deployments.get(canary))
-    if failure is not None:
-        _fail(ctx, reason=f"PodFailure: {failure}", metrics=_last_metrics(st), immediate=True)
-        return
 
-    # Fail fast first: promotion is careful, rollback is fast.
-    if obs.fail_fast is not None and obs.fail_fast.verdict == "fail":
-        breach = "; ".join(f"{m.name} {m.reason}" for m in obs.fail_fast.failed)
-        st["lastAnalysis"] = _analysis_status(obs.fail_fast)
-        _fail(
+def _await_ready(ctx: _Ctx, obs: Observation) -> None:
+    """WaitingForReady -> Analysing when the pods are ready; rolled back after progressDeadline."""
+    ro, spec = ctx.ro, ctx.spec
+    canary = ro.canary_version
+    assert canary is not None
+    dep = obs.deployments.get(canary)
+    if dep is not None and dep.is_ready:
+        # restarts before readiness do not count against the version
+        ro.mark_ready(ctx.stamp, restarts=dep.restarts, weight=_initial_weight(spec))
+        ctx.event("Normal", "CanaryReady", f"version {canary} is ready; {_route_text(spec, ro)}")
+        return
+    elapsed = seconds_since(ro.started_at, ctx.now) or 0.0
+    deadline = spec.analysis.progress_deadline_seconds
+    if elapsed > deadline:
+        ready = f"{dep.ready}/{dep.desired} pods ready" if dep is not None and dep.exists else "no Deployment"
+        _rollback(
             ctx,
-            reason=f"fail-fast threshold crossed: {breach}",
-            metrics=[m.to_status() for m in obs.fail_fast.metrics],
-            immediate=True,
+            reason=f"ProgressDeadlineExceeded: version {canary} not ready within {spec.analysis.progress_deadline} ({ready})",
+            metrics=[],
         )
-        return
+    else:
+        ctx.wake_in(min(READINESS_POLL_SECONDS, deadline - elapsed + 0.05))
 
+
+def _on_pod_failure(ctx: _Ctx, obs: Observation) -> bool:
+    """A new version whose pods crash after they were ready fails at once, also while paused."""
+    ro = ctx.ro
+    assert ro.canary_version is not None
+    failure = pod_failure(ctx.spec, ro, obs.deployments.get(ro.canary_version))
+    if failure is None:
+        return False
+    _fail(ctx, reason=f"PodFailure: {failure}", metrics=_last_metrics(ctx.st))
+    return True
+
+
+def _on_fail_fast(ctx: _Ctx, obs: Observation) -> bool:
+    """Fail fast before anything else: promotion is careful, rollback is fast (also while paused)."""
+    if obs.fail_fast is None or obs.fail_fast.verdict != "fail":
+        return False
+    ctx.st["lastAnalysis"] = _analysis_status(obs.fail_fast)
+    _fail(
+        ctx,
+        reason=f"fail-fast threshold crossed: {_breach(obs.fail_fast)}",
+        metrics=_metric_statuses(obs.fail_fast),
+    )
+    return True
+
+
+def _on_analysis(ctx: _Ctx, obs: Observation) -> bool:
+    """The interval analysis, counted by `assess`: advance, hold (with its Warning) or fail."""
+    ro, spec = ctx.ro, ctx.spec
     result = obs.analysis
     if result is not None and result.verdict != "noData":
-        r["previewDataAt"] = r.get("previewDataAt") or to_timestamp(ctx.now)
-    if _preview_starved(ctx):
-        return
-    if result is None:
-        return
-    st["lastAnalysis"] = _analysis_status(result)
-    r["lastAnalysisAt"] = to_timestamp(_analysis_slot(spec, st, ctx.now))
-    r["analyses"] = int(r.get("analyses") or 0) + 1
-    verdict = result.verdict
-    if verdict == "pass":
-        r.pop("noDataStreak", None)
-        if ctx.paused:
-            return
-        _advance(ctx, reason=f"analysis passed: {result.summary()}")
-    elif verdict == "fail":
-        r.pop("noDataStreak", None)
-        breach = "; ".join(f"{m.name} {m.reason}" for m in result.failed)
-        st["failedChecks"] = int(st.get("failedChecks") or 0) + 1
-        if st["failedChecks"] >= spec.analysis.failure_threshold:
-            _fail(
-                ctx,
-                reason=f"analysis failed {st['failedChecks']} time(s) (threshold {spec.analysis.failure_threshold}): {breach}",
-                metrics=[m.to_status() for m in result.metrics],
-            )
-        else:
-            ctx.event(
-                "Warning",
-                "AnalysisFailed",
-                f"check {st['failedChecks']}/{spec.analysis.failure_threshold} failed: {breach}",
-            )
-    else:  # noData
-        streak = int(r.get("noDataStreak") or 0) + 1
-        r["noDataStreak"] = streak
-        missing = "; ".join(f"{m.name}: {m.reason}" for m in result.missing)
-        policy = spec.analysis.on_no_data
-        if policy == "rollback":
-            _fail(
-                ctx,
-                reason=f"no data (onNoData rollback): {missing}",
-                metrics=[m.to_status() for m in result.metrics],
-                immediate=True,
-            )
-        elif policy == "fail":
-            st["failedChecks"] = int(st.get("failedChecks") or 0) + 1
-            if st["failedChecks"] >= spec.analysis.failure_threshold:
-                _fail(
-                    ctx,
-                    reason=f"no data counted as failure {st['failedChecks']} time(s): {missing}",
-                    metrics=[m.to_status() for m in result.metrics],
-                )
-            else:
-                ctx.event(
-                    "Warning",
-                    "NoData",
-                    f"no data, counted as failed check {st['failedChecks']}/{spec.analysis.failure_threshold}: {missing}",
-                )
-        elif streak == 1:  # hold: say it once per streak, not every interval
-            ctx.event("Warning", "NoData", f"holding at {_route_text(spec, st)}: {missing}")
+        ro.preview_data_at = ro.preview_data_at or ctx.stamp
+    if _preview_starved(ctx) or result is None:
+        return True
+    ctx.st["lastAnalysis"] = _analysis_status(result)
+    ro.last_analysis_at = to_timestamp(_analysis_slot(spec, ro, ctx.now))
+    ro.analyses = (ro.analyses or 0) + 1
+    assessment = assess(
+        result.verdict,
+        ro.failed_checks,
+        ro.no_data_streak,
+        failure_threshold=spec.analysis.failure_threshold,
+        on_no_data=spec.analysis.on_no_data,
+        detail=_missing(result) if result.verdict == "noData" else _breach(result),
+        holding_at=_route_text(spec, ro),
+    )
+    ro.failed_checks = assessment.failed_checks
+    ro.no_data_streak = assessment.no_data_streak
+    if assessment.action == "advance":
+        if not ctx.paused:
+            _advance(ctx, reason=f"analysis passed: {result.summary()}")
+    elif assessment.action == "fail":
+        _fail(ctx, reason=assessment.message, metrics=_metric_statuses(result))
+    elif assessment.message:
+        ctx.event("Warning", assessment.event_reason, assessment.message)
+    return True
 
 
 def _preview_starved(ctx: _Ctx) -> bool:
     """BlueGreen: the idle new version only gets preview traffic someone else sends. Without any analysis
     with data by strategy.blueGreen.previewDeadline after it was ready, fail instead of waiting forever."""
-    st, r, spec = ctx.st, ctx.r, ctx.spec
-    if spec.strategy.type != "BlueGreen" or st.get("strategy", "BlueGreen") != "BlueGreen" or r.get("previewDataAt"):
-        r.pop("previewDeadlineAt", None)
+    ro, spec = ctx.ro, ctx.spec
+    if spec.strategy.type != "BlueGreen" or (ro.strategy or "BlueGreen") != "BlueGreen" or ro.preview_data_at:
+        ro.preview_deadline_at = None
         return False
     deadline = parse_duration(spec.strategy.blue_green.preview_deadline)
-    ready_at = from_timestamp(r.get("readyAt"))
+    ready_at = from_timestamp(ro.ready_at)
     if ready_at is None:
         return False
     due = ready_at + datetime.timedelta(seconds=deadline)
-    r["previewDeadlineAt"] = to_timestamp(due)
+    ro.preview_deadline_at = to_timestamp(due)
     if ctx.now < due:
         ctx.wake_in((due - ctx.now).total_seconds() + 0.05)
         return False
     reason = (
-        f"PreviewTrafficMissing: no analysis of version {st['canaryVersion']} had data within "
+        f"PreviewTrafficMissing: no analysis of version {ro.canary_version} had data within "
         f"strategy.blueGreen.previewDeadline {spec.strategy.blue_green.preview_deadline} of it being ready: the idle "
         f"version gets only preview traffic (header {PREVIEW_HEADER}), and none arrived"
     )
-    _fail(ctx, reason=reason, metrics=_last_metrics(st), immediate=True)
+    _fail(ctx, reason=reason, metrics=_last_metrics(ctx.st))
     return True
 
 
 def _advance(ctx: _Ctx, reason: str, manual: bool = False) -> None:
-    st, r, spec = ctx.st, ctx.r, ctx.spec
+    ro, spec = ctx.ro, ctx.spec
     kind = spec.strategy.type
     if kind == "Canary":
         steps = spec.strategy.canary.steps
-        step = int(st.get("step") or 0)
+        step = ro.step
         if step + 1 < len(steps):
-            st["step"] = step + 1
-            st["canaryWeight"] = steps[step + 1]
-            r["stepStartedAt"] = to_timestamp(ctx.now)
-            r.pop("lastAnalysisAt", None)
-            ctx.event("Normal", "StepAdvanced", f"version {st['canaryVersion']} to {steps[step + 1]}% ({reason})")
+            ro.step = step + 1
+            ro.canary_weight = steps[step + 1]
+            ro.step_started_at = ctx.stamp
+            ro.last_analysis_at = None
+            ctx.event("Normal", "StepAdvanced", f"version {ro.canary_version} to {steps[step + 1]}% ({reason})")
             return
         _promote(ctx, reason=reason, manual=manual)
         return
@@ -616,74 +645,73 @@ def _advance(ctx: _Ctx, reason: str, manual: bool = False) -> None:
         "BlueGreen": spec.strategy.blue_green.iterations,
         "Shadow": spec.strategy.shadow.iterations,
     }[kind]
-    done = int(st.get("step") or 0) + 1
+    done = ro.step + 1
     if manual or done >= iterations:
-        st["step"] = min(done, iterations)
+        ro.step = min(done, iterations)
         _promote(ctx, reason=reason, manual=manual)
         return
-    st["step"] = done
+    ro.step = done
     ctx.event("Normal", "StepAdvanced", f"{kind} iteration {done}/{iterations} passed ({reason})")
 
 
 def _promote(ctx: _Ctx, reason: str, manual: bool = False) -> None:
-    st, r, spec = ctx.st, ctx.r, ctx.spec
-    canary = st["canaryVersion"]
-    old = st["stableVersion"]
-    last = st.get("lastAnalysis") or {}
-    analyses = int(r.get("analyses") or 0)
-    why = reason if manual else f"{analyses} passing analyses; last: {reason}"
+    ro, spec = ctx.ro, ctx.spec
+    canary = ro.canary_version
+    old = ro.stable_version
+    assert canary is not None
+    last = ctx.st.get("lastAnalysis") or {}
+    why = reason if manual else f"{ro.analyses or 0} passing analyses; last: {reason}"
     ctx.history(
         version=canary,
         action="promoted",
         from_version=old,
-        strategy=st.get("strategy"),
+        strategy=ro.strategy,
         reason=why,
         metrics=list(last.get("metrics") or []),
         evaluation=(last.get("evaluation") or None),
     )
-    _clear_canary(ctx)
-    st["stableVersion"] = canary
+    ro.clear_canary()
+    ro.stable_version = canary
     if old != canary:
-        r["previousStable"] = old
-        r["scaleDownAt"] = to_timestamp(
+        ro.previous_stable = old
+        ro.scale_down_at = to_timestamp(
             ctx.now + datetime.timedelta(seconds=parse_duration(spec.strategy.scale_down_delay))
         )
     ctx.event("Normal", "Promoted", f"version {canary} promoted to stable (was {old}): {why}")
 
 
-def _fail(ctx: _Ctx, reason: str, metrics: list[dict], immediate: bool = False) -> None:
-    """A failed rollout: roll back, or hold at the failing step when automatic rollback is off."""
+def _fail(ctx: _Ctx, reason: str, metrics: list[dict]) -> None:
+    """A failed rollout: roll back, or (rollback.automatic false) Analysing -> FailedHold at the failing step."""
     if ctx.spec.rollback.automatic:
         _rollback(ctx, reason=reason, metrics=metrics)
         return
-    st, r = ctx.st, ctx.r
-    if not r.get("failedHold"):
-        r["failedHold"] = True
-        held = (
-            f"{reason}; automatic rollback is off: holding version {st['canaryVersion']} at {st.get('canaryWeight', 0)}% "
-            "for a human (kubectl modeldeploy abort|promote|retry)"
-        )
-        ctx.history(
-            version=st["canaryVersion"],
-            action="failed",
-            from_version=st["stableVersion"],
-            strategy=st.get("strategy"),
-            reason=held,
-            metrics=metrics,
-        )
-        ctx.event("Warning", "AnalysisFailed", held)
+    ro = ctx.ro
+    if ro.state is RolloutState.FAILED_HOLD:
+        return
+    ro.hold_failed()
+    held = (
+        f"{reason}; automatic rollback is off: holding version {ro.canary_version} at {ro.canary_weight}% "
+        "for a human (kubectl modeldeploy abort|promote|retry)"
+    )
+    ctx.history(
+        version=ro.canary_version,
+        action="failed",
+        from_version=ro.stable_version,
+        strategy=ro.strategy,
+        reason=held,
+        metrics=metrics,
+    )
+    ctx.event("Warning", "AnalysisFailed", held)
 
 
 def _rollback(ctx: _Ctx, reason: str, metrics: list[dict], action: str = "rolledBack", remember: bool = True) -> None:
-    st, r = ctx.st, ctx.r
-    canary = st["canaryVersion"]
-    stable = st["stableVersion"]
+    ro = ctx.ro
+    canary = ro.canary_version
+    stable = ro.stable_version
     ctx.history(
-        version=canary, action=action, from_version=stable, strategy=st.get("strategy"), reason=reason, metrics=metrics
+        version=canary, action=action, from_version=stable, strategy=ro.strategy, reason=reason, metrics=metrics
     )
-    _clear_canary(ctx)
-    if remember:
-        r["rolledBackVersion"] = canary
+    ro.roll_back(remember=remember)
     if action == "aborted":
         ctx.event("Warning", "Aborted", f"rollout of version {canary} aborted; 100% back on stable {stable}: {reason}")
     else:
@@ -692,7 +720,7 @@ def _rollback(ctx: _Ctx, reason: str, metrics: list[dict], action: str = "rolled
 
 def _gpu_fallback(ctx: _Ctx, obs: Observation) -> None:
     """GPU shortage: versions whose GPU pods stay unschedulable get CPU replicas until GPUs are back."""
-    st, spec, now = ctx.st, ctx.spec, ctx.now
+    st, ro, spec, now = ctx.st, ctx.ro, ctx.spec, ctx.now
     current = {f["version"]: f for f in st.get("gpuFallback") or []}
     if not spec.serving.gpu.fallback_to_cpu or spec.serving.gpu.count < 1:
         for version in current:
@@ -700,9 +728,8 @@ def _gpu_fallback(ctx: _Ctx, obs: Observation) -> None:
         st.pop("gpuFallback", None)
         return
     after = parse_duration(spec.serving.gpu.fallback_after)
-    live = {st["stableVersion"]} | ({st["canaryVersion"]} if st.get("canaryVersion") is not None else set())
     result: dict[int, dict] = {}
-    for version in sorted(live):
+    for version in _live_versions(ro):
         dep = obs.deployments.get(version)
         if version in current:
             if dep is not None and dep.primary_ready:
@@ -732,29 +759,35 @@ def _gpu_fallback(ctx: _Ctx, obs: Observation) -> None:
         st.pop("gpuFallback", None)
 
 
+def _live_versions(ro: RolloutStatus) -> list[int]:
+    """The versions that should serve: the stable one and the new one."""
+    assert ro.stable_version is not None
+    live = {ro.stable_version} | ({ro.canary_version} if ro.canary_version is not None else set())
+    return sorted(live)
+
+
 def _finish_promotion(ctx: _Ctx) -> None:
-    r = ctx.r
-    due = seconds_since(r.get("scaleDownAt"), ctx.now)
+    ro = ctx.ro
+    due = seconds_since(ro.scale_down_at, ctx.now)
     if due is not None and due >= 0:
-        r.pop("scaleDownAt")
-        ctx.event(
-            "Normal", "ScaledDown", f"previous version {r.get('previousStable')} scaled to zero after the drain delay"
-        )
+        ro.scale_down_at = None
+        ctx.event("Normal", "ScaledDown", f"previous version {ro.previous_stable} scaled to zero after the drain delay")
 
 
 def _mark_initialized(ctx: _Ctx, obs: Observation) -> None:
-    st, r = ctx.st, ctx.r
-    if r.get("initialized"):
+    ro = ctx.ro
+    if ro.initialized:
         return
-    stable = st["stableVersion"]
+    stable = ro.stable_version
+    assert stable is not None
     dep = obs.deployments.get(stable)
     if dep is not None and dep.is_ready:
-        r["initialized"] = True
+        ro.initialized = True
         ctx.history(
             version=stable,
             action="deployed",
             reason=f"first version {stable} ready ({dep.ready} pods)",
-            strategy=st.get("strategy"),
+            strategy=ro.strategy,
         )
         ctx.event("Normal", "Deployed", f"version {stable} is serving ({dep.ready} pods ready)")
 
@@ -762,57 +795,56 @@ def _mark_initialized(ctx: _Ctx, obs: Observation) -> None:
 # ---- phase, conditions, plans -----------------------------------------------------------------
 
 
-def _route_text(spec: ModelDeploymentSpec, st: Mapping[str, Any]) -> str:
+def _route_text(spec: ModelDeploymentSpec, ro: RolloutStatus) -> str:
     kind = spec.strategy.type
     if kind == "Canary":
-        return f"{st.get('canaryWeight', 0)}% of traffic"
+        return f"{ro.canary_weight}% of traffic"
     if kind == "ABTest":
         return "A/B test match routes"
     if kind == "Shadow":
         return f"{spec.strategy.shadow.mirror_percent}% of traffic mirrored"
-    deadline = (st.get("rollout") or {}).get("previewDeadlineAt")
-    if deadline:
-        return f"preview only (no live traffic); waiting for preview traffic until {deadline} (strategy.blueGreen.previewDeadline)"
+    if ro.preview_deadline_at:
+        return f"preview only (no live traffic); waiting for preview traffic until {ro.preview_deadline_at} (strategy.blueGreen.previewDeadline)"
     return "preview only (no live traffic)"
 
 
-def _phase_and_conditions(ctx: _Ctx, obs: Observation) -> None:
-    st, r, spec, now, gen = ctx.st, ctx.r, ctx.spec, ctx.now, ctx.generation
-    canary = st.get("canaryVersion")
-    stable = st["stableVersion"]
-    target = spec.model.version
-    stable_dep = obs.deployments.get(stable)
-    stable_ready = stable_dep is not None and stable_dep.is_ready
+def _phase_message(ctx: _Ctx, phase: Phase) -> str:
+    ro, spec = ctx.ro, ctx.spec
+    canary, stable, target = ro.canary_version, ro.stable_version, spec.model.version
+    if phase is Phase.FAILED:
+        return f"rollout of version {canary} failed; holding for a human decision"
+    if phase is Phase.ROLLED_BACK:
+        return f"version {target} was rolled back; serving stable {stable} (set a new version or retry)"
+    if phase is Phase.PAUSED:
+        if canary is not None or target != stable:
+            return f"rollout of version {canary if canary is not None else target} paused"
+        return f"serving version {stable}; paused"
+    if phase is Phase.PROGRESSING:
+        if ro.state is RolloutState.ANALYSING:
+            return f"version {canary}: {_route_text(spec, ro)}"
+        return f"waiting for version {canary} to become ready"
+    if phase is Phase.PROMOTING:
+        return f"version {stable} promoted; draining version {ro.previous_stable}"
+    if phase is Phase.INITIALIZING:
+        return f"waiting for version {stable} to become ready"
+    return f"serving version {stable}"
 
-    rolled_back = canary is None and r.get("rolledBackVersion") is not None and r.get("rolledBackVersion") == target
-    if canary is not None and r.get("failedHold"):
-        phase, message = "Failed", f"rollout of version {canary} failed; holding for a human decision"
-    elif rolled_back:
-        phase, message = (
-            "RolledBack",
-            f"version {target} was rolled back; serving stable {stable} (set a new version or retry)",
-        )
-    elif ctx.paused and (canary is not None or target != stable):
-        what = f"rollout of version {canary}" if canary is not None else f"rollout of version {target}"
-        phase, message = "Paused", f"{what} paused"
-    elif canary is not None:
-        if r.get("readyAt"):
-            phase, message = "Progressing", f"version {canary}: {_route_text(spec, st)}"
-        else:
-            phase, message = "Progressing", f"waiting for version {canary} to become ready"
-    elif r.get("scaleDownAt"):
-        phase, message = "Promoting", f"version {stable} promoted; draining version {r.get('previousStable')}"
-    elif ctx.paused:
-        phase, message = "Paused", f"serving version {stable}; paused"
-    elif not r.get("initialized"):
-        phase, message = "Initializing", f"waiting for version {stable} to become ready"
-    else:
-        phase, message = "Stable", f"serving version {stable}"
-    st["phase"] = phase
+
+def _phase_and_conditions(ctx: _Ctx, obs: Observation) -> None:
+    st, ro, spec, now, gen = ctx.st, ctx.ro, ctx.spec, ctx.now, ctx.generation
+    canary = ro.canary_version
+    stable = ro.stable_version
+    assert stable is not None
+    stable_dep = obs.deployments.get(stable)
+
+    phase = phase_of(ro, spec.model.version, ctx.paused)
+    message = _phase_message(ctx, phase)
+    st["phase"] = phase.value
     st["message"] = message
 
     conds = st.get("conditions") or []
-    if stable_ready:
+    stable_ready = stable_dep is not None and stable_dep.is_ready
+    if stable_dep is not None and stable_ready:
         detail = f"{stable_dep.ready} pods ready"
         conds = set_condition(
             conds, "Available", True, "StableAvailable", f"version {stable} ready ({detail})", gen, now
@@ -825,19 +857,30 @@ def _phase_and_conditions(ctx: _Ctx, obs: Observation) -> None:
         )
         conds = set_condition(conds, "Available", False, "StableNotReady", f"version {stable}: {detail}", gen, now)
     health = gitops_health(
-        phase, message, target_version=target, stable_version=stable, stable_serving=stable_ready, stable_detail=detail
+        phase.value,
+        message,
+        target_version=spec.model.version,
+        stable_version=stable,
+        stable_serving=stable_ready,
+        stable_detail=detail,
     )
     for cond in health.conditions:
         conds = set_condition(conds, cond.type, cond.status, cond.reason, cond.message, gen, now)
     if canary is not None:
         conds = set_condition(
-            conds, "Progressing", True, "RolloutInProgress" if phase == "Progressing" else phase, message, gen, now
+            conds,
+            "Progressing",
+            True,
+            "RolloutInProgress" if phase is Phase.PROGRESSING else phase.value,
+            message,
+            gen,
+            now,
         )
     else:
         conds = set_condition(conds, "Progressing", False, "NoRollout", f"serving version {stable}", gen, now)
     fallback = st.get("gpuFallback") or []
-    if phase in ("RolledBack", "Failed"):
-        conds = set_condition(conds, "Degraded", True, phase, message, gen, now)
+    if phase in (Phase.ROLLED_BACK, Phase.FAILED):
+        conds = set_condition(conds, "Degraded", True, phase.value, message, gen, now)
     elif fallback:
         conds = set_condition(
             conds,
@@ -864,17 +907,14 @@ def _phase_and_conditions(ctx: _Ctx, obs: Observation) -> None:
         else:
             conds = set_condition(conds, "GPUFallback", False, "GPUAvailable", "all versions on GPU pods", gen, now)
     st["conditions"] = conds
-    st.setdefault("canaryWeight", 0)
-    st.setdefault("step", 0)
-    st.setdefault("failedChecks", 0)
 
 
-def pod_failure(spec: ModelDeploymentSpec, rollout: Mapping[str, Any], dep: DeploymentState | None) -> str | None:
+def pod_failure(spec: ModelDeploymentSpec, ro: RolloutStatus, dep: DeploymentState | None) -> str | None:
     """Why the ready new version's pods count as failed (None: they do not): CrashLoopBackOff, an
     OOMKilled restart, or rollback.maxRestarts restarts since the version became ready."""
-    if dep is None or not spec.rollback.on_pod_failure or not rollout.get("readyAt"):
+    if dep is None or not spec.rollback.on_pod_failure or not ro.ready_at:
         return None
-    since_ready = dep.restarts - int(rollout.get("readyRestarts") or 0)
+    since_ready = dep.restarts - (ro.ready_restarts or 0)
     detail = f"{since_ready} restart(s) since it was ready" + (f"; {dep.crash_message}" if dep.crash_message else "")
     if dep.crash_reason == "CrashLoopBackOff":
         return f"version {dep.version}: TF Serving in CrashLoopBackOff ({detail})"
@@ -907,7 +947,7 @@ _STALL_HINTS = {
 }
 
 
-def _stall_text(spec: ModelDeploymentSpec, st: Mapping[str, Any], dep: DeploymentState) -> str:
+def _stall_text(spec: ModelDeploymentSpec, ro: RolloutStatus, dep: DeploymentState) -> str:
     reason = dep.stuck_reason
     hint = _STALL_HINTS.get(reason, "")
     if reason == "ContainerCreating" and spec.model.storage_scheme == "pvc":
@@ -917,7 +957,7 @@ def _stall_text(spec: ModelDeploymentSpec, st: Mapping[str, Any], dep: Deploymen
         )
     elif reason.startswith("Init") and spec.model.syncs:
         hint = "copying the version from the model store fails: missing version or credentials? (kubectl logs -c model-sync)"
-    role = "canary" if dep.version == st.get("canaryVersion") else "stable"
+    role = "canary" if dep.version == ro.canary_version else "stable"
     what = f"{dep.stuck_pods}/{max(dep.desired, dep.stuck_pods)} pod(s) of {role} version {dep.version}"
     text = f"{what} stuck since {to_timestamp(dep.stuck_since)}: {reason}"
     if dep.stuck_message:
@@ -929,11 +969,10 @@ def _stall_text(spec: ModelDeploymentSpec, st: Mapping[str, Any], dep: Deploymen
 
 def _stalled_pods(ctx: _Ctx, obs: Observation) -> None:
     """Condition PodsStalled and a Warning Event when pods of a live version have waited too long."""
-    st, r, spec, now = ctx.st, ctx.r, ctx.spec, ctx.now
+    st, ro, spec, now = ctx.st, ctx.ro, ctx.spec, ctx.now
     after = stalled_after(spec)
-    live = {st["stableVersion"]} | ({st["canaryVersion"]} if st.get("canaryVersion") is not None else set())
     stalled: list[DeploymentState] = []
-    for version in sorted(live):
+    for version in _live_versions(ro):
         dep = obs.deployments.get(version)
         if dep is None or not dep.exists or dep.desired == 0 or dep.stuck_since is None or not dep.stuck_pods:
             continue
@@ -943,11 +982,11 @@ def _stalled_pods(ctx: _Ctx, obs: Observation) -> None:
         else:
             ctx.wake_in(after - waited + 0.05)
     keys = sorted(f"v{dep.version}:{dep.stuck_reason}" for dep in stalled)
-    known = list(r.get("stalled") or [])
+    known = list(ro.stalled or [])
     if stalled:
-        message = "; ".join(_stall_text(spec, st, dep) for dep in stalled)
+        message = "; ".join(_stall_text(spec, ro, dep) for dep in stalled)
         deadline = ""
-        if any(dep.version == st.get("canaryVersion") for dep in stalled) and not r.get("readyAt"):
+        if any(dep.version == ro.canary_version for dep in stalled) and not ro.ready_at:
             deadline = (
                 f"; the rollout rolls back at progressDeadline ({spec.analysis.progress_deadline}) unless this clears"
             )
@@ -956,7 +995,7 @@ def _stalled_pods(ctx: _Ctx, obs: Observation) -> None:
         )
         if set(keys) - set(known):
             ctx.event("Warning", "PodsStalled", message + deadline)
-        r["stalled"] = keys
+        ro.stalled = keys
         return
     previous = get_condition(st.get("conditions"), "PodsStalled")
     st["conditions"] = set_condition(
@@ -965,15 +1004,15 @@ def _stalled_pods(ctx: _Ctx, obs: Observation) -> None:
     )  # fmt: skip
     if previous is not None and previous.get("status") == "True":
         ctx.event("Normal", "PodsRecovered", f"pods no longer stuck ({', '.join(known) or previous.get('reason')})")
-    r.pop("stalled", None)
+    ro.stalled = None
 
 
 def pinned_digests(spec: ModelDeploymentSpec, st: Mapping[str, Any]) -> dict[str, str]:
     """status.modelDigests: the artifact digest each live version was pinned to. spec.model.digest pins
     spec.model.version; a version keeps its digest after the spec moves on to the next one (the stable's
     pods must not change when a canary starts), and versions no longer live lose theirs."""
-    r = st.get("rollout") or {}
-    live = {st.get("stableVersion"), st.get("canaryVersion"), r.get("previousStable"), r.get("rolledBackVersion")}
+    ro = RolloutStatus.from_status(st)
+    live = {ro.stable_version, ro.canary_version, ro.previous_stable, ro.rolled_back_version}
     out = {v: d for v, d in (st.get("modelDigests") or {}).items() if v.isdigit() and int(v) in live}
     if spec.model.digest and spec.model.version in live:
         out[str(spec.model.version)] = spec.model.digest
@@ -984,10 +1023,11 @@ def pinned_digests(spec: ModelDeploymentSpec, st: Mapping[str, Any]) -> dict[str
 
 def plans(spec: ModelDeploymentSpec, st: Mapping[str, Any]) -> tuple[tuple[VersionPlan, ...], RoutePlan]:
     """The Deployments and the routing that a status implies (pure; used on every pass)."""
-    r = st.get("rollout") or {}
+    ro = RolloutStatus.from_status(st)
     replicas = spec.serving.replicas
-    stable = st["stableVersion"]
-    canary = st.get("canaryVersion")
+    stable = ro.stable_version
+    canary = ro.canary_version
+    assert stable is not None, "a status without stableVersion implies nothing"
     on_cpu = {f["version"] for f in st.get("gpuFallback") or []}
     digests = pinned_digests(spec, st)
     out: dict[int, VersionPlan] = {
@@ -997,17 +1037,17 @@ def plans(spec: ModelDeploymentSpec, st: Mapping[str, Any]) -> tuple[tuple[Versi
         out[canary] = VersionPlan(
             canary, "canary", replicas, cpu_fallback=canary in on_cpu, digest=digests.get(str(canary))
         )
-    previous = r.get("previousStable")
+    previous = ro.previous_stable
     if previous is not None and previous not in out:
-        draining = bool(r.get("scaleDownAt"))
+        draining = bool(ro.scale_down_at)
         out[previous] = VersionPlan(previous, "previous", replicas if draining else 0)
-    rolled_back = r.get("rolledBackVersion")
+    rolled_back = ro.rolled_back_version
     if rolled_back is not None and rolled_back not in out:
         out[rolled_back] = VersionPlan(rolled_back, "rolledback", 0)
     versions = tuple(out[v] for v in sorted(out))
 
-    routed_canary = canary if (canary is not None and r.get("readyAt")) else None
-    kind = st.get("strategy") or spec.strategy.type
+    routed_canary = canary if ro.routed else None
+    kind = ro.strategy or spec.strategy.type
     preview = tuple(sorted(v.version for v in versions if v.replicas > 0))
     if routed_canary is None:
         route = RoutePlan(stable=stable, preview=preview)
@@ -1022,9 +1062,7 @@ def plans(spec: ModelDeploymentSpec, st: Mapping[str, Any]) -> tuple[tuple[Versi
     elif kind == "BlueGreen":
         route = RoutePlan(stable=stable, canary=routed_canary, canary_weight=0, preview=preview)
     else:
-        route = RoutePlan(
-            stable=stable, canary=routed_canary, canary_weight=int(st.get("canaryWeight") or 0), preview=preview
-        )
+        route = RoutePlan(stable=stable, canary=routed_canary, canary_weight=ro.canary_weight, preview=preview)
     return versions, route
 
 
@@ -1033,7 +1071,7 @@ def _analysis_status(result: AnalysisResult) -> dict[str, Any]:
         "time": to_timestamp(result.at),
         "verdict": result.verdict,
         "kind": result.kind,
-        "metrics": [m.to_status() for m in result.metrics],
+        "metrics": _metric_statuses(result),
     }
     if result.requests is not None:
         out["requests"] = round(float(result.requests), 1)
@@ -1044,3 +1082,15 @@ def _analysis_status(result: AnalysisResult) -> dict[str, Any]:
 
 def _last_metrics(st: Mapping[str, Any]) -> list[dict]:
     return list((st.get("lastAnalysis") or {}).get("metrics") or [])
+
+
+def _metric_statuses(result: AnalysisResult) -> list[dict]:
+    return [m.to_status() for m in result.metrics]
+
+
+def _breach(result: AnalysisResult) -> str:
+    return "; ".join(f"{m.name} {m.reason}" for m in result.failed)
+
+
+def _missing(result: AnalysisResult) -> str:
+    return "; ".join(f"{m.name}: {m.reason}" for m in result.missing)

@@ -166,6 +166,8 @@ BACK_EDGES = [
     ("common/mdcommon/durations.py", "import yaml", "mdcommon is shared by every image"),
     ("operator/modeldeploy/analysis/runner.py", "import modeldeploy.rollout", "Operator layers"),
     ("operator/modeldeploy/spec.py", "import modeldeploy.validation", "Operator layers"),
+    ("operator/modeldeploy/state.py", "import modeldeploy.rollout", "Operator layers"),
+    ("operator/modeldeploy/state.py", "import modeldeploy.analysis.verdict", "Operator layers"),
     ("operator/modeldeploy/rollout.py", "import mddashboard.board", "The operator imports neither"),
     ("dashboard/mddashboard/server.py", "import mdsandbox.scenario_runner", "The dashboard reads the cluster"),
     ("sandbox/mdsandbox/cli.py", "import mddashboard.app", "Packages: the sandbox and the dashboard"),
