@@ -2,7 +2,7 @@
 
 Runs the real operator (child process) against the API emulator with the simulated Deployment
 controller. For each ModelDeployment: time from its create call returning to all five children
-(ConfigMap, Deployment, Service, DestinationRule, VirtualService) existing. Then, once all are Stable,
+(ConfigMap, Deployment, the Service clients call, the version's Service, VirtualService) existing. Then, once all are Stable,
 API writes during several idle resync periods (goal: 0). Prints JSON and one summary line.
 
     python bench/control_plane.py [--count 50] [--resync 2]
@@ -34,7 +34,6 @@ KINDS = {
     "configmaps": ("", "v1", "configmaps"),
     "deployments": ("apps", "v1", "deployments"),
     "services": ("", "v1", "services"),
-    "destinationrules": ("networking.istio.io", "v1", "destinationrules"),
     "virtualservices": ("networking.istio.io", "v1", "virtualservices"),
 }
 
@@ -58,10 +57,10 @@ def manifest(i: int) -> dict:
     }
 
 
-def children_names(i: int) -> dict[str, str]:
+def children_names(i: int) -> list[tuple[str, str]]:
     name = f"cxr-{i:03d}"
-    return {"configmaps": f"{name}-v1-tfserving", "deployments": f"{name}-v1", "services": name,
-            "destinationrules": name, "virtualservices": name}
+    return [("configmaps", f"{name}-v1-tfserving"), ("deployments", f"{name}-v1"), ("services", name),
+            ("services", f"{name}-v1"), ("virtualservices", name)]
 
 
 def run(count: int, resync: float, idle_periods: int, pace: float = 0.0) -> dict:
@@ -102,7 +101,7 @@ def run(count: int, resync: float, idle_periods: int, pace: float = 0.0) -> dict
             present = {k: {o["metadata"]["name"] for o in api.list_objects(*gvr, NS)} for k, gvr in KINDS.items()}
             now = time.monotonic()
             for i in range(count):
-                if i not in done_at and all(n in present[k] for k, n in children_names(i).items()):
+                if i not in done_at and all(n in present[k] for k, n in children_names(i)):
                     done_at[i] = now
             time.sleep(0.1)
         all_children_s = time.monotonic() - t0

@@ -63,7 +63,7 @@ def traffic_share_query(ctx: QueryContext, window: str) -> str:
     """Percent of the Service's live requests answered by the canary version (mirrored ones included)."""
     base = (
         f'reporter="destination",destination_workload_namespace="{ctx.namespace}",'
-        f'destination_service_name="{ctx.service}",source_workload!="{names.evaluator_name(ctx.name)}"'
+        f'destination_app="{ctx.name}",source_workload!="{names.evaluator_name(ctx.name)}"'
     )
     canary = f'{base},destination_version="{names.version_label(ctx.canary_version)}"'
     return (

@@ -34,6 +34,8 @@ def configmap_name(name: str, version: int) -> str:
 
 
 def service_name(name: str) -> str:
+    """The Service clients call: it selects the STABLE version's pods only (moved on promotion), so a
+    client the VirtualService does not route (no sidecar, an unbound gateway) never reaches another."""
     return name
 
 
@@ -41,8 +43,23 @@ def service_host(name: str, namespace: str) -> str:
     return f"{service_name(name)}.{namespace}.svc.cluster.local"
 
 
-def subset_name(version: int) -> str:
-    return version_label(version)
+def version_service_name(name: str, version: int) -> str:
+    """The Service of one version's pods (the VirtualService's destinations; same name as its Deployment)."""
+    return f"{name}-v{int(version)}"
+
+
+def version_service_host(name: str, namespace: str, version: int) -> str:
+    return f"{version_service_name(name, version)}.{namespace}.svc.cluster.local"
+
+
+def version_of_host(name: str | None, host: str) -> int | None:
+    """The version whose Service a destination host names (``<name>-v<N>[.<ns>...]``; any ``*-v<N>``
+    when the name is not known), else None."""
+    short = host.split(".", 1)[0]
+    prefix = f"{name}-v" if name else short.rpartition("-v")[0] + "-v"
+    if short.startswith(prefix) and short[len(prefix) :].isdigit() and len(prefix) > 2:
+        return int(short[len(prefix) :])
+    return None
 
 
 def evaluator_name(name: str) -> str:

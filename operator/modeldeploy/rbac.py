@@ -74,7 +74,13 @@ RULES: tuple[Rule, ...] = (
         why="Kube.apply of the per-version TF Serving config; deleted with its version; the decision "
         "record: one immutable ConfigMap per record (create) and the chain's head found by label (list)",
     ),
-    Rule(CORE, "services", ("get", "create", "patch"), why="Kube.apply of the model's Service"),
+    Rule(
+        CORE,
+        "services",
+        ("get", "create", "patch", "delete"),
+        why="Kube.apply of the Service clients call (stable pods only) and of one Service per model "
+        "version (the VirtualService's destinations); deleted with its version",
+    ),
     Rule(
         CORE,
         "events",
@@ -101,8 +107,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "networking.istio.io",
         "destinationrules",
-        ("get", "create", "patch"),
-        why="Kube.apply of the DestinationRule (one subset per version)",
+        ("delete",),
+        why="the DestinationRule of earlier releases (subsets of the model's Service) is deleted once "
+        "per operator start; routing goes to per-version Services now",
     ),
     Rule(
         "networking.istio.io",

@@ -9,8 +9,9 @@ its Deployments wake it early. Each pass:
    analysis or a fail-fast check against Prometheus;
 4. `rollout.decide()` computes the next status and the objects it implies;
 5. writes the status first (one merge patch, only if it changed), then applies the children
-   (idempotent: zero writes when they match), deletes Deployments no longer wanted, emits Events,
-   and clears a handled manual action annotation;
+   (idempotent: zero writes when they match), deletes the versions no longer wanted (their Service
+   first, then Deployment and ConfigMap: a crash in between leaves a Deployment, found stale again),
+   emits Events, and clears a handled manual action annotation;
 6. the rollout events of the decision (RolloutStarted, Promoted, RolledBack, Failed) are queued for the
    notifier (`modeldeploy.notifier`: its own workers; the queue put never waits);
 7. every decision recorded in status.history (and every handled manual action) also becomes a
@@ -60,6 +61,8 @@ ACTION_BY = names.ANNOTATION_ACTION_BY
 WAKE_DEBOUNCE_SECONDS = 0.03
 DEPLOYMENT = KINDS[("apps/v1", "Deployment")]
 CONFIGMAP = KINDS[("v1", "ConfigMap")]
+SERVICE = KINDS[("v1", "Service")]
+DESTINATION_RULE = KINDS[("networking.istio.io/v1", "DestinationRule")]
 
 
 @dataclass
@@ -459,7 +462,11 @@ class Reconciler:
         # read + patch). Children are independent objects, so they are applied concurrently.
         assume_absent = mem.applied_fingerprint is None and not obs.deployments and not decision_has_history(decision)
         await asyncio.gather(*(self.kube.apply(obj, assume_absent=assume_absent) for obj in objects))
+        if mem.applied_fingerprint is None and not assume_absent:
+            # Earlier releases routed by DestinationRule subsets of `<name>`; its subsets are unused now.
+            await self.kube.delete(DESTINATION_RULE, target.namespace, names.service_name(target.name))
         for version in stale:
+            await self.kube.delete(SERVICE, target.namespace, names.version_service_name(target.name, version))
             await self.kube.delete(DEPLOYMENT, target.namespace, names.deployment_name(target.name, version))
             await self.kube.delete(CONFIGMAP, target.namespace, names.configmap_name(target.name, version))
         for version in stale_twins:  # GPUs are back (or the version is gone): drop the CPU replicas

@@ -11,7 +11,7 @@ the online evaluator (xraymodel.evaluator, also a child process):
     scenario            the scenario file format (docs/scenarios.md), validated with field paths
     fleet/              simulated TF Serving pods behind Istio sidecars (aiohttp): behaviour, traffic,
                         Istio and TF Serving metrics, the TF Serving REST API
-    mesh_routing        pure model of Envoy/Istio route matching, weights, mirroring, subsets
+    mesh_routing        pure model of Envoy/Istio route matching, weights, mirroring, subsets, gateway binding, Services
     synthetic_golden    the synthetic golden set the fleet recognises (sandbox://golden)
     prometheus_process  the real Prometheus (Debian package) as a child process
     prometheus_api      the one (async) Prometheus query client of the sandbox and its tests

@@ -228,7 +228,7 @@ def kubectl_tour(sandbox) -> None:
         commands += [
             [kubectl, "get", "md", "-n", sandbox.ns, "-o", "wide"],
             [kubectl, "get", "deployments,services,configmaps", "-n", sandbox.ns],
-            [kubectl, "get", "virtualservices,destinationrules", "-n", sandbox.ns],
+            [kubectl, "get", "virtualservices", "-n", sandbox.ns],
             [kubectl, "get", "events", "-n", sandbox.ns, "--field-selector", "involvedObject.kind=ModelDeployment"],
         ]
     if plugin:

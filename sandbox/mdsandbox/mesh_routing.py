@@ -200,11 +200,12 @@ class TrafficSplit:
     mirror_dropped: int = 0
     subset_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     version_label_key: str = "version"
+    labels: dict[tuple[str, str | None], dict[str, str]] = field(default_factory=dict)  # pod labels per destination
 
     def _by_version(self, counts: Mapping[tuple[str, str | None], int]) -> dict[str | None, int]:
         out: dict[str | None, int] = {}
-        for (_host, subset), n in counts.items():
-            label = self.subset_labels.get(subset or "", {}).get(self.version_label_key) if subset else None
+        for key, n in counts.items():
+            label = self.labels.get(key, {}).get(self.version_label_key)
             out[label] = out.get(label, 0) + n
         return out
 
@@ -570,6 +571,7 @@ class RoutingTable:
                     out.no_cluster += int(c)
                     continue
                 out.routed[dest.key] = out.routed.get(dest.key, 0) + int(c)
+                out.labels[dest.key] = self.subset_labels(dest) or {}
                 forwarded += int(c)
             for mirror in route.mirrors:
                 m = int(gen.binomial(forwarded, mirror.fraction)) if forwarded else 0
@@ -580,6 +582,7 @@ class RoutingTable:
                     continue
                 key = mirror.destination.key
                 out.mirrored[key] = out.mirrored.get(key, 0) + m
+                out.labels[key] = self.subset_labels(mirror.destination) or {}
         return out
 
 

@@ -37,6 +37,7 @@ import httpx
 from mdsandbox.sandbox_platform import Platform, istio_schema
 from mdsandbox.scenario import Scenario
 from modeldeploy import audit, names
+from modeldeploy.render import istio
 from modeldeploy.spec import ModelDeploymentSpec
 from modeldeploy.validation.openapi import schema_problems
 
@@ -107,10 +108,12 @@ class RunState:
 
 
 def routing_view(vs: dict | None, stable: int | None) -> dict:
-    """Weights, match routes and mirror of a live VirtualService's weighted route (primary, or cohort)."""
+    """Weights (per version label), match routes and mirror of a live VirtualService's weighted route
+    (primary, or cohort)."""
     out: dict[str, Any] = {"weights": {}, "abTest": False, "mirrorPercent": 0.0, "mirror": None}
     if not vs:
         return out
+    name = (vs.get("metadata") or {}).get("name") or ""
     https = (vs.get("spec") or {}).get("http") or []
     # with spec.strategy.cohort the weighted split (and mirror) is the "cohort" route; else "primary"
     split = "cohort" if any(h.get("name") == "cohort" for h in https) else "primary"
@@ -119,18 +122,18 @@ def routing_view(vs: dict | None, stable: int | None) -> dict:
             out["abTest"] = True
         if http.get("name") == split:
             for r in http.get("route") or []:
-                out["weights"][r["destination"]["subset"]] = int(r.get("weight", 100))
+                out["weights"][istio.destination_version(name, r["destination"])] = int(r.get("weight", 100))
             if http.get("mirror"):
-                out["mirror"] = http["mirror"].get("subset")
+                out["mirror"] = istio.destination_version(name, http["mirror"])
                 out["mirrorPercent"] = float((http.get("mirrorPercentage") or {}).get("value", 100.0))
     return out
 
 
 def all_on_stable(view: dict, stable: int | None) -> bool:
-    """Is every request (no A/B route, no mirror) going to the stable subset?"""
+    """Is every request (no A/B route, no mirror) going to the stable version?"""
     if stable is None:
         return False
-    sub = names.subset_name(stable)
+    sub = names.version_label(stable)
     others = {k: w for k, w in view["weights"].items() if k != sub}
     return view["weights"].get(sub, 0) == 100 and not any(others.values()) and not view["abTest"] and not view["mirror"]
 
@@ -181,7 +184,7 @@ class Observer:
         canary = status.get("canaryVersion")
         routed = 0
         if canary is not None:
-            routed = view["weights"].get(names.subset_name(canary), 0)
+            routed = view["weights"].get(names.version_label(canary), 0)
         st.max_weight = max(st.max_weight, int(status.get("canaryWeight") or 0), routed)
         if stable is not None and stable != self.scenario.initial_version and stable not in st.promoted:
             st.promoted[stable] = time.time()
@@ -305,7 +308,7 @@ class Observer:
             query = f'max(timestamp(modeldeploy_evaluator_auroc_mean{{modeldeployment="{name}",version="{label}"}}))'
         else:
             query = (
-                f'max(timestamp(istio_requests_total{{reporter="destination",destination_service_name="{name}",'
+                f'max(timestamp(istio_requests_total{{reporter="destination",destination_app="{name}",'
                 f'destination_version="{label}"}}))'
             )
         try:

@@ -197,7 +197,7 @@ def test_chart_rbac_equals_the_allowlist(mode):
 def test_chart_rbac_comparison_catches_an_extra_verb():
     objects = render(mode_values(rbac_scan.MODES[0]), tests=False)
     role = find(objects, "ClusterRole", "modeldeploy")[0]
-    role["rules"].append({"apiGroups": [""], "resources": ["services"], "verbs": ["delete"]})
+    role["rules"].append({"apiGroups": [""], "resources": ["services"], "verbs": ["update"]})
     bound = operator_rules(objects, "modeldeploy")
     assert bound["cluster"][""] != rbac.rules_for(clusterwide=True, peering=False)["cluster"]
     role["rules"][-1] = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}  # not limited by name

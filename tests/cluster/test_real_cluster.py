@@ -84,8 +84,9 @@ def test_first_version_becomes_stable(cluster, model_namespace):
     e2e.wait_for("version 1 Stable", lambda: status(cluster, ns).get("phase") == "Stable" and status(cluster, ns).get("stableVersion") == 1,
                  STEP_TIMEOUT, diagnose=diagnose(cluster, ns))
     assert weights(cluster, ns) == {"v1": 100}
-    cluster.core.read_namespaced_service(e2e.MD_NAME, ns)
-    cluster.custom.get_namespaced_custom_object("networking.istio.io", "v1", ns, "destinationrules", e2e.MD_NAME)
+    # the Service clients call selects the stable version only; the VirtualService routes to per-version Services
+    assert cluster.core.read_namespaced_service(e2e.MD_NAME, ns).spec.selector == {"app": e2e.MD_NAME, "version": "v1"}
+    cluster.core.read_namespaced_service(f"{e2e.MD_NAME}-v1", ns)
 
 
 def test_good_version_is_analysed_on_istio_metrics_and_promoted(cluster, model_namespace):

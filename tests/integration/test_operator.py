@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from cluster import CM, DEPLOY, DR, MD, SVC, VS, Cluster
+from modeldeploy.render.istio import read_weights
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLE = yaml.safe_load((ROOT / "examples" / "resnet50.yaml").read_text())
@@ -46,15 +47,18 @@ def test_create_renders_children_with_owner_references_and_becomes_stable(cluste
     assert ready["status"] == "True" and ready["observedGeneration"] == 1
     assert [h["action"] for h in st["history"]] == ["deployed"]
     children = [cluster.get(DEPLOY, "cxr-v3"), cluster.get(CM, "cxr-v3-tfserving"), cluster.get(SVC, "cxr"),
-                cluster.get(VS, "cxr"), cluster.get(DR, "cxr")]
+                cluster.get(SVC, "cxr-v3"), cluster.get(VS, "cxr")]
     for child in children:
         assert child is not None
         (owner,) = child["metadata"]["ownerReferences"]
         assert owner["uid"] == uid and owner["kind"] == "ModelDeployment" and owner["controller"] is True
     vs = cluster.get(VS, "cxr")
     primary = vs["spec"]["http"][-1]
-    assert primary["route"] == [{"destination": {"host": f"cxr.{cluster.namespace}.svc.cluster.local", "subset": "v3"}, "weight": 100}]
-    assert [s["name"] for s in cluster.get(DR, "cxr")["spec"]["subsets"]] == ["v3"]
+    assert primary["route"] == [{"destination": {"host": f"cxr-v3.{cluster.namespace}.svc.cluster.local"}, "weight": 100}]
+    # clients outside the mesh reach the stable pods only; the VirtualService's destination is the version's Service
+    assert cluster.get(SVC, "cxr")["spec"]["selector"] == {"app": "cxr", "version": "v3"}
+    assert cluster.get(SVC, "cxr-v3")["spec"]["selector"] == {"app": "cxr", "version": "v3"}
+    assert cluster.get(DR, "cxr") is None  # no subsets: they could only hold the stable pods
     reasons = cluster.event_reasons()
     assert "Deploying" in reasons and "Deployed" in reasons
     assert "Synced" not in reasons
@@ -109,7 +113,7 @@ def test_version_change_creates_canary_deployment_and_holds_without_metrics(clus
     st = cluster.wait(lambda: cluster.status("cxr") if cluster.status("cxr").get("canaryWeight") == 10 else None, timeout=30, what="canary at 10%")
     assert st["phase"] == "Progressing" and st["canaryVersion"] == 2 and st["stableVersion"] == 1
     # the status is written first, then the VirtualService follows it
-    weights = lambda: {r["destination"]["subset"]: r["weight"] for r in cluster.get(VS, "cxr")["spec"]["http"][-1]["route"]}
+    weights = lambda: read_weights(cluster.get(VS, "cxr"))
     cluster.wait(lambda: weights() == {"v1": 90, "v2": 10}, timeout=10, what="VirtualService 90/10")
     assert cluster.get(DEPLOY, "cxr-v2")["metadata"]["labels"]["modeldeploy.io/role"] == "canary"
     # no Prometheus configured: the analysis has no data -> held at 10%, never promoted
@@ -197,6 +201,8 @@ def test_kubectl_plugin_manual_control(cluster):
     cluster.wait(lambda: cluster.status("cxr").get("canaryWeight") == 10, timeout=30, what="retried canary at 10%")
     plug("promote", "cxr", "--full")
     cluster.wait(lambda: cluster.status("cxr").get("stableVersion") == 2, timeout=20, what="promoted to v2")
+    # the Service clients outside the mesh call moves to the new stable version with the promotion
+    cluster.wait(lambda: cluster.get(SVC, "cxr")["spec"]["selector"]["version"] == "v2", timeout=10, what="Service on v2")
     history = plug("history", "cxr")
     for action in ("paused", "resumed", "aborted", "retried", "promoted"):
         assert action in history, history

@@ -56,7 +56,7 @@ def test_builtin_queries_select_the_canary_pods_only():
     q = builtins.latency_query(CTX, "1m", 0.95)
     assert q.startswith("histogram_quantile(0.95, sum by (le) (rate(istio_request_duration_milliseconds_bucket{")
     for label in ('reporter="destination"', 'destination_workload_namespace="radiology"',
-                  'destination_service_name="resnet50"', 'destination_version="v3"'):
+                  'destination_app="resnet50"', 'destination_version="v3"'):
         assert label in q
     e = builtins.error_rate_query(CTX, "1m")
     assert 'response_code=~"5.."' in e and "or vector(0)" in e  # no 5xx series is 0%, no traffic is no data

@@ -195,8 +195,6 @@ ROLLOUTS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="defect (issue 11 point 2): the one Service selects every version's pods, "
-                   "so clients outside the mesh reach the new version (fixed in the next change)")  # fmt: skip
 @pytest.mark.parametrize("strategy, extra, mesh_share", [r[1:] for r in ROLLOUTS], ids=[r[0] for r in ROLLOUTS])
 def test_rendered_routing_gives_clients_outside_the_mesh_only_the_stable_version(strategy, extra, mesh_share):
     target = _target(**strategy)

@@ -10,6 +10,7 @@ import pytest
 from mdsandbox.mesh_routing import (
     FLAG_NO_CLUSTER,
     FLAG_NO_ROUTE,
+    Destination,
     RoutingTable,
     UnsupportedRouting,
     canonical_host,
@@ -337,25 +338,27 @@ def test_selects(subset_labels, pod_labels, expected):
 
 # ---------------------------------------------------------------- contract with the product's renderer
 def test_routes_what_render_istio_writes():
-    """The operator's own VirtualService/DestinationRule (render.istio) route as intended here."""
+    """The operator's own VirtualService and Services (render.istio, render.serving) route as intended here."""
+    from mdsandbox.mesh_routing import ServiceInfo
     from modeldeploy import names
     from modeldeploy.plans import RoutePlan, Target
-    from modeldeploy.render import istio
+    from modeldeploy.render import istio, serving
 
     target = Target("resnet50", "radiology", spec=None)  # istio.py only needs the identity
     plan = RoutePlan(stable=1, canary=2, canary_weight=25, mirror_percent=10, preview=(1, 2),
                      match=({"headers": {"x-model-variant": {"exact": "canary"}}},))  # fmt: skip
-    vs_obj, dr_obj = istio.virtual_service(target, plan), istio.destination_rule(target, [1, 2])
-    assert validate_virtual_service(vs_obj, dr_obj) == []
-    table = RoutingTable(vs_obj, dr_obj)
+    vs_obj = istio.virtual_service(target, plan)
+    services = [serving.service(target, 1), serving.version_service(target, 1), serving.version_service(target, 2)]
+    table = RoutingTable(vs_obj, None, services=[ServiceInfo.from_manifest(s) for s in services])
+    assert validate_virtual_service(vs_obj) == []
     rng = random.Random(0)
     assert table.route({names.PREVIEW_HEADER: "v1", "x-model-variant": "canary"}, rng).version_label == "v1"
     assert table.route({"x-model-variant": "canary"}, rng).version_label == "v2"
     split = table.split(100_000, np.random.default_rng(1))
     assert split.per_version["v2"] / 100_000 == pytest.approx(0.25, abs=0.006)
     assert split.mirrored_per_version["v2"] / 100_000 == pytest.approx(0.10, abs=0.004)
-    # the subsets select the pods render/serving.py labels
+    # each destination's Service selects the pods render/serving.py labels, and only that version's
     for v in (1, 2):
-        labels = table.subsets[names.subset_name(v)]
+        labels = table.subset_labels(Destination(names.version_service_host("resnet50", "radiology", v)))
         assert selects(labels, names.selector_labels("resnet50", v))
         assert not selects(labels, names.selector_labels("resnet50", 3 - v))

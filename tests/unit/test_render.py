@@ -204,7 +204,7 @@ def test_cpu_fallback_runs_a_twin_next_to_the_pending_gpu_deployment():
     assert set(deps) == {"resnet50-cxr-v3", "resnet50-cxr-v3-cpu"}
     gpu, cpu = deps["resnet50-cxr-v3"], deps["resnet50-cxr-v3-cpu"]
     assert gpu["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    # never overlapping selectors, but both in the version's Istio subset (version=v3)
+    # never overlapping selectors, but both behind the version's Service (version=v3)
     assert gpu["spec"]["selector"]["matchLabels"] != cpu["spec"]["selector"]["matchLabels"]
     for dep in (gpu, cpu):
         assert dep["spec"]["template"]["metadata"]["labels"]["version"] == "v3"
@@ -242,7 +242,7 @@ def test_abtest_match_and_preview_routes_come_first():
     routes = istio.http_routes(target, RoutePlan(stable=2, canary=3, match=match, preview=(2, 3)))
     assert [r["name"] for r in routes] == ["preview-v2", "preview-v3", "ab-test", "primary"]
     assert routes[2]["match"] == [{"headers": {"x-model-variant": {"exact": "canary"}}}]
-    assert routes[2]["route"][0]["destination"]["subset"] == "v3"
+    assert routes[2]["route"][0]["destination"] == {"host": "resnet50-cxr-v3.radiology.svc.cluster.local"}
 
 
 # ---- TF Serving text protos, parsed with message definitions mirroring TF Serving's .proto files ----

@@ -71,11 +71,11 @@ def _sticky_target(**edits):
 def _table(target, weight):
     from mdsandbox import mesh_routing
     from modeldeploy.plans import RoutePlan
-    from modeldeploy.render import istio
+    from modeldeploy.render import istio, serving
 
     vs = istio.virtual_service(target, RoutePlan(stable=2, canary=3, canary_weight=weight, preview=(2, 3)))
-    dr = istio.destination_rule(target, [2, 3])
-    return vs, mesh_routing.RoutingTable(vs, dr)
+    services = [serving.service(target, 2), serving.version_service(target, 2), serving.version_service(target, 3)]
+    return vs, mesh_routing.RoutingTable(vs, None, services=[mesh_routing.ServiceInfo.from_manifest(s) for s in services])
 
 
 def test_rendered_sticky_routes_are_valid_istio_and_route_keys_by_bucket():

@@ -1,9 +1,11 @@
 """PromQL of the built-in metrics, per model version (pure).
 
 Traffic metrics come from Istio's standard metrics as reported by the destination sidecar
-(reporter="destination"), selected by the pods' `version` label (Istio's destination_version), the
-Service and namespace — so they measure exactly the canary's pods (Argo #1700: analysis measuring
-the wrong pods). Mirrored (shadow) requests are reported there too.
+(reporter="destination"), selected by the pods' `app` and `version` labels (Istio's destination_app
+and destination_version) and namespace — so they measure exactly the canary's pods (Argo #1700:
+analysis measuring the wrong pods). Mirrored (shadow) requests are reported there too. Not by
+destination_service_name: a server sidecar reports the OLDEST Service selecting its pod there
+(istio/istio#33940), which for a version is `<name>-v<N>` or `<name>`, depending on its history.
 
 Accuracy metrics come from the online golden-set evaluator (`modeldeploy evaluator run`):
   modeldeploy_evaluator_auroc_mean{namespace, modeldeployment, version}         mean AUROC over findings
@@ -48,7 +50,7 @@ def _istio_selector(ctx: QueryContext, version: int, extra: str = "") -> str:
     # minRequests nor weigh on latency and error rate.
     labels = (
         f'reporter="destination",destination_workload_namespace="{ctx.namespace}",'
-        f'destination_service_name="{ctx.service}",destination_version="{names.version_label(version)}",'
+        f'destination_app="{ctx.name}",destination_version="{names.version_label(version)}",'
         f'source_workload!="{names.evaluator_name(ctx.name)}"'
     )
     return "{" + labels + (("," + extra) if extra else "") + "}"

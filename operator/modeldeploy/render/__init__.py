@@ -23,9 +23,8 @@ def desired_objects(
         objects.append(serving.deployment(target, plan))
         if plan.cpu_fallback:
             objects.append(serving.deployment(target, plan, names.VARIANT_CPU_FALLBACK))
-    objects.append(serving.service(target))
-    live = sorted({v.version for v in versions} | {route.stable} | ({route.canary} if route.canary else set()))
-    objects.append(istio.destination_rule(target, live))
+        objects.append(serving.version_service(target, plan.version))
+    objects.append(serving.service(target, route.stable))
     objects.append(istio.virtual_service(target, route))
     if target.spec.evaluation is not None:
         objects.append(evaluator.configmap(target, versions))

@@ -8,7 +8,7 @@ rollout analysis reads (builtins accuracy, accuracyDrift, predictionPSI).
 Which versions are live changes during a rollout; the ConfigMap (file `evaluator.yaml`) lists them
 and the evaluator re-reads it every round, so no restart is needed. Reaching one version: POST
 <endpoint>/v1/models/<model>/versions/<N>:predict with the preview header `x-modeldeploy-version: vN`
-(Istio routes it to that version's subset).
+(Istio routes it to that version's Service).
 """
 
 from __future__ import annotations

@@ -1,7 +1,13 @@
-"""Istio routing objects of one ModelDeployment (pure): a DestinationRule and a VirtualService.
+"""Istio routing of one ModelDeployment (pure): its VirtualService.
 
-- DestinationRule: one subset per live model version, selected by the pods' `version` label.
-- VirtualService (networking.istio.io/v1), http routes in Istio's first-match order:
+Clients call the Service `<name>`, which selects the stable version's pods only (render/serving.py).
+The VirtualService (networking.istio.io/v1, host `<name>`) routes the clients it applies to — every
+sidecar (`mesh`) — to per-version Services `<name>-v<N>` (each selects one version's pods), so:
+- a client it does not apply to (no sidecar, an ingress gateway it is not bound to, ambient without
+  a waypoint) balances over the stable pods only, and never reaches an unvetted version;
+- a version is a plain Service, which is also what Gateway API HTTPRoute backendRefs need.
+No DestinationRule subsets: a subset of `<name>` could only hold stable pods.
+http routes, in Istio's first-match order:
   1. preview routes: header `x-modeldeploy-version: v<N>` reaches version N directly (the online
      evaluator and smoke checks use it; never live traffic);
   2. ABTest: requests matching the configured headers/cookie go 100% to the canary;
@@ -33,28 +39,19 @@ def _meta(target: Target, name: str) -> dict:
     return meta
 
 
-def destination_rule(target: Target, versions: list[int]) -> dict:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "DestinationRule",
-        "metadata": _meta(target, names.service_name(target.name)),
-        "spec": {
-            "host": names.service_host(target.name, target.namespace),
-            "subsets": [
-                {"name": names.subset_name(v), "labels": {"version": names.version_label(v)}}
-                for v in sorted(set(versions))
-            ],
-        },
-    }
-
-
 def _destination(target: Target, version: int, weight: int | None = None) -> dict:
-    dest: dict = {
-        "destination": {"host": names.service_host(target.name, target.namespace), "subset": names.subset_name(version)}
-    }
+    dest: dict = {"destination": {"host": names.version_service_host(target.name, target.namespace, version)}}
     if weight is not None:
         dest["weight"] = weight
     return dest
+
+
+def destination_version(target_name: str | None, destination: dict) -> str | None:
+    """The version label ("v3") a route destination or mirror ({host, subset}) sends to."""
+    if destination.get("subset"):  # a VirtualService of an earlier release (subsets of `<name>`)
+        return str(destination["subset"])
+    version = names.version_of_host(target_name, str(destination.get("host") or ""))
+    return None if version is None else names.version_label(version)
 
 
 def _istio_match(match) -> dict:
@@ -118,10 +115,7 @@ def http_routes(target: Target, route: RoutePlan) -> list[dict]:
     mirror = {}
     if route.canary is not None and route.mirror_percent > 0:
         mirror = {
-            "mirror": {
-                "host": names.service_host(target.name, target.namespace),
-                "subset": names.subset_name(route.canary),
-            },
+            "mirror": {"host": names.version_service_host(target.name, target.namespace, route.canary)},
             "mirrorPercentage": {"value": float(route.mirror_percent)},
         }
     if cohort is not None and route.canary is not None and (weight > 0 or mirror):
@@ -132,7 +126,7 @@ def http_routes(target: Target, route: RoutePlan) -> list[dict]:
     if sticky is not None:  # clients can pin an open study to the version that answered its first request
         for http in routes:
             for dest in http["route"]:
-                version = dest["destination"]["subset"]
+                version = destination_version(target.name, dest["destination"])
                 dest["headers"] = {"response": {"set": {names.SERVED_BY_HEADER: version}}}
     return routes
 
@@ -150,10 +144,15 @@ def virtual_service(target: Target, route: RoutePlan) -> dict:
 
 
 def read_weights(virtual_service_obj: dict) -> dict[str, int]:
-    """Subset -> weight of the weighted split of a live VirtualService ("cohort" with a cohort, else "primary")."""
+    """Version label ("v3") -> weight of the weighted split of a live VirtualService ("cohort" with a
+    cohort, else "primary")."""
+    name = (virtual_service_obj.get("metadata") or {}).get("name")
     https = (virtual_service_obj.get("spec") or {}).get("http") or []
     split = "cohort" if any(h.get("name") == "cohort" for h in https) else "primary"
     for http in https:
         if http.get("name") == split:
-            return {r["destination"]["subset"]: int(r.get("weight", 100)) for r in http.get("route", [])}
+            return {
+                str(destination_version(name, r["destination"])): int(r.get("weight", 100))
+                for r in http.get("route", [])
+            }
     return {}

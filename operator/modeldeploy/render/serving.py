@@ -1,7 +1,11 @@
-"""TF Serving objects of one ModelDeployment (pure): a ConfigMap and a Deployment per model version, one Service.
+"""TF Serving objects of one ModelDeployment (pure): per model version a ConfigMap, a Deployment and a
+Service; and the Service clients call.
 
 Each version runs in its own Deployment (`<name>-v<version>`, pods labelled app=<name>,
-version=v<version>) so Istio can split traffic between versions by subset. Pods:
+version=v<version>) behind its own Service (`<name>-v<version>`, the VirtualService's destination).
+The Service `<name>`, the one clients call, selects the STABLE version only and moves on promotion:
+clients the VirtualService does not route (no sidecar, an ingress gateway it is not bound to) get
+the stable version and nothing else. Pods:
 - run `tensorflow_model_server` with the rendered model/monitoring(/batching) config files;
 - are ready only when the pinned model version is loaded (HTTP GET /v1/models/<m>/versions/<v>);
 - request `nvidia.com/gpu` (and tolerate the nvidia.com/gpu NoSchedule taint) unless gpu.count is 0 or
@@ -463,17 +467,29 @@ def deployment(target: Target, plan: VersionPlan, variant: str = names.VARIANT_P
     }
 
 
-def service(target: Target) -> dict:
-    labels = {**names.common_labels(target.name), names.LABEL_COMPONENT: "tfserving"}
+def _service(target: Target, name: str, version: int, labels: dict[str, str]) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(target, names.service_name(target.name), labels),
+        "metadata": _meta(target, name, labels),
         "spec": {
-            "selector": {"app": target.name},
+            "selector": {"app": target.name, "version": names.version_label(version)},
             "ports": [
                 {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"},
                 {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"},
             ],
         },
     }
+
+
+def service(target: Target, stable: int) -> dict:
+    """The Service clients call: the stable version's pods only (its selector moves on promotion)."""
+    labels = {**names.common_labels(target.name), names.LABEL_COMPONENT: "tfserving", names.LABEL_ROLE: "stable"}
+    return _service(target, names.service_name(target.name), stable, labels)
+
+
+def version_service(target: Target, version: int) -> dict:
+    """One version's Service (GPU pods and CPU-fallback twins alike): where the VirtualService routes."""
+    labels = {**names.common_labels(target.name), names.LABEL_COMPONENT: "tfserving",
+              names.LABEL_MODEL_VERSION: str(version)}  # fmt: skip
+    return _service(target, names.version_service_name(target.name, version), version, labels)
