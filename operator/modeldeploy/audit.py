@@ -162,7 +162,7 @@ def decision_record(
         "thresholds": thresholds(spec),
         "metrics": list(entry.get("metrics") or []),
     }
-    for key in ("fromVersion", "strategy", "evaluation", "outcome"):
+    for key in ("fromVersion", "strategy", "evaluation", "outcome", "gate"):
         if entry.get(key) is not None:
             record[key] = entry[key]
     return record

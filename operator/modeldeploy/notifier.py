@@ -1,4 +1,5 @@
-"""Delivers rollout notifications (modeldeploy.notifications) from a bounded queue, in workers of their own.
+"""Outgoing webhooks: rollout notifications (modeldeploy.notifications) from a bounded queue, in workers of
+their own, and the calls of webhook gates (modeldeploy.gates; `call_gate`, awaited in a task of its own).
 
 The reconcile loop only calls `submit()`, which never waits: it puts each (receiver, notice) on an
 asyncio.Queue of `queue_size` with `put_nowait`; when the queue is full the notification is DROPPED and
@@ -28,7 +29,7 @@ import httpx
 from modeldeploy.kube import KINDS, Kube
 from modeldeploy.metrics import OperatorMetrics
 from modeldeploy.notifications import Notice, payload
-from modeldeploy.spec import NotificationTarget
+from modeldeploy.spec import GateSpec, NotificationTarget, SecretKeyRef
 
 log = logging.getLogger(__name__)
 SECRET = KINDS[("v1", "Secret")]
@@ -174,8 +175,30 @@ class Notifier:
             raise DeliveryError("429 Too Many Requests", retry=True, delay=delay)
         raise DeliveryError(f"HTTP {resp.status_code}", retry=resp.status_code >= 500)
 
+    # ---- webhook gates (modeldeploy.gates): one call, awaited by its own task in the reconciler ----------
+
+    async def call_gate(self, namespace: str, gate: GateSpec, body: dict) -> tuple[int | None, Any, str | None]:
+        """POST to a gate: (HTTP status, JSON body or None, transport error or None). Never raises."""
+        try:
+            url = gate.url or await self._secret_url(namespace, gate.url_from.secret_key_ref)  # type: ignore[union-attr]
+        except DeliveryError as exc:
+            return None, None, str(exc)
+        try:
+            resp = await self._client.post(url, json=body, timeout=gate.timeout_seconds)
+        except httpx.TimeoutException:
+            return None, None, f"no answer within {gate.timeout}"
+        except httpx.HTTPError as exc:
+            return None, None, type(exc).__name__
+        try:
+            answer = resp.json()
+        except ValueError:
+            answer = None
+        return resp.status_code, answer, None
+
     async def _url(self, namespace: str, target: NotificationTarget) -> str:
-        ref = target.url_from.secret_key_ref
+        return await self._secret_url(namespace, target.url_from.secret_key_ref)
+
+    async def _secret_url(self, namespace: str, ref: SecretKeyRef) -> str:
         key = (namespace, ref.name, ref.key)
         cached = self._secrets.get(key)
         if cached is not None and time.monotonic() - cached[0] < self.secret_ttl:

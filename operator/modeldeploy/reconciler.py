@@ -35,7 +35,7 @@ from typing import Any
 
 import kopf
 
-from modeldeploy import audit, names, notifications
+from modeldeploy import audit, gates, names, notifications
 from modeldeploy.analysis import builtins
 from modeldeploy.analysis.prometheus import PrometheusClient
 from modeldeploy.analysis.runner import analyse
@@ -78,6 +78,8 @@ class _Memory:
     applied_at: float = 0.0
     last_fail_fast: float = 0.0
     audit_head: tuple[int, str, str] | None = None  # (seq, hash, record id) of the chain's newest record
+    gate_calls: dict[str, asyncio.Task] = field(default_factory=dict)  # gate name -> its call in flight
+    gate_answers: list[gates.GateAnswer] = field(default_factory=list)  # finished calls not decided on yet
 
 
 class Reconciler:
@@ -192,6 +194,9 @@ class Reconciler:
             action_by=annotations.get(ACTION_BY),
         )
         observation = await self._measure(spec, body, status, observation, mem, now, logger)
+        answers, mem.gate_answers = tuple(mem.gate_answers), []
+        if answers:
+            observation = dataclasses.replace(observation, gate_answers=answers)
 
         decision = decide(spec, status, observation, now, generation)
         via = annotations.get(names.ANNOTATION_ACTION_VIA) if action else None
@@ -212,6 +217,7 @@ class Reconciler:
             elif event.reason in ("RolledBack", "Aborted"):
                 self.metrics.rollbacks.labels(namespace, name, event.reason).inc()
         self._notify(body, spec, status, decision, now)
+        self._ask_gates(mem, body, spec, decision.status, observation, now)
         if decision.action_handled:
             result = await self.kube.patch_modeldeployment(
                 namespace,
@@ -231,6 +237,39 @@ class Reconciler:
         return min(decision.wake_in, self.settings.resync_seconds)
 
     # ---- helpers -------------------------------------------------------------------------------
+
+    def _ask_gates(
+        self,
+        mem: _Memory,
+        body: dict,
+        spec: ModelDeploymentSpec,
+        status: dict,
+        obs: Observation,
+        now: datetime.datetime,
+    ) -> None:
+        """Start the calls of the gates due now, each in a task of its own (a slow gate never holds up this
+        loop: fail-fast checks go on); a finished call wakes the loop, which decides on its answer."""
+        canary = status.get("canaryVersion")
+        dep = obs.deployments.get(canary) if canary is not None else None
+        if self.notifier is None or not spec.gates:
+            return
+        meta = body["metadata"]
+        for gate in gates.due(spec, status, now, canary_ready=dep is not None and dep.is_ready):
+            running = mem.gate_calls.get(gate.name)
+            if running is not None and not running.done():
+                continue
+            request = gates.request_body(gate, namespace=meta["namespace"], name=meta["name"], spec=spec, status=status)
+            mem.gate_calls[gate.name] = asyncio.create_task(
+                self._call_gate(mem, meta["namespace"], gate, canary, request)
+            )
+
+    async def _call_gate(self, mem: _Memory, namespace: str, gate: Any, version: int, request: dict) -> None:
+        asked = now_utc()
+        status_code, answer, error = await self.notifier.call_gate(namespace, gate, request)  # type: ignore[union-attr]
+        verdict, by, detail = gates.interpret(status_code, answer, error)
+        mem.gate_answers.append(gates.GateAnswer(name=gate.name, version=version, verdict=verdict, at=now_utc(),
+                                                 asked_at=asked, http_status=status_code, by=by, detail=detail))  # fmt: skip
+        mem.wake.set()
 
     def _notify(self, body: dict, spec: ModelDeploymentSpec, old: dict, decision: Any, now: datetime.datetime) -> None:
         """Hand this decision's rollout events to the notifier (a queue put: never waits on a receiver)."""
@@ -387,6 +426,8 @@ class Reconciler:
         records = []
         for entry in entries:
             actor = audit.actor_for(entry.get("action"), obs.action, obs.action_by, self.settings.action_by_policy, via)
+            if entry.get("action") == "gate":  # the gate answered (its `by` is as the gate asserts it)
+                actor = audit.Actor(f"gate/{entry['gate']['name']}", "webhook gate")
             record = audit.decision_record(
                 entry=entry, namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid"),
                 generation=meta.get("generation"), spec=spec, actor=actor, golden_set=golden,

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mdcommon.durations import parse_duration
+from modeldeploy import gates
 from modeldeploy.analysis.verdict import AnalysisResult
 from modeldeploy.health import gitops_health
 from modeldeploy.names import PREVIEW_HEADER
@@ -142,6 +143,7 @@ class Observation:
     fail_fast: AnalysisResult | None = None  # a fail-fast check, when one ran
     action: str | None = None  # value of the modeldeploy.io/action annotation
     action_by: str | None = None  # who asked (modeldeploy.io/action-by), for the audit trail
+    gate_answers: tuple[gates.GateAnswer, ...] = ()  # webhook gate calls that finished since the last pass
 
 
 @dataclass(frozen=True)
@@ -290,6 +292,15 @@ class _Ctx:
         self.ro = RolloutStatus.from_status(self.st)
         self.events: list[Event] = []
         self.wake: list[float] = [RESYNC_SECONDS]
+        self.moved = False  # progression already moved this pass (a gate's sign-off): no second move
+
+    @property
+    def gates(self) -> dict[str, Any]:
+        """status.gates of the rollout in progress ({} otherwise)."""
+        return gates.state(self.st.get("gates"), self.ro.canary_version)
+
+    def set_gates(self, value: dict[str, Any]) -> None:
+        self.st["gates"] = value
 
     @property
     def stamp(self) -> str:
@@ -319,7 +330,8 @@ def decide(
     """The next status and what it implies. The steps run in this order, each on the result of the last:
 
     1. a manual action (it may end or restart the rollout the spec then follows);
-    2. follow spec.model.version (start, supersede or abort a rollout);
+    2. follow spec.model.version (start, supersede or abort a rollout); record the webhook gates' answers
+       (a sign-off that was awaited moves the rollout on, a refusal rolls it back);
     3. GPU fallback (CPU replicas count as ready for step 4);
     4. progress the rollout: readiness, pod failure, fail-fast, the interval analysis;
     5. end the drain of the previous version; 6. the first version's "deployed" record;
@@ -342,6 +354,7 @@ def decide(
         _manual_action(ctx, observation.action.strip(), observation)
 
     _follow_spec_version(ctx)
+    _gate_answers(ctx, observation)
     _gpu_fallback(ctx, observation)
     _progress(ctx, observation)
     _finish_promotion(ctx)
@@ -364,6 +377,10 @@ def decide(
             ctx.wake_in(spec.analysis.fail_fast_interval_seconds)
     if st["phase"] == Phase.INITIALIZING:
         ctx.wake_in(READINESS_POLL_SECONDS)
+    if ro.canary_version is not None and spec.gates:
+        ask = gates.next_ask_in(spec, st.get("gates"), ro.canary_version, now)
+        if ask is not None:
+            ctx.wake_in(ask + 0.05)
     scale_down_at = seconds_since(ro.scale_down_at, now)
     if scale_down_at is not None:
         ctx.wake_in(-scale_down_at)
@@ -449,6 +466,8 @@ def _manual_action(ctx: _Ctx, action: str, obs: Observation) -> None:
         return
     ro.release_hold()
     if action == "promote-full":
+        if not _signed_off(ctx, manual=True, final=True):
+            return  # a human's promote waits for the sign-off too (or was refused by it)
         _promote(ctx, reason=f"manual promote-full{who}", manual=True)
     else:
         _advance(ctx, reason=f"manual promote{who}", manual=True)
@@ -501,6 +520,131 @@ def _start_rollout(ctx: _Ctx, version: int, note: str = "") -> None:
     )
 
 
+# ---- webhook gates (modeldeploy.gates) ------------------------------------------------------------
+
+
+def _gate_answers(ctx: _Ctx, obs: Observation) -> None:
+    """Record the gates' answers (a history record on every change); act on a sign-off that was awaited."""
+    st, ro, spec = ctx.st, ctx.ro, ctx.spec
+    if st.get("gates") and not ctx.gates:
+        st.pop("gates")  # the rollout it belonged to is over
+    version = ro.canary_version
+    for answer in obs.gate_answers:
+        current, entry = gates.record(st.get("gates"), version, spec, answer)
+        if answer.version == version:
+            ctx.set_gates(current)
+        if entry is None:
+            continue
+        st["history"] = append_history(st.get("history"), {**entry, "at": ctx.stamp})
+        bad = answer.verdict in ("denied", "error")
+        ctx.event("Warning" if bad else "Normal", "GateAnswered", entry["reason"])
+    if version is None or ctx.gates.get("awaiting") != "confirmPromotion":
+        return
+    outcome, gate = gates.decision(spec, st.get("gates"), version, "confirmPromotion")
+    if outcome == "yes":
+        ctx.set_gates(gates.with_awaiting(st.get("gates"), version, None))
+        _advance(ctx, reason="signed off by " + _signers(ctx))
+    elif outcome == "no" and gate is not None:
+        _rollback(ctx, reason=_refusal(ctx, gate), metrics=_last_metrics(st))
+
+
+def _signers(ctx: _Ctx) -> str:
+    answers = ctx.gates.get("answers") or {}
+    names = []
+    for gate in gates.of_type(ctx.spec, "confirmPromotion"):
+        a = answers.get(gate.name) or {}
+        names.append(f"gate {gate.name}" + (f" ({a['by']})" if a.get("by") else "") + f": {a.get('verdict')}")
+    return "; ".join(names)
+
+
+def _refusal(ctx: _Ctx, gate: Any) -> str:
+    a = (ctx.gates.get("answers") or {}).get(gate.name) or {}
+    who = f" by {a['by']}" if a.get("by") else ""
+    return (
+        f"{gate.type} gate {gate.name} refused version {ctx.ro.canary_version}{who}: {a.get('verdict')} "
+        f"({a.get('detail', '')}; failurePolicy {gate.policy})"
+    )
+
+
+def _final_move(ctx: _Ctx, manual: bool) -> bool:
+    """Whether the next move gives the new version all live traffic (what confirmPromotion gates guard)."""
+    ro, spec = ctx.ro, ctx.spec
+    if spec.strategy.type == "Canary":
+        steps = spec.strategy.canary.steps
+        if (ro.canary_weight or 0) >= 100:
+            return False  # already at 100%: the sign-off came before this step
+        return ro.step + 1 >= len(steps) or steps[ro.step + 1] >= 100
+    iterations = {
+        "ABTest": spec.strategy.ab_test.iterations,
+        "BlueGreen": spec.strategy.blue_green.iterations,
+        "Shadow": spec.strategy.shadow.iterations,
+    }[spec.strategy.type]
+    return manual or ro.step + 1 >= iterations
+
+
+def _signed_off(ctx: _Ctx, manual: bool, final: bool = False) -> bool:
+    """Before the final move (`final`: it is one, e.g. promote-full): every confirmPromotion gate must have
+    said yes. False: wait (the reconciler asks the gate) or refused (rolled back here)."""
+    st, ro, spec = ctx.st, ctx.ro, ctx.spec
+    if not gates.of_type(spec, "confirmPromotion") or not (final or _final_move(ctx, manual)):
+        return True
+    version = ro.canary_version
+    outcome, gate = gates.decision(spec, st.get("gates"), version, "confirmPromotion")
+    if outcome == "yes":
+        ctx.set_gates(gates.with_awaiting(st.get("gates"), version, None))
+        return True
+    if outcome == "no" and gate is not None:
+        _rollback(ctx, reason=_refusal(ctx, gate), metrics=_last_metrics(st))
+        return False
+    if ctx.gates.get("awaiting") != "confirmPromotion":
+        ctx.set_gates(gates.with_awaiting(st.get("gates"), version, "confirmPromotion"))
+        ctx.event(
+            "Normal",
+            "AwaitingApproval",
+            f"version {version} passed its analyses; waiting for confirmPromotion gate "
+            f"{gate.name if gate else '?'} before it gets all traffic",
+        )
+    return False
+
+
+def _pre_rollout_blocks(ctx: _Ctx) -> bool:
+    """The new version is ready: every preRollout gate must say yes before it gets traffic. True: it
+    waits (the reconciler asks) or was refused (rolled back here)."""
+    st, ro, spec = ctx.st, ctx.ro, ctx.spec
+    if not gates.of_type(spec, "preRollout"):
+        return False
+    version = ro.canary_version
+    outcome, gate = gates.decision(spec, st.get("gates"), version, "preRollout")
+    if outcome == "no" and gate is not None:
+        _rollback(ctx, reason=_refusal(ctx, gate), metrics=[])
+        return True
+    if outcome == "wait":
+        if ctx.gates.get("awaiting") != "preRollout":
+            ctx.set_gates(gates.with_awaiting(st.get("gates"), version, "preRollout"))
+            ctx.event(
+                "Normal",
+                "AwaitingApproval",
+                f"version {version} is ready; waiting for preRollout gate {gate.name if gate else '?'} "
+                "before it gets traffic",
+            )
+        ctx.wake_in(READINESS_POLL_SECONDS)
+        return True
+    ctx.set_gates(gates.with_awaiting(st.get("gates"), version, None))
+    return False
+
+
+def _on_rollback_gate(ctx: _Ctx, obs: Observation) -> bool:
+    """A rollback gate that says yes (or errs with failurePolicy Fail) fails the rollout, also while paused."""
+    outcome, gate = gates.decision(ctx.spec, ctx.st.get("gates"), ctx.ro.canary_version, "rollback")
+    if outcome != "no" or gate is None:
+        return False
+    a = (ctx.gates.get("answers") or {}).get(gate.name) or {}
+    who = f" by {a['by']}" if a.get("by") else ""
+    reason = f"rollback gate {gate.name}{who}: {a.get('verdict')} ({a.get('detail', '')}; failurePolicy {gate.policy})"
+    _fail(ctx, reason=reason, metrics=_last_metrics(ctx.st))
+    return True
+
+
 # ---- progressing a rollout --------------------------------------------------------------------
 
 
@@ -517,7 +661,12 @@ def _progress(ctx: _Ctx, obs: Observation) -> None:
     if state is RolloutState.WAITING_FOR_READY:
         _await_ready(ctx, obs)
     elif state is RolloutState.ANALYSING:
-        _ = _on_pod_failure(ctx, obs) or _on_fail_fast(ctx, obs) or _on_analysis(ctx, obs)
+        _ = (
+            _on_pod_failure(ctx, obs)
+            or _on_rollback_gate(ctx, obs)
+            or _on_fail_fast(ctx, obs)
+            or _on_analysis(ctx, obs)
+        )
 
 
 def _await_ready(ctx: _Ctx, obs: Observation) -> None:
@@ -526,6 +675,8 @@ def _await_ready(ctx: _Ctx, obs: Observation) -> None:
     canary = ro.canary_version
     assert canary is not None
     dep = obs.deployments.get(canary)
+    if dep is not None and dep.is_ready and _pre_rollout_blocks(ctx):
+        return
     if dep is not None and dep.is_ready:
         # restarts before readiness do not count against the version
         ro.mark_ready(ctx.stamp, restarts=dep.restarts, weight=_initial_weight(spec))
@@ -591,7 +742,7 @@ def _on_analysis(ctx: _Ctx, obs: Observation) -> bool:
     ro.failed_checks = assessment.failed_checks
     ro.no_data_streak = assessment.no_data_streak
     if assessment.action == "advance":
-        if not ctx.paused:
+        if not ctx.paused and not ctx.moved:
             _advance(ctx, reason=f"analysis passed: {result.summary()}")
     elif assessment.action == "fail":
         _fail(ctx, reason=assessment.message, metrics=_metric_statuses(result))
@@ -628,6 +779,9 @@ def _preview_starved(ctx: _Ctx) -> bool:
 def _advance(ctx: _Ctx, reason: str, manual: bool = False) -> None:
     ro, spec = ctx.ro, ctx.spec
     kind = spec.strategy.type
+    if not _signed_off(ctx, manual):
+        return  # waiting for a confirmPromotion gate, or refused by one (rolled back)
+    ctx.moved = True
     if kind == "Canary":
         steps = spec.strategy.canary.steps
         step = ro.step
@@ -661,6 +815,8 @@ def _promote(ctx: _Ctx, reason: str, manual: bool = False) -> None:
     assert canary is not None
     last = ctx.st.get("lastAnalysis") or {}
     why = reason if manual else f"{ro.analyses or 0} passing analyses; last: {reason}"
+    if gates.of_type(spec, "confirmPromotion"):
+        why += f"; signed off by {_signers(ctx)}"
     ctx.history(
         version=canary,
         action="promoted",
@@ -820,9 +976,16 @@ def _phase_message(ctx: _Ctx, phase: Phase) -> str:
             return f"rollout of version {canary if canary is not None else target} paused"
         return f"serving version {stable}; paused"
     if phase is Phase.PROGRESSING:
-        if ro.state is RolloutState.ANALYSING:
-            return f"version {canary}: {_route_text(spec, ro)}"
-        return f"waiting for version {canary} to become ready"
+        text = (
+            f"version {canary}: {_route_text(spec, ro)}"
+            if ro.state is RolloutState.ANALYSING
+            else f"waiting for version {canary} to become ready"
+        )
+        awaiting = ctx.gates.get("awaiting")
+        if awaiting:
+            _, gate = gates.decision(spec, ctx.st.get("gates"), canary, awaiting)
+            text += f"; waiting for {awaiting} gate {gate.name if gate else '?'}"
+        return text
     if phase is Phase.PROMOTING:
         return f"version {stable} promoted; draining version {ro.previous_stable}"
     if phase is Phase.INITIALIZING:

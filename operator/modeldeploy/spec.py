@@ -356,6 +356,34 @@ class NotificationTarget(_Model):
     url_from: UrlFrom
 
 
+GateType = Literal["preRollout", "confirmPromotion", "rollback"]
+# failurePolicy when unset: a gate that cannot answer blocks (Fail) a rollout or a promotion, but never
+# triggers a rollback by itself (a rollback gate's error is Ignored)
+DEFAULT_FAILURE_POLICY = {"preRollout": "Fail", "confirmPromotion": "Fail", "rollback": "Ignore"}
+
+
+class GateSpec(_Model):
+    """A webhook gate like Flagger's (modeldeploy.gates): the operator POSTs and the answer decides.
+    2xx = yes, 202 = not decided yet (asked again every analysis interval), 403 = no; a timeout, a connection
+    error or any other status is an error, handled by failure_policy."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+    type: GateType
+    url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    url_from: UrlFrom | None = None
+    timeout: Duration = "10s"
+    failure_policy: Literal["Fail", "Ignore"] | None = None
+    metadata: dict[str, str] = {}
+
+    @property
+    def policy(self) -> str:
+        return self.failure_policy or DEFAULT_FAILURE_POLICY[self.type]
+
+    @property
+    def timeout_seconds(self) -> float:
+        return parse_duration(self.timeout)
+
+
 class ModelDeploymentSpec(_Model):
     model: ModelSpec
     serving: ServingSpec = ServingSpec()
@@ -364,6 +392,7 @@ class ModelDeploymentSpec(_Model):
     evaluation: EvaluationSpec | None = None
     rollback: RollbackSpec = RollbackSpec()
     notifications: tuple[NotificationTarget, ...] | None = None  # None: the operator's default targets
+    gates: tuple[GateSpec, ...] = ()
     paused: bool = False
 
     @property

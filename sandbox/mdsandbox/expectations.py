@@ -16,6 +16,8 @@
   sitesOnlyOnStable               these sites' studies reached only the initial (stable) version (and
                                   each site completed some study)
   historyReasonContains           each text appears in some history reason (the first deploy left out)
+  notificationsReceived           each sandbox webhook receiver got exactly these notification events, in the
+                                  order they first arrived (retries repeat one)
   neverServedUnvetted             each listed client class (mesh, gateway, nonMesh) got live answers, and
                                   none from a version that had not been stable by that moment
 
@@ -110,6 +112,15 @@ def check_expectations(exp: Expect, report: Mapping[str, Any], *, initial_versio
         actual = {c: (clients.get(c) or {"served": {}, "unvetted": {}}) for c in exp.neverServedUnvetted}
         ok = all(sum(a["served"].values()) > 0 and not sum(a["unvetted"].values()) for a in actual.values())
         check("neverServedUnvetted", exp.neverServedUnvetted, actual, ok)
+    if exp.notificationsReceived is not None:
+        got = {}
+        for receiver in exp.notificationsReceived:
+            events: list[str] = []
+            for request in (report.get("webhooks") or {}).get(receiver) or []:
+                if request.get("event") and request["event"] not in events:  # a retry repeats one
+                    events.append(request["event"])
+            got[receiver] = events
+        check("notificationsReceived", exp.notificationsReceived, got, got == exp.notificationsReceived)
     if exp.historyReasonContains is not None:
         reasons = [h.get("reason") or "" for h in report["history"] if h.get("action") != "deployed"]
         missing = [text for text in exp.historyReasonContains if not any(text in r for r in reasons)]

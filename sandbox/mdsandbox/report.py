@@ -52,6 +52,7 @@ def build_report(
     controller_writes: int,
     runner_writes: int,
     workdir: str,
+    webhooks: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     st = state
 
@@ -109,6 +110,7 @@ def build_report(
                 for m in spec.analysis.metrics
             ],
         },
+        "webhooks": webhooks or {},
         "speed": speed,
         "errors": st.errors,
         "workdir": workdir,

@@ -8,7 +8,9 @@ All on 127.0.0.1, all stopped by `stop` (each step tried even when an earlier on
 - the Deployment controller (in this process) that plays the cluster's controllers and kubelets;
 - the online golden-set evaluator, when the ModelDeployment has spec.evaluation (or the scenario
   says so);
-- the operator, `modeldeploy operator`, as its own process.
+- the operator, `modeldeploy operator`, as its own process;
+- the scenario's webhook receivers (mdsandbox.webhooks: notifications, gates), their URLs in the Secret
+  `modeldeploy-notifications` of the scenario's namespace.
 
 `request` is the runner's own client of the emulator (async httpx, shared with the Deployment
 controller); its writes are counted (`runner_writes`) so the report can tell the operator's
@@ -23,6 +25,7 @@ import json
 import logging
 import pathlib
 import time
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -37,6 +40,7 @@ from mdsandbox.operator_process import OperatorProcess
 from mdsandbox.prometheus_process import PrometheusServer
 from mdsandbox.scenario import Scenario
 from mdsandbox.synthetic_golden import GoldenSet
+from mdsandbox.webhooks import WebhookReceivers
 from modeldeploy import API_VERSION, PLURAL
 from modeldeploy.spec import ModelDeploymentSpec
 
@@ -90,6 +94,8 @@ class Platform:
         self.operator: OperatorProcess | None = None
         self.evaluator: EvaluatorProcess | None = None
         self.http: httpx.AsyncClient | None = None
+        self.webhooks: WebhookReceivers | None = None
+        self.clock: Callable[[], float] = lambda: 0.0  # scenario seconds (the runner sets it)
         self.runner_writes = 0
         self.errors: list[str] = []  # problems found while starting (reported, not raised)
 
@@ -129,6 +135,10 @@ class Platform:
         await self.request(
             "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.ns}}
         )
+        if sc.webhooks:  # receivers for notifications and gates; their URLs in a Secret, as in production
+            self.webhooks = WebhookReceivers(sc.webhooks, clock=lambda: self.clock())
+            await self.webhooks.start()
+            await self.request("POST", f"/api/v1/namespaces/{self.ns}/secrets", self.webhooks.secret(self.ns))
         self.controller = DeploymentController(
             api_url=self.api.url,
             namespace=self.ns,
@@ -160,6 +170,7 @@ class Platform:
     async def stop(self) -> None:
         for step in (
             self._stop_operator,
+            self._stop_webhooks,
             self._stop_evaluator,
             self._stop_controller,
             self._stop_fleet,
@@ -175,6 +186,10 @@ class Platform:
     async def _stop_operator(self) -> None:
         if self.operator is not None:
             await asyncio.to_thread(self.operator.stop)
+
+    async def _stop_webhooks(self) -> None:
+        if self.webhooks is not None:
+            await self.webhooks.stop()
 
     async def _stop_evaluator(self) -> None:
         if self.evaluator is not None:

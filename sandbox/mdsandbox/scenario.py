@@ -200,6 +200,29 @@ class Expect(_Strict):
     minStudies: Annotated[int, Field(ge=0)] | None = None  # extra: at least this many studies were completed
     # extra: these client classes got answers, none from a version that had not been stable by then
     neverServedUnvetted: list[Literal["mesh", "gateway", "nonMesh"]] | None = None
+    # extra: {receiver: [events]}: each receiver got exactly these notification events, in the order they first
+    # arrived (a retry repeats one)
+    notificationsReceived: dict[str, list[str]] | None = None
+
+
+class WebhookAnswer(_Strict):
+    from_: Annotated[float, Field(ge=0, alias="from")] = 0.0  # scenario seconds from which this answer holds
+    status: Annotated[int, Field(ge=100, le=599)] = 200
+    body: dict[str, Any] = {}
+
+
+class Webhook(_Strict):
+    """(extra) One HTTP receiver the sandbox serves on 127.0.0.1 (mdsandbox.webhooks)."""
+
+    hangSeconds: Annotated[float, Field(ge=0, le=300)] = 0.0
+    answers: list[WebhookAnswer] = []
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Webhook:
+        froms = [a.from_ for a in self.answers]
+        if froms != sorted(froms):
+            raise ValueError("answers: `from` must not decrease")
+        return self
 
 
 class Cluster(_Strict):
@@ -220,6 +243,7 @@ class Scenario(_Strict):
     scrapeInterval: Annotated[float, Field(gt=0, le=15)] = 1.0  # extra: Prometheus scrape interval, seconds
     evaluator: bool | None = None  # extra: run the online evaluator (default: when spec.evaluation is set)
     cluster: Cluster = Cluster()  # extra: simulated cluster capacity
+    webhooks: dict[str, Webhook] = {}  # extra: HTTP receivers on 127.0.0.1 (notifications, gates): mdsandbox.webhooks
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Scenario:

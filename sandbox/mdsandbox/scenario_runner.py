@@ -69,6 +69,7 @@ class Sandbox:
         self.name = scenario.md_name
         self.spec = validate_manifest(scenario.modelDeployment).spec
         self.platform = Platform(scenario, self.spec, self.workdir, self.speed)
+        self.platform.clock = self.now
         self.observer = Observer(self.platform, scenario, self.spec, self.state, self.now, self.speed)
         self.t0 = 0.0  # time.monotonic() at scenario start
         self.t0_unix = 0.0
@@ -189,6 +190,7 @@ class Sandbox:
             controller_writes=self.platform.controller.writes if self.platform.controller else 0,
             runner_writes=self.platform.runner_writes,
             workdir=str(self.workdir),
+            webhooks=self.platform.webhooks.report() if self.platform.webhooks else None,
         )
 
 

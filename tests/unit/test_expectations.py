@@ -72,6 +72,16 @@ CLIENTS = {
 }
 
 
+WEBHOOKS = {
+    **ROLLED_BACK,
+    "webhooks": {
+        "team": [{"t": 8.5, "event": "RolloutStarted", "status": 200}, {"t": 18.2, "event": "RolledBack", "status": 200}],
+        "slow": [{"t": 8.5, "event": "RolloutStarted", "status": None}, {"t": 18.2, "event": "RolledBack", "status": None},
+                 {"t": 19.4, "event": "RolloutStarted", "status": None}],  # a retry after the timeout
+    },
+}  # fmt: skip
+
+
 def with_(report: dict, **changes) -> dict:
     out = copy.deepcopy(report)
     out.update(changes)
@@ -141,6 +151,15 @@ ROWS = [
     ("unvetted-class-without-answers", {"neverServedUnvetted": ["gateway"]},
      with_(CLIENTS, clients={"gateway": {"served": {}, "unvetted": {}}}), ["neverServedUnvetted"]),
     ("unvetted-not-measured", {"neverServedUnvetted": ["nonMesh"]}, PROMOTED, ["neverServedUnvetted"]),
+    # notificationsReceived: exactly these events per receiver, in first-arrival order; a retry's repeat is one
+    ("notified", {"notificationsReceived": {"team": ["RolloutStarted", "RolledBack"]}}, WEBHOOKS, []),
+    ("notified-retries-once", {"notificationsReceived": {"slow": ["RolloutStarted", "RolledBack"]}}, WEBHOOKS, []),
+    ("notified-missing", {"notificationsReceived": {"team": ["RolloutStarted", "RolledBack", "Promoted"]}}, WEBHOOKS,
+     ["notificationsReceived"]),  # fmt: skip
+    ("notified-wrong-order", {"notificationsReceived": {"team": ["RolledBack", "RolloutStarted"]}}, WEBHOOKS,
+     ["notificationsReceived"]),  # fmt: skip
+    ("notified-no-receiver", {"notificationsReceived": {"nobody": []}}, PROMOTED, []),
+    ("notified-not-measured", {"notificationsReceived": {"team": ["RolledBack"]}}, PROMOTED, ["notificationsReceived"]),
     # several expectations: only the broken ones fail, in a fixed order
     ("all-of-a-promotion", {"outcome": "promoted", "stableVersion": 2, "promotionWithinSeconds": 35,
                             "neverWeightAbove": 50, "weightNeverBackwards": True, "historyActions": ["promoted"],
@@ -164,7 +183,7 @@ def test_check_expectations(expect, report, failing):
 CHECK_ORDER = [
     "outcome", "stableVersion", "rollbackWithinSeconds", "promotionWithinSeconds", "neverWeightAbove",
     "neverPromoted", "weightNeverBackwards", "eventReasons", "historyActions", "maxStudiesOnTwoVersions",
-    "minStudies", "sitesOnlyOnStable", "neverServedUnvetted", "historyReasonContains",
+    "minStudies", "sitesOnlyOnStable", "neverServedUnvetted", "notificationsReceived", "historyReasonContains",
 ]  # fmt: skip
 
 
