@@ -257,9 +257,10 @@ def verify(configmaps: Iterable[Mapping[str, Any]], head: Mapping[str, Any] | No
         by_seq[seq] = cm
     prev, good = "", 0
     for expected in range(1, max(by_seq, default=0) + 1):
-        cm = by_seq.get(expected)
-        if cm is None:
+        record = by_seq.get(expected)
+        if record is None:
             return Verdict(False, good, prev, expected, None, "missing (deleted?): the chain has a gap")
+        cm = record
         name = cm["metadata"].get("name")
         text = (cm.get("data") or {}).get(RECORD_KEY)
         if text is None:

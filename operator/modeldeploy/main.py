@@ -44,7 +44,7 @@ class _QuietWakeups(logging.Filter):
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     config = Settings.from_env()
     for name in ("kopf.objects", "kopf.activities"):
         logging.getLogger(name).addFilter(_QuietWakeups())
@@ -122,44 +122,44 @@ def reconciler_alive(memo: kopf.Memo, **_: Any) -> bool:
 
 
 @kopf.index("apps", "v1", "deployments", labels=OWNED)
-def serving_deployments(namespace: str, labels: dict, body: kopf.Body, **_: Any) -> dict:
+def serving_deployments(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict:
     """(namespace, ModelDeployment name) -> [(version, Deployment summary)]."""
     owner = labels.get(names.LABEL_OWNER)
     version = labels.get(names.LABEL_MODEL_VERSION)
-    if not owner or not version or not str(version).isdigit():
+    if not owner or not version or not str(version).isdigit() or namespace is None:
         return {}
     return {(namespace, owner): (int(version), deployment_summary(body))}
 
 
 @kopf.index("", "v1", "pods", labels={**OWNED, names.LABEL_COMPONENT: "tfserving"})
-def serving_pods(namespace: str, labels: dict, status: kopf.Status, meta: kopf.Meta, **_: Any) -> dict:
+def serving_pods(namespace: str | None, labels: kopf.Labels, status: kopf.Status, meta: kopf.Meta, **_: Any) -> dict:
     """(namespace, ModelDeployment name) -> [PodHealth]: why each pod does not serve, if it does not."""
     owner = labels.get(names.LABEL_OWNER)
     version = labels.get(names.LABEL_MODEL_VERSION)
-    if not owner or not version or not str(version).isdigit():
+    if not owner or not version or not str(version).isdigit() or namespace is None:
         return {}
-    health = pod_health(int(version), labels, dict(status), meta.get("creationTimestamp"), meta.get("name") or "")
+    health = pod_health(int(version), dict(labels), dict(status), meta.get("creationTimestamp"), meta.get("name") or "")
     return {(namespace, owner): health}
 
 
 @kopf.on.event("", "v1", "pods", labels={**OWNED, names.LABEL_COMPONENT: "tfserving"})
-def serving_pod_changed(namespace: str, labels: dict, memo: kopf.Memo, **_: Any) -> None:
+def serving_pod_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
     """A TF Serving pod changed (crashed, restarted, got stuck): decide now, not at the next interval."""
     owner = labels.get(names.LABEL_OWNER)
-    if owner and getattr(memo, "reconciler", None) is not None:
+    if owner and namespace is not None and getattr(memo, "reconciler", None) is not None:
         memo.reconciler.wake(namespace, owner)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)
-def deployment_changed(namespace: str, labels: dict, memo: kopf.Memo, **_: Any) -> None:
+def deployment_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
     owner = labels.get(names.LABEL_OWNER)
-    if owner and getattr(memo, "reconciler", None) is not None:
+    if owner and namespace is not None and getattr(memo, "reconciler", None) is not None:
         memo.reconciler.wake(namespace, owner)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def modeldeployment_changed(namespace: str, name: str, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
-    if getattr(memo, "reconciler", None) is not None:
+def modeldeployment_changed(namespace: str | None, name: str, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    if namespace is not None and getattr(memo, "reconciler", None) is not None:
         memo.reconciler.wake(namespace, name, meta.get("resourceVersion"))
 
 
@@ -168,11 +168,10 @@ async def rollout(
     body: kopf.Body,
     stopped: kopf.DaemonStopped,
     memo: kopf.Memo,
-    logger: logging.Logger,
-    serving_deployments: kopf.Index,
-    serving_pods: kopf.Index,
-    **_: Any,
+    logger: kopf.Logger,
+    **kwargs: Any,
 ) -> None:
     """The ModelDeployment's reconcile loop (runs for as long as the object exists)."""
-    await memo.reconciler.run(body, stopped, (serving_deployments, serving_pods), logger)
+    indexes = (kwargs["serving_deployments"], kwargs["serving_pods"])  # kopf passes each index by its name
+    await memo.reconciler.run(body, stopped, indexes, logger)
     await asyncio.sleep(0)

@@ -28,10 +28,10 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import kopf
 
@@ -114,7 +114,7 @@ class Reconciler:
 
     # ---- the loop ------------------------------------------------------------------------------
 
-    async def run(self, body: kopf.Body, stopped: kopf.DaemonStopped, index: Any, logger: logging.Logger) -> None:
+    async def run(self, body: kopf.Body, stopped: kopf.DaemonStopped, index: Any, logger: kopf.Logger) -> None:
         """Reconcile until kopf stops this daemon (object deleted, operator exiting or paused by a peer)."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         mem = self._mem(namespace, name)
@@ -163,7 +163,7 @@ class Reconciler:
     # ---- one pass --------------------------------------------------------------------------------
 
     async def reconcile(
-        self, live_body: kopf.Body | dict, index: Any, logger: logging.Logger, now: datetime.datetime | None = None
+        self, live_body: kopf.Body | dict, index: Any, logger: kopf.Logger, now: datetime.datetime | None = None
     ) -> float:
         body = await self._fresh_body(live_body)
         if body is None:
@@ -370,10 +370,10 @@ class Reconciler:
         obs: Observation,
         mem: _Memory,
         now: datetime.datetime,
-        logger: logging.Logger,
+        logger: kopf.Logger,
     ) -> Observation:
         """Run an interval analysis or a fail-fast check if one is due."""
-        kind = None
+        kind: Literal["interval", "failFast"] | None = None
         if analysis_due(spec, status, now):
             kind = "interval"
         elif (
@@ -644,7 +644,7 @@ def _pod_health(version: int, labels: dict, status: dict, created: str | None = 
     return PodHealth(version, variant)
 
 
-def deployment_summary(body: dict) -> dict:
+def deployment_summary(body: Mapping[str, Any]) -> dict:
     """What the index keeps of a Deployment: enough for readiness decisions."""
     meta = body.get("metadata") or {}
     return {

@@ -1122,7 +1122,8 @@ def _stall_text(spec: ModelDeploymentSpec, ro: RolloutStatus, dep: DeploymentSta
         hint = "copying the version from the model store fails: missing version or credentials? (kubectl logs -c model-sync)"
     role = "canary" if dep.version == ro.canary_version else "stable"
     what = f"{dep.stuck_pods}/{max(dep.desired, dep.stuck_pods)} pod(s) of {role} version {dep.version}"
-    text = f"{what} stuck since {to_timestamp(dep.stuck_since)}: {reason}"
+    since = "?" if dep.stuck_since is None else to_timestamp(dep.stuck_since)
+    text = f"{what} stuck since {since}: {reason}"
     if dep.stuck_message:
         text += f": {dep.stuck_message}"
     if hint:

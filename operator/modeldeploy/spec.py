@@ -332,8 +332,8 @@ class RollbackSpec(_Model):
     max_restarts: Annotated[int, Field(ge=1, le=100)] = 2
 
 
-NOTIFICATION_EVENTS = ("RolloutStarted", "Promoted", "RolledBack", "Failed")
 NotificationEvent = Literal["RolloutStarted", "Promoted", "RolledBack", "Failed"]
+NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = ("RolloutStarted", "Promoted", "RolledBack", "Failed")
 
 
 class SecretKeyRef(_Model):

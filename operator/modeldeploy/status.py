@@ -56,7 +56,9 @@ def set_condition(
         "status": status_text,
         "reason": reason,
         "message": message,
-        "lastTransitionTime": to_timestamp(now) if moved else previous.get("lastTransitionTime", to_timestamp(now)),
+        "lastTransitionTime": to_timestamp(now)
+        if moved or previous is None
+        else previous.get("lastTransitionTime", to_timestamp(now)),
     }
     if generation is not None:
         condition["observedGeneration"] = generation

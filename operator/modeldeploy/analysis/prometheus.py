@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -85,7 +86,7 @@ class PrometheusClient:
             return QueryResult(error=f"prometheus query failed ({resp.status_code}): {payload.get('error', payload)}")
         data = payload.get("data") or {}
         kind = data.get("resultType")
-        result = data.get("result")
+        result: Any = data.get("result")  # JSON: [time, "value"] for a scalar, a list of series for a vector
         if kind == "scalar":
             return QueryResult(value=float(result[1]), series=1)
         if kind != "vector":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import math
+from typing import Literal, cast
 
 from mdcommon.durations import format_duration
 from modeldeploy.analysis import builtins
@@ -50,15 +51,15 @@ async def analyse(
     client: PrometheusClient | None,
     now: datetime.datetime,
     *,
-    kind: str = "interval",
+    kind: Literal["interval", "failFast"] = "interval",
 ) -> AnalysisResult:
     """Query, judge and summarise the metrics of one analysis (`kind` interval or failFast)."""
     metrics = spec.analysis.metrics if kind == "interval" else spec.analysis.fail_fast_metrics
     if client is None:
-        results = tuple(
+        unmeasured = tuple(
             no_data(m.name, "no Prometheus configured for the operator", min=m.min, max=m.max) for m in metrics
         )
-        return AnalysisResult(at=now, metrics=results, kind=kind)
+        return AnalysisResult(at=now, metrics=unmeasured, kind=kind)
 
     if kind == "interval":
         windows = {m.name: spec.analysis.window_seconds(m) for m in metrics}
@@ -84,7 +85,9 @@ async def analyse(
             )
     metric_queries = [metric_query(m, spec, ctx, windows[m.name]) for m in metrics]
     answers = await asyncio.gather(*count_queries, *[_ask(client, ctx, q) for q in metric_queries])
-    counts, values = answers[: len(count_queries)], answers[len(count_queries) :]
+    # the request/sample counts are plain queries (QueryResult); only the metric answers may be paired figures
+    counts = cast(list[QueryResult], answers[: len(count_queries)])
+    values = answers[len(count_queries) :]
 
     requests_by_window = dict(zip(request_windows, counts[: len(request_windows)]))
     canary_samples = counts[len(request_windows)] if evaluator else None
@@ -92,7 +95,10 @@ async def analyse(
 
     results: list[MetricResult] = []
     for metric, answer in zip(metrics, values):
-        lo, hi = (metric.min, metric.max) if kind == "interval" else (metric.fail_fast.min, metric.fail_fast.max)
+        if kind == "interval" or metric.fail_fast is None:
+            lo, hi = metric.min, metric.max
+        else:  # fail_fast_metrics: the metrics with a failFast bound
+            lo, hi = metric.fail_fast.min, metric.fail_fast.max
         if metric.builtin == "nonInferiority":
             lo = -metric.non_inferiority.margin if metric.non_inferiority is not None else None
         if answer.error:
@@ -165,7 +171,7 @@ def metric_query(
 def _request_shortfall(count: QueryResult, min_requests: int, window: float) -> str | None:
     if count.error:
         return count.error
-    served = count.value if count.ok else 0.0
+    served = count.value if count.ok and count.value is not None else 0.0
     if min_requests > 0 and served < min_requests:
         return f"{served:.0f} requests in {format_duration(window)} < minRequests {min_requests}"
     return None
@@ -183,7 +189,7 @@ def _evaluation_shortfall(
             continue
         if count.error:
             return count.error
-        if not count.ok or count.value <= 0:
+        if not count.ok or count.value is None or count.value <= 0:
             return f"no golden-set evaluation of version {version} in the last {format_duration(window)}"
         if metric.builtin == "accuracy":
             break  # accuracy needs only the canary's evaluation

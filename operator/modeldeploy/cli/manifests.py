@@ -88,6 +88,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             print(f"{args.file}: {problem}", file=sys.stderr)
         return 1
     spec = result.spec
+    assert spec is not None  # a valid manifest has a typed spec
     meta = doc["metadata"]
     namespace = meta.get("namespace") or args.namespace or "default"
     status: dict = {"stableVersion": args.stable or spec.model.version, "strategy": spec.strategy.type}

@@ -13,6 +13,8 @@ and the evaluator re-reads it every round, so no restart is needed. Reaching one
 
 from __future__ import annotations
 
+from typing import Any
+
 import yaml
 
 from modeldeploy import names
@@ -27,7 +29,7 @@ DEFAULT_IMAGE = "ghcr.io/modeldeploy/evaluator:0.1.0"  # the operator's own defa
 
 
 def _meta(target: Target, labels: dict[str, str]) -> dict:
-    meta = {"name": names.evaluator_name(target.name), "namespace": target.namespace, "labels": labels}
+    meta: dict[str, Any] = {"name": names.evaluator_name(target.name), "namespace": target.namespace, "labels": labels}
     owners = target.owner_references()
     if owners:
         meta["ownerReferences"] = owners
@@ -44,7 +46,9 @@ def _labels(target: Target) -> dict[str, str]:
 
 def golden_set_path(target: Target) -> str:
     """The golden set's location as the evaluator pod sees it."""
-    uri = target.spec.evaluation.golden_set.uri
+    evaluation = target.spec.evaluation
+    assert evaluation is not None, "only a ModelDeployment with spec.evaluation has an evaluator"
+    uri = evaluation.golden_set.uri
     if uri.startswith("pvc://"):
         _, _, path = uri[len("pvc://") :].partition("/")
         return f"{GOLDEN_MOUNT}/{path}".rstrip("/")

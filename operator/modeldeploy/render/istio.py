@@ -20,6 +20,8 @@ Weights always sum to 100, as Istio requires.
 
 from __future__ import annotations
 
+from typing import Any
+
 from modeldeploy import names
 from modeldeploy.plans import RoutePlan, Target
 from modeldeploy.render import stickiness
@@ -28,7 +30,7 @@ API_VERSION = "networking.istio.io/v1"
 
 
 def _meta(target: Target, name: str) -> dict:
-    meta = {
+    meta: dict[str, Any] = {
         "name": name,
         "namespace": target.namespace,
         "labels": {**names.common_labels(target.name), names.LABEL_COMPONENT: "routing"},

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
+from typing import Any
 
 from modeldeploy import names
 from modeldeploy.plans import Target, VersionPlan
@@ -48,7 +49,7 @@ CPU_FALLBACK_LIMITS = {"memory": "12Gi"}
 
 
 def _meta(target: Target, name: str, labels: dict[str, str], annotations: dict[str, str] | None = None) -> dict:
-    meta = {
+    meta: dict[str, Any] = {
         "name": name,
         "namespace": target.namespace,
         "labels": dict(sorted(labels.items())),

@@ -59,7 +59,8 @@ def validate_manifest(doc: Any) -> ValidationResult:
         problems.append(Problem("apiVersion", f"must be {API_VERSION}, not {doc.get('apiVersion')!r}"))
     if doc.get("kind") != KIND:
         problems.append(Problem("kind", f"must be {KIND}, not {doc.get('kind')!r}"))
-    metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    raw_metadata = doc.get("metadata")
+    metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
     if not metadata.get("name") and not metadata.get("generateName"):
         problems.append(Problem("metadata.name", "is required"))
     if problems:

@@ -33,8 +33,8 @@ def typed(schema: dict[str, Any], value: Any) -> Any:
             out[key] = typed(sub_schema, sub)
         return out
     if isinstance(value, list):
-        items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
-        return [typed(items, v) for v in value]
+        items = schema.get("items")
+        return [typed(items if isinstance(items, dict) else {}, v) for v in value]
     if schema.get("type") == "number" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
@@ -52,6 +52,7 @@ def _evaluate(expression: str, self_value: Any) -> tuple[bool, str | None]:
     cached = _RESULTS.get(key)
     if cached is not None:
         return cached
+    result: tuple[bool, str | None]
     try:
         result = (_program(expression).execute({"self": self_value}) is True, None)
     except Exception as exc:  # noqa: BLE001 - a rule that errors is a validation failure

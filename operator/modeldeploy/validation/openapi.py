@@ -78,9 +78,8 @@ def _default_in_place(schema: dict[str, Any], value: Any) -> None:
         # Like the API server: nulls of non-nullable fields are pruned before defaulting.
         props = schema.get("properties") or {}
         for key in [k for k, v in value.items() if v is None]:
-            sub = props.get(key) or (
-                schema.get("additionalProperties") if isinstance(schema.get("additionalProperties"), dict) else {}
-            )
+            extra = schema.get("additionalProperties")
+            sub = props.get(key) or (extra if isinstance(extra, dict) else {})
             if not sub.get("nullable"):
                 del value[key]
         for key, sub in props.items():
@@ -131,15 +130,17 @@ def schema_problems(schema: dict[str, Any], value: Any, prefix: tuple = ()) -> l
 
 def _describe(error: jsonschema.ValidationError) -> str:
     validator = error.validator
+    schema: Any = error.schema  # a mapping here: a validator error always comes from a schema object
     if validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        instance: Any = error.instance
+        extra = sorted(set(instance) - set(schema.get("properties", {})))
         return f"unknown field(s): {', '.join(extra)}"
     if validator == "required":
         return error.message.replace("is a required property", "is required")
     if validator == "enum":
         return f"{error.instance!r} is not one of {error.validator_value}"
     if validator == "type":
-        expected = error.validator_value
+        expected: Any = error.validator_value
         return f"{error.instance!r} is not of type {expected if isinstance(expected, str) else ' or '.join(expected)}"
     if validator == "pattern":
         return f"{error.instance!r} does not match the pattern {error.validator_value}"
