@@ -251,7 +251,7 @@ class Reconciler:
         loop: fail-fast checks go on); a finished call wakes the loop, which decides on its answer."""
         canary = status.get("canaryVersion")
         dep = obs.deployments.get(canary) if canary is not None else None
-        if self.notifier is None or not spec.gates:
+        if self.notifier is None or not spec.gates or canary is None:  # gates judge a new version
             return
         meta = body["metadata"]
         for gate in gates.due(spec, status, now, canary_ready=dep is not None and dep.is_ready):

@@ -128,8 +128,8 @@ def http_routes(target: Target, route: RoutePlan) -> list[dict]:
     if sticky is not None:  # clients can pin an open study to the version that answered its first request
         for http in routes:
             for dest in http["route"]:
-                version = destination_version(target.name, dest["destination"])
-                dest["headers"] = {"response": {"set": {names.SERVED_BY_HEADER: version}}}
+                served_by = destination_version(target.name, dest["destination"])
+                dest["headers"] = {"response": {"set": {names.SERVED_BY_HEADER: served_by}}}
     return routes
 
 
