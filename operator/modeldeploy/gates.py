@@ -14,6 +14,7 @@ One call's answer (`verdict`):
   403            denied              anything else, a timeout, a connection error: error
 The body may carry {"by": "...", "reason": "..."} (who answered and why: recorded, self-declared by the gate).
 
+A gate with a `deadline` still pending that long after its first ask gets an `error` answer (`overdue`).
 What a verdict does (`effect`): approved -> yes; denied -> no; pending -> wait; error -> the gate's
 failurePolicy: Fail = no (for a rollback gate: yes, roll back), Ignore = yes (a rollback gate: no).
 "no" from a preRollout or confirmPromotion gate rolls the version back (it was refused).
@@ -207,6 +208,7 @@ def record(
         "httpStatus": answer.http_status,
         "detail": answer.detail,
         "asks": int(before.get("asks") or 0) + 1,
+        "firstAskedAt": before.get("firstAskedAt") or to_timestamp(answer.asked_at),
     }
     if answer.by:
         entry["by"] = answer.by
@@ -220,8 +222,24 @@ def record(
         "version": answer.version,
         "action": "gate",
         "reason": f"{gate.type} gate {gate.name}: {answer.verdict}{who} ({answer.detail}){policy}",
-        "gate": {k: v for k, v in {"name": gate.name, **entry}.items() if k != "asks"},
+        "gate": {k: v for k, v in {"name": gate.name, **entry}.items() if k not in ("asks", "firstAskedAt")},
     }
+
+
+def overdue(spec: ModelDeploymentSpec, current: Mapping[str, Any] | None, version: int | None,
+            now: datetime.datetime) -> list[GateAnswer]:  # fmt: skip
+    """An `error` answer for each gate still undecided past its `deadline` since it was first asked."""
+    out = []
+    answers = state(current, version).get("answers") or {}
+    for gate in spec.gates:
+        a = answers.get(gate.name) or {}
+        limit = gate.deadline_seconds
+        waited = seconds_since(a.get("firstAskedAt"), now)
+        if limit is None or version is None or a.get("verdict") != "pending" or waited is None or waited < limit:
+            continue
+        out.append(GateAnswer(name=gate.name, version=version, verdict="error", at=now, asked_at=now,
+                              detail=f"no decision within deadline {gate.deadline} (asked {a.get('asks', 0)} times)"))  # fmt: skip
+    return out
 
 
 def with_awaiting(current: Mapping[str, Any] | None, version: int | None, kind: str | None) -> dict[str, Any]:

@@ -529,7 +529,7 @@ def _gate_answers(ctx: _Ctx, obs: Observation) -> None:
     if st.get("gates") and not ctx.gates:
         st.pop("gates")  # the rollout it belonged to is over
     version = ro.canary_version
-    for answer in obs.gate_answers:
+    for answer in (*obs.gate_answers, *gates.overdue(spec, st.get("gates"), version, ctx.now)):
         current, entry = gates.record(st.get("gates"), version, spec, answer)
         if answer.version == version:
             ctx.set_gates(current)

@@ -372,6 +372,7 @@ class GateSpec(_Model):
     url: Annotated[str, Field(pattern=r"^https?://")] | None = None
     url_from: UrlFrom | None = None
     timeout: Duration = "10s"
+    deadline: Duration | None = None  # undecided (202) this long after the first ask = an error (failure_policy)
     failure_policy: Literal["Fail", "Ignore"] | None = None
     metadata: dict[str, str] = {}
 
@@ -382,6 +383,10 @@ class GateSpec(_Model):
     @property
     def timeout_seconds(self) -> float:
         return parse_duration(self.timeout)
+
+    @property
+    def deadline_seconds(self) -> float | None:
+        return parse_duration(self.deadline) if self.deadline else None
 
 
 class ModelDeploymentSpec(_Model):

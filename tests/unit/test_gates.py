@@ -200,3 +200,27 @@ def test_request_body_names_the_gate_and_carries_the_last_analysis():
     assert (body["kind"], body["gate"], body["type"], body["version"], body["stableVersion"]) == (
         "ModelDeploymentGate", "radiologist", "confirmPromotion", 2, 1)
     assert body["metadata"] == {"checklist": "cxr-v2"} and body["lastAnalysis"]["metrics"][0]["name"] == "latency-p95"
+
+
+def test_a_deadline_turns_an_undecided_sign_off_into_an_error():
+    spec = spec_of(2, [{"name": "radiologist", "type": "confirmPromotion", "deadline": "30s"}])
+    st = at_last_step_awaiting(spec).status
+    st = play(spec, st, 22, ready(1, 2), gate_answers=(answer("radiologist", "pending", 22, 202),)).status
+    st = play(spec, st, 45, ready(1, 2), gate_answers=(answer("radiologist", "pending", 45, 202),)).status
+    assert st["phase"] == "Progressing" and st["gates"]["answers"]["radiologist"]["firstAskedAt"].startswith("2026-11-25T12:00:21.9")
+    d = play(spec, st, 52.5, ready(1, 2))  # 30.6 s after the first ask: error -> failurePolicy Fail -> refused
+    assert d.status["phase"] == "RolledBack"
+    reasons_ = [h["reason"] for h in d.status["history"][-2:]]
+    assert "error (no decision within deadline 30s (asked 2 times)); failurePolicy Fail: no" in reasons_[0]
+    assert "refused version 2" in reasons_[1]
+
+
+def test_plugin_status_lists_the_gates():
+    from modeldeploy.cli.plugin import format_status
+
+    spec = spec_of(2, [{"name": "radiologist", "type": "confirmPromotion"}])
+    st = at_last_step_awaiting(spec).status
+    st = play(spec, st, 22, ready(1, 2), gate_answers=(answer("radiologist", "pending", 22, 202, by="queue"),)).status
+    text = format_status({"metadata": {"name": "cxr"}, "spec": {}, "status": st})
+    assert "gates for v2, awaiting confirmPromotion:" in text
+    assert "radiologist (confirmPromotion): pending by queue at 2026-11-25T12:00:22.000Z (HTTP 202; asked 1x)" in text

@@ -205,6 +205,15 @@ def format_status(body: dict[str, Any], brief: bool = False) -> str:
         + f", strategy {st.get('strategy') or (spec.get('strategy') or {}).get('type', 'Canary')}"
         + f", failed checks {st.get('failedChecks', 0)}",
     ]
+    gate_state = st.get("gates") or {}
+    if gate_state.get("version") == st.get("canaryVersion") and gate_state.get("answers"):
+        awaiting = f", awaiting {gate_state['awaiting']}" if gate_state.get("awaiting") else ""
+        lines.append(f"  gates for v{gate_state.get('version')}{awaiting}:")
+        for name, a in sorted(gate_state["answers"].items()):
+            by = f" by {a['by']}" if a.get("by") else ""
+            lines.append(
+                f"    {name} ({a.get('type')}): {a.get('verdict')}{by} at {a.get('at')} ({a.get('detail', '')}; asked {a.get('asks', 1)}x)"
+            )
     if brief:
         return "\n".join(lines)
     last = st.get("lastAnalysis") or {}
