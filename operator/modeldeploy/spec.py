@@ -389,10 +389,18 @@ class GateSpec(_Model):
         return parse_duration(self.deadline) if self.deadline else None
 
 
+class TrafficSpec(_Model):
+    """Who the VirtualService routes besides the sidecars: Istio Gateways it also binds, their hosts."""
+
+    gateways: tuple[str, ...] = ()  # <namespace>/<name> or a bare name (this namespace); 'mesh' is always bound
+    hosts: tuple[str, ...] = ()  # external hosts those gateways serve this model under
+
+
 class ModelDeploymentSpec(_Model):
     model: ModelSpec
     serving: ServingSpec = ServingSpec()
     strategy: StrategySpec = StrategySpec()
+    traffic: TrafficSpec = TrafficSpec()
     analysis: AnalysisSpec = AnalysisSpec()
     evaluation: EvaluationSpec | None = None
     rollback: RollbackSpec = RollbackSpec()

@@ -71,7 +71,13 @@ def versions_served(fleet: SimulatedFleet, client: str) -> set[str]:
         (None, None, None, None, True),  # no gateways: the sidecars (mesh) only
         (None, None, "istio-ingress/public", "xray.example.org", False),
         (["mesh", "istio-ingress/public"], [HOST, "xray.example.org"], None, None, True),
-        (["mesh", "istio-ingress/public"], [HOST, "xray.example.org"], "istio-ingress/public", "xray.example.org", True),
+        (
+            ["mesh", "istio-ingress/public"],
+            [HOST, "xray.example.org"],
+            "istio-ingress/public",
+            "xray.example.org",
+            True,
+        ),
         (["mesh", "istio-ingress/public"], [HOST, "xray.example.org"], "istio-ingress/public", "other.example", False),
         (["mesh", "istio-ingress/public"], [HOST, "*.example.org"], "istio-ingress/public", "xray.example.org", True),
         (["mesh", "istio-ingress/public"], [HOST], "istio-ingress/other", "xray.example.org", False),
@@ -179,29 +185,38 @@ def test_scenario_traffic_gains_gateway_and_non_mesh_clients():
 
 
 # ------------------------------------------------------------------------------------ the operator's objects
-def _target(**strategy) -> Target:
+def _target(strategy: dict, traffic: dict | None = None) -> Target:
     doc = yaml.safe_load((ROOT / "examples/resnet50.yaml").read_text())
     if strategy:
         doc["spec"]["strategy"] = strategy
+    if traffic:
+        doc["spec"]["traffic"] = traffic
     result = validate_manifest(doc)
     assert result.ok, result.problems
     return Target(name=doc["metadata"]["name"], namespace=doc["metadata"]["namespace"], spec=result.spec)
 
 
-ROLLOUTS = [
+ROLLOUTS = [  # (id, strategy, status, canary weight)
     ("canary-10", {}, {"canaryWeight": 10}, 0.10),
     ("blue-green", {"type": "BlueGreen"}, {"strategy": "BlueGreen"}, 0.0),
     ("shadow", {"type": "Shadow", "shadow": {"mirrorPercent": 50}}, {"strategy": "Shadow"}, 0.0),
 ]
+PREVIEW_SHARE = 0.2  # of every client class' requests carry the preview header naming the new version
 
 
-@pytest.mark.parametrize("strategy, extra, mesh_share", [r[1:] for r in ROLLOUTS], ids=[r[0] for r in ROLLOUTS])
-def test_rendered_routing_gives_clients_outside_the_mesh_only_the_stable_version(strategy, extra, mesh_share):
-    target = _target(**strategy)
+@pytest.mark.parametrize("bound", [False, True], ids=["mesh-only", "gateway-bound"])
+@pytest.mark.parametrize("strategy, extra, weight", [r[1:] for r in ROLLOUTS], ids=[r[0] for r in ROLLOUTS])
+def test_rendered_routing_gives_clients_outside_the_mesh_only_the_stable_version(strategy, extra, weight, bound):
+    """The operator's objects in the sandbox's data plane. Non-mesh clients: the stable version only.
+    Gateway clients: the stable version only, or (bound) the split, never the preview by header.
+    Mesh clients: the split, plus what they ask for by preview header."""
+    traffic_spec = {"gateways": [GATEWAY["name"]], "hosts": [GATEWAY["host"]]} if bound else None
+    target = _target(strategy, traffic_spec)
     status = {"stableVersion": 2, "canaryVersion": 3, "rollout": {"readyAt": "x"}, **extra}
     versions, route = plans(target.spec, status)
     objects = desired_objects(target, list(versions), route)
-    fleet = fleet_with(2, 3, traffic={"gateway": GATEWAY, "nonMesh": {"share": 0.25}})
+    fleet = fleet_with(2, 3, traffic={"gateway": GATEWAY, "nonMesh": {"share": 0.25},
+                                      "headers": {"share": PREVIEW_SHARE, "set": {"x-modeldeploy-version": "v3"}}})  # fmt: skip
     for obj in objects:
         if obj["kind"] == "Deployment" and obj["metadata"]["name"].startswith(f"{NAME}-v"):
             labels = obj["spec"]["template"]["metadata"]["labels"]
@@ -209,13 +224,17 @@ def test_rendered_routing_gives_clients_outside_the_mesh_only_the_stable_version
     fleet.set_services([{**o, "metadata": {**o["metadata"], "creationTimestamp": "2025-01-01T00:00:00Z"}}
                         for o in objects if o["kind"] == "Service"])  # fmt: skip
     by_kind = {o["kind"]: o for o in objects}
-    fleet.set_routing(by_kind["VirtualService"], by_kind.get("DestinationRule"))
+    assert "DestinationRule" not in by_kind
+    fleet.set_routing(by_kind["VirtualService"], None)
     fleet.set_stable(2)
-    fleet.generate(8000)
+    fleet.generate(12000)
     clients = fleet.stats()["clients"]
-    for outside in ("gateway", "nonMesh"):
-        assert sum(clients[outside]["served"].values()) > 1000, clients
-        assert clients[outside]["unvetted"] == {}, (outside, clients)
-    mesh = clients["mesh"]
-    share = mesh["unvetted"].get("3", 0) / sum(mesh["served"].values())
-    assert abs(share - mesh_share) < 0.03, clients
+
+    def unvetted_share(client: str) -> float:
+        answers = clients[client]
+        assert sum(answers["served"].values()) > 1500, clients
+        return answers["unvetted"].get("3", 0) / sum(answers["served"].values())
+
+    assert clients["nonMesh"]["unvetted"] == {}, clients
+    assert unvetted_share("gateway") == pytest.approx(weight if bound else 0.0, abs=0.03), clients
+    assert unvetted_share("mesh") == pytest.approx(PREVIEW_SHARE + (1 - PREVIEW_SHARE) * weight, abs=0.03), clients

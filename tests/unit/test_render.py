@@ -51,6 +51,8 @@ def states():
     yield "abtest", ab, {"stableVersion": 2, "canaryVersion": 3, "strategy": "ABTest", "rollout": {"readyAt": "x"}}
     shadow = load_target(strategy={"type": "Shadow", "shadow": {"mirrorPercent": 50}})
     yield "shadow", shadow, {"stableVersion": 2, "canaryVersion": 3, "strategy": "Shadow", "rollout": {"readyAt": "x"}}
+    gateway = load_target(traffic={"gateways": ["istio-ingress/public"], "hosts": ["xray.example.org"]})
+    yield "canary-gateway", gateway, {"stableVersion": 2, "canaryVersion": 3, "canaryWeight": 25, "rollout": {"readyAt": "x"}}
     pvc = load_target(model__basePath="pvc://model-store/resnet50", model__credentialsSecret=None, model__s3=None,
                       serving__gpu={"count": 0}, serving__batching=None)
     yield "pvc-cpu", pvc, {"stableVersion": 2}
@@ -234,6 +236,17 @@ def test_promotion_does_not_change_the_pod_template():
     as_canary = serving.deployment(target, VersionPlan(3, "canary", 2))
     as_stable = serving.deployment(target, VersionPlan(3, "stable", 2))
     assert as_canary["spec"]["template"] == as_stable["spec"]["template"]
+
+
+def test_gateways_are_bound_next_to_the_mesh_and_previews_stay_in_the_mesh():
+    target = load_target(traffic={"gateways": ["istio-ingress/public", "edge"], "hosts": ["xray.example.org"]})
+    vs = istio.virtual_service(target, RoutePlan(stable=2, canary=3, canary_weight=25, preview=(2, 3)))
+    assert vs["spec"]["gateways"] == ["mesh", "istio-ingress/public", "edge"]
+    assert vs["spec"]["hosts"] == ["resnet50-cxr.radiology.svc.cluster.local", "xray.example.org"]
+    previews = [r for r in vs["spec"]["http"] if r["name"].startswith("preview-")]
+    assert previews and all(m["gateways"] == ["mesh"] for r in previews for m in r["match"])
+    plain = istio.virtual_service(load_target(), RoutePlan(stable=2, canary=3, preview=(2, 3)))
+    assert "gateways" not in plain["spec"] and "gateways" not in plain["spec"]["http"][0]["match"][0]
 
 
 def test_abtest_match_and_preview_routes_come_first():

@@ -27,6 +27,7 @@ from modeldeploy.plans import RoutePlan, Target
 from modeldeploy.render import stickiness
 
 API_VERSION = "networking.istio.io/v1"
+MESH = "mesh"  # Istio's reserved gateway name: every sidecar
 
 
 def _meta(target: Target, name: str) -> dict:
@@ -92,12 +93,16 @@ def http_routes(target: Target, route: RoutePlan) -> list[dict]:
     strategy = target.spec.strategy if target.spec is not None else None
     cohort = [_istio_match(m) for m in strategy.cohort.match] if strategy is not None and strategy.cohort else None
     sticky = strategy.stickiness if strategy is not None else None
+    bound_gateways = bool(target.spec is not None and target.spec.traffic.gateways)
     routes: list[dict] = []
     for version in sorted(set(route.preview)):
+        preview: dict = {"headers": {names.PREVIEW_HEADER: {"exact": names.version_label(version)}}}
+        if bound_gateways:  # the sidecars only: no client of an ingress gateway picks a version by header
+            preview["gateways"] = [MESH]
         routes.append(
             {
                 "name": f"preview-{names.version_label(version)}",
-                "match": [{"headers": {names.PREVIEW_HEADER: {"exact": names.version_label(version)}}}],
+                "match": [preview],
                 "route": [_destination(target, version)],
             }
         )
@@ -134,14 +139,17 @@ def http_routes(target: Target, route: RoutePlan) -> list[dict]:
 
 
 def virtual_service(target: Target, route: RoutePlan) -> dict:
+    host = names.service_host(target.name, target.namespace)
+    traffic = target.spec.traffic if target.spec is not None else None
+    spec: dict = {"hosts": [host, *(h for h in (traffic.hosts if traffic else ()) if h != host)]}
+    if traffic is not None and traffic.gateways:
+        spec["gateways"] = [MESH, *traffic.gateways]
+    spec["http"] = http_routes(target, route)
     return {
         "apiVersion": API_VERSION,
         "kind": "VirtualService",
         "metadata": _meta(target, names.service_name(target.name)),
-        "spec": {
-            "hosts": [names.service_host(target.name, target.namespace)],
-            "http": http_routes(target, route),
-        },
+        "spec": spec,
     }
 
 

@@ -116,6 +116,10 @@ def semantic_problems(spec: ModelDeploymentSpec) -> list[Problem]:
                 except re.error as exc:
                     problems.append(Problem(f"{hpath}.regex", f"not a valid regular expression: {exc}"))
     parse_duration(strategy.scale_down_delay)
+    for field_name in ("gateways", "hosts"):
+        values = getattr(spec.traffic, field_name)
+        for dup in sorted({v for v in values if values.count(v) > 1}):
+            problems.append(Problem(f"spec.traffic.{field_name}", f"lists {dup!r} twice"))
     if parse_duration(strategy.blue_green.preview_deadline) < analysis.interval_seconds:
         problems.append(Problem("spec.strategy.blueGreen.previewDeadline", "must be at least one analysis.interval"))
 
