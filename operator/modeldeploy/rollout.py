@@ -512,6 +512,7 @@ def _start_rollout(ctx: _Ctx, version: int, note: str = "") -> None:
     ro = ctx.ro
     ro.start(version, ctx.spec.strategy.type, ctx.stamp)
     ctx.st.pop("lastAnalysis", None)
+    ctx.st.pop("gates", None)  # a new rollout (a retry too) asks every gate again
     extra = f" ({note})" if note else ""
     ctx.event(
         "Normal",

@@ -224,3 +224,12 @@ def test_plugin_status_lists_the_gates():
     text = format_status({"metadata": {"name": "cxr"}, "spec": {}, "status": st})
     assert "gates for v2, awaiting confirmPromotion:" in text
     assert "radiologist (confirmPromotion): pending by queue at 2026-11-25T12:00:22.000Z (HTTP 202; asked 1x)" in text
+
+
+def test_a_retry_after_a_refusal_asks_the_gate_again():
+    spec = spec_of(2, [{"name": "radiologist", "type": "confirmPromotion"}])
+    st = at_last_step_awaiting(spec).status
+    st = play(spec, st, 25, ready(1, 2), gate_answers=(answer("radiologist", "denied", 25, 403, by="dr-jones"),)).status
+    assert st["phase"] == "RolledBack"
+    d = play(spec, st, 26, ready(1, 2), action="retry", action_by="dr-jones")  # the very next pass
+    assert d.status["canaryVersion"] == 2 and "gates" not in d.status  # the refusal does not carry over
