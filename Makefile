@@ -5,14 +5,14 @@ SHELL := /bin/bash
 PY_SYS ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-SETUP_INPUTS := pyproject.toml model/pyproject.toml sandbox/pyproject.toml dashboard/pyproject.toml dashboard/frontend/package-lock.json scripts/setup.sh
+SETUP_INPUTS := pyproject.toml model/pyproject.toml sandbox/pyproject.toml dashboard/pyproject.toml constraints.txt dashboard/frontend/package-lock.json scripts/setup.sh
 STAMP  := $(VENV)/.stamp-$(shell cat $(SETUP_INPUTS) 2>/dev/null | sha1sum | cut -c1-12)
 # The dashboard's page is rebuilt when its sources change (setup builds it the first time).
 PAGE   := dashboard/mddashboard/static/index.html
 PAGE_SOURCES := $(wildcard dashboard/frontend/src/*) dashboard/frontend/index.html dashboard/frontend/vite.config.js
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-unit test-integration test-e2e test-chart test-evaluator test-model test-dashboard dashboard demo bench docs sync-crds sync-demo clean
+.PHONY: lock setup test test-unit test-integration test-e2e test-chart test-evaluator test-model test-dashboard dashboard demo bench docs sync-crds sync-demo clean
 
 setup: $(STAMP) $(PAGE)
 
@@ -59,6 +59,11 @@ bench: setup
 
 docs: setup
 	@$(PY) scripts/gen_api_reference.py
+
+# Re-pin constraints.txt from the current venv. After changing a dependency: drop its line from
+# constraints.txt, `make setup`, then `make lock` (review the diff, commit it).
+lock:
+	@bash scripts/lock.sh "$(VENV)"
 
 sync-crds:
 	@cp crds/modeldeployment.yaml operator/modeldeploy/crd/modeldeployment.yaml

@@ -2,11 +2,14 @@
 # Installs everything ModelDeploy needs on a fresh Debian machine: the Prometheus server and Chromium
 # (Debian packages, for tests and the sandbox), the dashboard's page (npm), a virtualenv with the
 # four distributions of this repository installed editable -- the operator (pyproject.toml), the
-# model tool chain + evaluator (model/pyproject.toml, with its ml extra), the sandbox
+# model tool chain + evaluator (model/pyproject.toml, with its ml and serving-api extras), the sandbox
 # (sandbox/pyproject.toml) and the dashboard (dashboard/pyproject.toml) -- and the test tools.
-# One pip command, so the sandbox's dependencies on `modeldeploy` and `modeldeploy-model` are
-# satisfied by these local folders, never looked up in an index. Idempotent; `make setup` runs it
-# when a pyproject.toml or this script changed.
+# One pip command: the operator's extras (sandbox, ml, dashboard) name the sibling distributions, and
+# the folders given beside it satisfy them (and the sandbox's own `modeldeploy`/`modeldeploy-model`
+# requirements), never looked up in an index; ./model/tensorflow-is-tensorflow-cpu meets
+# tensorflow-serving-api's `tensorflow` requirement with tensorflow-cpu. Every other package is pinned
+# by constraints.txt (reproducible CI; `make lock` rewrites it). Idempotent; `make setup` runs it when a
+# pyproject.toml, constraints.txt or this script changed.
 set -euo pipefail
 PY_SYS=${1:-python3}
 VENV=${2:-.venv}
@@ -46,11 +49,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY_SYS" -m venv "$VENV"
 fi
 echo "setup: installing Python packages (operator, model tool chain + evaluator, sandbox, dashboard, test tools)"
-"$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-"$VENV/bin/python" -m pip install -q -e ".[test]" -e "./model[ml]" -e ./sandbox -e ./dashboard 2>&1 | grep -v "^WARNING: Location" || true
-"$VENV/bin/python" -c "import modeldeploy, mdcommon, xraymodel, kubeemu, mdsandbox, mddashboard, kopf, kmock, tensorflow" >/dev/null 2>&1 || {
+"$VENV/bin/python" -m pip install -q -c constraints.txt --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+"$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[test,sandbox,ml,dashboard]" \
+  -e ./model -e ./sandbox -e ./dashboard ./model/tensorflow-is-tensorflow-cpu 2>&1 | grep -v "^WARNING: Location" || true
+"$VENV/bin/python" -c "import modeldeploy, mdcommon, xraymodel, kubeemu, mdsandbox, mddashboard, kopf, kmock, tensorflow, tensorflow_serving" >/dev/null 2>&1 || {
   echo "setup: FAILED: packages did not import"; exit 1; }
-# tensorflow-serving-api pulls the full `tensorflow` (572 MB) as a dependency: install it without deps
-# beside tensorflow-cpu (its grpcio and protobuf needs are already met).
-"$VENV/bin/python" -m pip install -q --no-deps "tensorflow-serving-api==2.21.0" 2>&1 | grep -v "^WARNING: Location" || true
 echo "setup: done ($("$VENV/bin/python" --version), prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'))"

@@ -39,11 +39,12 @@ class Provider:
 
 
 OPERATOR = Provider("modeldeploy", "pip install .")
-SANDBOX = Provider("modeldeploy-sandbox", "pip install . ./model ./sandbox")
-MODEL = Provider("modeldeploy-model", "pip install './model[ml]'")
-EVALUATOR = Provider("modeldeploy-model", "pip install ./model")
+SANDBOX = Provider("modeldeploy-sandbox", "pip install '.[sandbox]' ./model ./sandbox")
+MODEL = Provider("modeldeploy-model", "pip install '.[ml]' ./model ./model/tensorflow-is-tensorflow-cpu")
+EVALUATOR = Provider("modeldeploy-model", "pip install '.[model]' ./model")
 DASHBOARD = Provider(
-    "modeldeploy-dashboard", "pip install . ./dashboard (after `npm ci && npm run build` in dashboard/frontend)"
+    "modeldeploy-dashboard",
+    "pip install '.[dashboard]' ./dashboard (after `npm ci && npm run build` in dashboard/frontend)",
 )
 
 # Known groups in --help order. A new optional group adds its line here to get the install hint;

@@ -289,7 +289,6 @@ def _tfserving_messages():
 
 
 def test_tfserving_configs_parse_as_their_protos():
-    pytest.importorskip("tensorflow_serving", reason="tensorflow-serving-api is installed by scripts/setup.sh")
     ModelServerConfig, MonitoringConfig, BatchingParameters = _tfserving_messages()
     target = load_target()
     files = serving.config_files(target, VersionPlan(3, "canary", 2))

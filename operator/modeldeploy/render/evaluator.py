@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from modeldeploy import names
+from modeldeploy import __version__, names
 from modeldeploy.plans import Target, VersionPlan
 from modeldeploy.render.serving import HTTP_PORT, _storage
 
@@ -25,7 +25,8 @@ CONFIG_FILE = "evaluator.yaml"
 CONFIG_DIR = "/etc/evaluator"
 METRICS_PORT = 9090
 GOLDEN_MOUNT = "/golden"
-DEFAULT_IMAGE = "ghcr.io/modeldeploy/evaluator:0.1.0"  # the operator's own default (no MODELDEPLOY_EVALUATOR_IMAGE)
+# the operator's own default (no MODELDEPLOY_EVALUATOR_IMAGE): the evaluator of the operator's version
+DEFAULT_IMAGE = f"ghcr.io/modeldeploy/evaluator:{__version__}"
 
 
 def _meta(target: Target, labels: dict[str, str]) -> dict:
