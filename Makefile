@@ -11,6 +11,8 @@ STAMP  := $(VENV)/.stamp-$(shell cat $(SETUP_INPUTS) 2>/dev/null | sha1sum | cut
 PAGE   := dashboard/mddashboard/static/index.html
 PAGE_SOURCES := $(wildcard dashboard/frontend/src/*) dashboard/frontend/index.html dashboard/frontend/vite.config.js
 PYTEST_ARGS ?=
+# `make test` runs on this many pytest-xdist workers (tests/conftest.py keeps shared fixtures on one worker).
+PYTEST_WORKERS ?= 2
 
 .PHONY: lock setup test test-unit test-integration test-e2e test-chart test-evaluator test-model test-dashboard dashboard demo bench docs sync-crds sync-demo clean
 
@@ -24,7 +26,7 @@ $(PAGE): $(PAGE_SOURCES) | $(STAMP)
 	@npm run --prefix dashboard/frontend --silent build >/dev/null && touch $@
 
 test: setup
-	@$(PY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
+	@$(PY) -m pytest -p no:cacheprovider -ra -n $(PYTEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 test-unit: setup
 	@$(PY) -m pytest -p no:cacheprovider tests/unit $(PYTEST_ARGS)

@@ -29,3 +29,24 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServerPro
     workdir = tmp_path_factory.mktemp('apiserver')
     with ApiServerProcess(crd_files=emulator_crd_files(), workdir=workdir) as server:
         yield server
+
+
+# `make test` runs the suite on two pytest-xdist workers (--dist loadgroup). The timing-sensitive sandbox runs
+# (tests/e2e: every shipped scenario three at a time, the fault-injection runs, ...) and the CPU-bound model tier (one CI-sized
+# TensorFlow training shared by the tier) share one worker, one after the other, as they did on one process:
+# the scenarios never compete with TensorFlow for the two cores. Everything else (unit, chart, integration,
+# evaluator, dashboard) runs on the other worker meanwhile. Tests sharing an expensive session- or
+# module-scoped fixture stay on one worker, so it is built once.
+_XDIST_GROUPS = {
+    'tests/e2e/': 'sandbox-runs-then-model',
+    'tests/model/': 'sandbox-runs-then-model',
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = pathlib.Path(str(item.path)).resolve().relative_to(REPO_ROOT).as_posix()
+        for prefix, group in _XDIST_GROUPS.items():
+            if path.startswith(prefix):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import pathlib
 import sys
 
@@ -59,6 +60,12 @@ def test_at_least_ten_scenarios_with_expectations():
         assert yaml.safe_load(path.read_text()).get("expect"), path.name
 
 
+# The first test builds `scenario_runs` (every scenario, PARALLEL at a time, each bounded at 600 s by _run):
+# its pytest timeout covers all the rounds, not one.
+ALL_RUNS_TIMEOUT = 600 + 150 * math.ceil(len(SCENARIOS) / PARALLEL)
+
+
+@pytest.mark.timeout(ALL_RUNS_TIMEOUT)
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_scenario_passes(path, scenario_runs):
     out, runs = scenario_runs
