@@ -87,7 +87,12 @@ def test_invalid_spec_sets_invalid_phase_warns_and_touches_nothing(cluster):
     ready = next(c for c in st["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
     assert "spec.strategy.canary.steps" in ready["message"]
-    warnings = [e for e in cluster.events() if e["type"] == "Warning" and e["reason"] == "InvalidSpec"]
+    # kopf posts Events from a background queue: the Warning may land just after the status patch.
+    def invalid_spec_warnings():
+        return [e for e in cluster.events() if e["type"] == "Warning" and e["reason"] == "InvalidSpec"]
+
+    cluster.wait(invalid_spec_warnings, timeout=15, what="InvalidSpec Warning Event")
+    warnings = invalid_spec_warnings()
     assert len(warnings) == 1 and "spec.strategy.canary.steps" in warnings[0]["message"]
     assert cluster.list(DEPLOY) == [] and cluster.list(VS) == [] and cluster.list(CM) == []
     # fixing the spec recovers
