@@ -44,6 +44,45 @@ from modeldeploy.validation.openapi import schema_problems
 EVALUATOR_BUILTINS = ("accuracy", "accuracyDrift", "predictionPSI")
 PSI_VISIBLE_SHIFT = 0.02  # an outputShift difference this large makes the PSI breach its bound
 _QUERIES_TOTAL = re.compile(r"^modeldeploy_prometheus_queries_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+_SAMPLE = re.compile(r"^(modeldeploy_[a-z_]+)(\{[^}]*\})? ([0-9.e+-]+|\+Inf|NaN)$", re.M)
+
+
+def operator_stats(text: str) -> dict:
+    """From the operator's /metrics: its reconcile passes (count, mean, the smallest histogram bound that
+    holds them all), its fail-fast checks and its notifications (sent, failed, dropped)."""
+    passes = 0.0
+    total = 0.0
+    buckets: list[tuple[float, float]] = []
+    fail_fast = 0.0
+    notifications: dict[str, float] = {}
+    dropped = 0.0
+    for name, labels, value in _SAMPLE.findall(text):
+        v = float(value) if value not in ("+Inf", "NaN") else float("nan")
+        if name == "modeldeploy_reconcile_duration_seconds_count":
+            passes = v
+        elif name == "modeldeploy_reconcile_duration_seconds_sum":
+            total = v
+        elif name == "modeldeploy_reconcile_duration_seconds_bucket":
+            le = re.search(r'le="([^"]+)"', labels or "")
+            if le and le.group(1) != "+Inf":
+                buckets.append((float(le.group(1)), v))
+        elif name == "modeldeploy_analyses_total" and 'kind="failFast"' in (labels or ""):
+            fail_fast += v
+        elif name == "modeldeploy_notifications_total":
+            result = re.search(r'result="([^"]+)"', labels or "")
+            if result:
+                notifications[result.group(1)] = notifications.get(result.group(1), 0.0) + v
+        elif name == "modeldeploy_notifications_dropped_total":
+            dropped += v
+    all_within = next((le for le, n in sorted(buckets) if n >= passes), None) if passes else None
+    return {
+        "reconcilePasses": int(passes),
+        "reconcileMeanSeconds": round(total / passes, 4) if passes else None,
+        "reconcileAllWithinSeconds": all_within,  # None: some pass took longer than the largest bucket (10 s)
+        "failFastChecks": int(fail_fast),
+        "notifications": {k: int(v) for k, v in sorted(notifications.items())},
+        "notificationsDropped": int(dropped),
+    }
 
 
 @dataclass
@@ -104,6 +143,7 @@ class RunState:
     clients: dict | None = None  # live answers per client class: {class: {served: {v: n}, unvetted: {v: n}}}
     services_seen: list | None = None  # the Services (name, selector, created) the fleet resolves through
     audit: dict | None = None  # the decision record, verified as `kubectl modeldeploy audit verify` does
+    operator: dict | None = None  # the operator's own figures at the end (observe.operator_stats)
     errors: list[str] = field(default_factory=list)
 
 
@@ -329,6 +369,7 @@ class Observer:
                 text = (await client.get(operator.metrics_url)).text
         except httpx.HTTPError:
             return
+        self.state.operator = operator_stats(text)  # of the current operator process (restarts start over)
         total = sum(float(m.group(1)) for m in _QUERIES_TOTAL.finditer(text))
         previous = self.state.operator_queries_seen.get(operator.starts, 0.0)
         self.state.operator_queries += max(0.0, total - previous)

@@ -111,6 +111,7 @@ def build_report(
             ],
         },
         "webhooks": webhooks or {},
+        "operator": st.operator,
         "speed": speed,
         "errors": st.errors,
         "workdir": workdir,
