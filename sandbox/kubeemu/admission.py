@@ -5,6 +5,8 @@ decode -> default -> admission -> validate chain, as far as the emulator plays i
 - Built-in kinds (:mod:`kubeemu.builtin_types`, :mod:`kubeemu.builtin_rules`): decoded against the
   pinned release's OpenAPI schema (400 on a wrong type, unknown fields dropped or refused per
   ``fieldValidation``, quantities canonical, empty optional fields not stored), then validated (422).
+- Custom resources (:mod:`kubeemu.crd_schema`): metadata decoded like any object's, then pruned,
+  defaulted and validated (OpenAPI + CEL) against their CRD version's schema (422).
 - Every object's metadata is validated (labels, annotations, owner references), custom resources too.
 
 One :class:`WriteRequest` describes the request being admitted (operation, subresource, field
@@ -14,12 +16,13 @@ validation mode); warnings collected in it become ``Warning`` response headers.
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubeemu import builtin_rules, fielderrors
+from kubeemu import builtin_rules, crd_schema, fielderrors
 from kubeemu.builtin_types import DecodeError, schemas
 from kubeemu.store import ApiError, ResourceDef
 
 Obj = dict[str, Any]
 FIELD_VALIDATION = ("Strict", "Warn", "Ignore")
+_OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
 
 @dataclass
@@ -94,9 +97,23 @@ class Admission:
 
     def _admit_custom(self, rdef: ResourceDef, new: Obj, old: Obj | None, request: WriteRequest) -> Obj:
         name = (new.get("metadata") or {}).get("name", "")
+        try:
+            meta = schemas(self.kubernetes_version).decode(_OBJECT_META, new.get("metadata") or {})
+        except DecodeError as e:
+            raise ApiError(
+                400, f'{rdef.kind} in version "{rdef.version}" cannot be handled as a {rdef.kind}: {e}'
+            ) from None
+        unknown = ["metadata." + path for path in meta.unknown]
+        obj = {**new, "metadata": meta.obj}
+        if rdef.schema is not None:
+            obj = crd_schema.prune(rdef.schema, obj, unknown=unknown)
+        self._unknown_fields(rdef, unknown, request)
         errors = builtin_rules.validate_object_meta(
-            new.get("metadata") or {}, "metadata", name_rule=fielderrors.dns1123_subdomain
+            obj["metadata"], "metadata", name_rule=fielderrors.dns1123_subdomain
         )
+        if rdef.schema is not None:
+            obj = crd_schema.apply_defaults(rdef.schema, obj)
+            errors += crd_schema.validate(rdef.schema, obj, old=old if old is not None else crd_schema.MISSING)
         if errors:
             raise fielderrors.invalid_status(rdef.kind, rdef.group, name, errors)
-        return new
+        return obj

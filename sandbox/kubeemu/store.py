@@ -120,6 +120,7 @@ class ResourceDef:
     printer_columns: list[dict[str, Any]] = field(default_factory=list)
     scale: dict[str, Any] | None = None
     custom: bool = False
+    schema: dict[str, Any] | None = None  # a custom resource version's openAPIV3Schema
 
     @property
     def skey(self) -> StorageKey:
@@ -204,6 +205,7 @@ def crd_defs(crd: Obj) -> list[ResourceDef]:
                 printer_columns=columns,
                 scale=subresources.get("scale"),
                 custom=True,
+                schema=((version.get("schema") or spec.get("validation") or {}).get("openAPIV3Schema")),
             )
         )
     return result

@@ -649,7 +649,7 @@ def test_kubectl_workflow(apiserver: ApiServerProcess, ns: str, tmp_path: pathli
     md = tmp_path / 'md.yaml'
     md.write_text(yaml.safe_dump({'apiVersion': 'modeldeploy.io/v1alpha1', 'kind': 'ModelDeployment',
                                   'metadata': {'name': 'xray', 'namespace': ns},
-                                  'spec': {'model': {'name': 'xray', 'version': 1}}}))
+                                  'spec': {'model': {'name': 'xray', 'version': 1, 'basePath': 'gs://models/xray'}}}))
     assert 'created' in kubectl(apiserver, cache, 'apply', '-f', str(md)).stdout
     apiserver.patch_object('modeldeploy.io', 'v1alpha1', 'modeldeployments', ns, 'xray',
                            {'status': {'phase': 'Progressing'}}, subresource='status')
@@ -658,7 +658,9 @@ def test_kubectl_workflow(apiserver: ApiServerProcess, ns: str, tmp_path: pathli
     assert table[1].split()[0] == 'xray' and 'Progressing' in table[1].split()
     kubectl(apiserver, cache, 'patch', 'md', 'xray', '-n', ns, '--type', 'merge', '-p', '{"spec":{"model":{"version":2}}}')
     patched = json.loads(kubectl(apiserver, cache, 'get', 'md', 'xray', '-n', ns, '-o', 'json').stdout)
-    assert patched['spec']['model'] == {'name': 'xray', 'version': 2} and patched['metadata']['generation'] == 2
+    model = patched['spec']['model']  # the CRD's defaults are filled in by the server
+    assert (model['name'], model['version'], model['basePath']) == ('xray', 2, 'gs://models/xray')
+    assert patched['metadata']['generation'] == 2
 
     deploy = tmp_path / 'deploy.yaml'
     deploy.write_text(yaml.safe_dump({

@@ -235,3 +235,121 @@ def test_pod_template_rules(apiserver: ApiServerProcess, ns: str) -> None:
         body['metadata']['name'] = body['metadata']['name'] if body['metadata']['name'] == 'C' else f'd{i}'
         error = http_error(apiserver.request, 'POST', deployments(ns), body)
         assert error.code == 422 and message in error.body['message'], (message, error.body['message'])
+
+
+# --- custom resources: their CRD's structural schema ---------------------------------------------
+
+GADGETS = ('strict.example.io', 'v1', 'gadgets')
+GADGET_CRD: dict[str, Any] = {
+    'apiVersion': 'apiextensions.k8s.io/v1', 'kind': 'CustomResourceDefinition',
+    'metadata': {'name': 'gadgets.strict.example.io'},
+    'spec': {'group': 'strict.example.io', 'scope': 'Namespaced',
+             'names': {'kind': 'Gadget', 'plural': 'gadgets', 'singular': 'gadget'},
+             'versions': [{'name': 'v1', 'served': True, 'storage': True, 'subresources': {'status': {}},
+                           'schema': {'openAPIV3Schema': {
+                               'type': 'object',
+                               'x-kubernetes-validations': [{'rule': 'self.metadata.name.size() <= 20',
+                                                             'message': 'names are at most 20 characters'}],
+                               'properties': {
+                                   'spec': {'type': 'object', 'required': ['size'],
+                                            'x-kubernetes-validations': [
+                                                {'rule': 'self.min <= self.size', 'message': 'min must not exceed size'},
+                                                {'rule': 'self.size >= oldSelf.size', 'message': 'size may not shrink'}],
+                                            'properties': {
+                                                'size': {'type': 'integer', 'maximum': 10},
+                                                'min': {'type': 'integer', 'default': 1},
+                                                'ratio': {'type': 'number'},
+                                                'mode': {'type': 'string', 'enum': ['fast', 'safe'], 'default': 'safe'},
+                                                'tag': {'type': 'string', 'maxLength': 8, 'pattern': '^[a-z]+$'},
+                                                'items': {'type': 'array', 'maxItems': 2, 'x-kubernetes-list-type': 'map',
+                                                          'x-kubernetes-list-map-keys': ['name'],
+                                                          'items': {'type': 'object', 'required': ['name'],
+                                                                    'properties': {'name': {'type': 'string'}}}},
+                                                'free': {'type': 'object', 'x-kubernetes-preserve-unknown-fields': True},
+                                            }},
+                                   'status': {'type': 'object', 'properties': {
+                                       'value': {'type': 'number', 'nullable': True}}},
+                               }}}}]}}
+
+
+@pytest.fixture(scope='module')
+def gadgets(apiserver: ApiServerProcess) -> None:
+    apiserver.register_crd(GADGET_CRD)
+
+
+def gadget(name: str = 'g', **spec: Any) -> dict[str, Any]:
+    return {'apiVersion': 'strict.example.io/v1', 'kind': 'Gadget', 'metadata': {'name': name}, 'spec': spec}
+
+
+def gadget_error(apiserver: ApiServerProcess, ns: str, body: dict[str, Any], **params: str) -> dict[str, Any]:
+    error = http_error(apiserver.request, 'POST', f'/apis/strict.example.io/v1/namespaces/{ns}/gadgets', body,
+                       params=params or None)
+    return {'code': error.code, **error.body}
+
+
+def test_custom_resources_are_pruned_and_defaulted(apiserver: ApiServerProcess, ns: str, gadgets: None) -> None:
+    """apiextensions-apiserver: unknown fields are pruned (kept under x-kubernetes-preserve-unknown-fields),
+    missing fields with a default get it, nulls of non-nullable fields are dropped; Strict refuses unknown fields."""
+    created = apiserver.request('POST', f'/apis/strict.example.io/v1/namespaces/{ns}/gadgets',
+                                gadget(size=3, extra='x', ratio=None, free={'any': {'thing': 1}}))
+    assert created['spec'] == {'size': 3, 'min': 1, 'mode': 'safe', 'free': {'any': {'thing': 1}}}
+    strict = gadget_error(apiserver, ns, gadget('h', size=3, extra='x'), fieldValidation='Strict')
+    assert strict['code'] == 400 and 'strict decoding error: unknown field "spec.extra"' in strict['message']
+    status = apiserver.patch_object(*GADGETS, ns, 'g', {'status': {'value': 1.5, 'unknown': 1}}, subresource='status')
+    assert status['status'] == {'value': 1.5}
+
+
+def test_custom_resources_are_validated_against_their_schema(apiserver: ApiServerProcess, ns: str, gadgets: None) -> None:
+    """kube-openapi's validator with apiextensions' field errors: types, bounds, enum, length, pattern,
+    required, item counts, list-map keys; all problems in one 422."""
+    error = gadget_error(apiserver, ns, gadget(size='3', mode='turbo', tag='TOO-LONG-TAG', items=[
+        {'name': 'a'}, {'name': 'a'}, {}]))
+    assert error['code'] == 422 and error['reason'] == 'Invalid'
+    causes = {(c['field'], c['reason']) for c in error['details']['causes']}
+    assert causes >= {('spec.size', 'FieldValueTypeInvalid'), ('spec.mode', 'FieldValueNotSupported'),
+                      ('spec.tag', 'FieldValueTooLong'), ('spec.tag', 'FieldValueInvalid'),
+                      ('spec.items', 'FieldValueTooMany'), ('spec.items[1]', 'FieldValueDuplicate'),
+                      ('spec.items[2].name', 'FieldValueRequired')}, causes
+    assert 'spec.size: Invalid value: "string": spec.size in body must be of type integer: "string"' in error['message']
+    too_big = gadget_error(apiserver, ns, gadget(size=11))
+    assert 'spec.size: Invalid value: 11: spec.size in body should be less than or equal to 10' in too_big['message']
+    assert 'spec.size: Required value' in gadget_error(apiserver, ns, gadget())['message']
+    bad_status = http_error(apiserver.patch_object, *GADGETS, ns, 'nope', {'status': {'value': 'high'}},
+                            subresource='status')
+    assert bad_status.code == 404
+    apiserver.request('POST', f'/apis/strict.example.io/v1/namespaces/{ns}/gadgets', gadget(size=2))
+    bad_status = http_error(apiserver.patch_object, *GADGETS, ns, 'g', {'status': {'value': 'high'}},
+                            subresource='status')
+    assert bad_status.code == 422 and bad_status.body['details']['causes'][0]['field'] == 'status.value'
+
+
+def test_custom_resources_run_their_cel_rules(apiserver: ApiServerProcess, ns: str, gadgets: None) -> None:
+    """x-kubernetes-validations: rules on self (root rules see metadata.name), transition rules on
+    oldSelf only on update; the rule's message is the error."""
+    assert 'spec: Invalid value: "object": min must not exceed size' in \
+        gadget_error(apiserver, ns, gadget(size=2, min=5))['message']
+    assert 'names are at most 20 characters' in gadget_error(apiserver, ns, gadget('g' * 21, size=2))['message']
+    apiserver.request('POST', f'/apis/strict.example.io/v1/namespaces/{ns}/gadgets', gadget(size=5))
+    shrink = http_error(apiserver.patch_object, *GADGETS, ns, 'g', {'spec': {'size': 4}})
+    assert shrink.code == 422 and 'size may not shrink' in shrink.body['message']
+    assert apiserver.patch_object(*GADGETS, ns, 'g', {'spec': {'size': 6}})['spec']['size'] == 6
+
+
+def test_istio_objects_are_validated_against_istio_crd_schemas(apiserver: ApiServerProcess, ns: str) -> None:
+    """The session emulator registers Istio's published CRDs (tests/data/thirdparty-crds): a typo is
+    pruned (Warn) or refused (Strict), a wrong type is 422, Istio's CEL rules run."""
+    vs = {'apiVersion': 'networking.istio.io/v1', 'kind': 'VirtualService', 'metadata': {'name': 'vs'},
+          'spec': {'hosts': ['svc'], 'http': [{'route': [{'destination': {'host': 'svc', 'subset': 'v1'}, 'wieght': 100}]}]}}
+    path = f'/apis/networking.istio.io/v1/namespaces/{ns}/virtualservices'
+    strict = http_error(apiserver.request, 'POST', path, vs, params={'fieldValidation': 'Strict'})
+    assert strict.code == 400 and 'unknown field "spec.http[0].route[0].wieght"' in strict.body['message']
+    stored = apiserver.request('POST', path, vs)
+    assert stored['spec']['http'][0]['route'][0] == {'destination': {'host': 'svc', 'subset': 'v1'}}
+    vs['metadata']['name'] = 'vs2'
+    vs['spec']['http'][0]['route'][0] = {'destination': {'host': 'svc'}, 'weight': 'all'}
+    wrong = http_error(apiserver.request, 'POST', path, vs)
+    assert wrong.code == 422 and wrong.body['details']['causes'][0]['field'] == 'spec.http[0].route[0].weight'
+    vs['spec']['http'][0]['route'][0] = {'destination': {'host': 'svc'}}
+    vs['spec']['http'][0]['timeout'] = '0s'
+    cel_rule = http_error(apiserver.request, 'POST', path, vs)
+    assert cel_rule.code == 422 and 'spec.http[0].timeout' in cel_rule.body['message']

@@ -81,22 +81,25 @@ def test_idle_resync_makes_zero_writes(cluster):
 
 def test_invalid_spec_sets_invalid_phase_warns_and_touches_nothing(cluster):
     cluster.operator.start()
-    bad = small_md(strategy={"type": "Canary", "canary": {"steps": [50, 20]}})
+    # A rule only the operator's semantic layer knows (the API server's CRD schema and CEL rules
+    # refuse e.g. decreasing canary steps themselves, like the emulator does).
+    bad = small_md()
+    bad["spec"]["analysis"].update(interval="30s", progressDeadline="10s")
     cluster.apply_md(bad)
     st = cluster.wait_phase("cxr", "Invalid", timeout=30)
     ready = next(c for c in st["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
-    assert "spec.strategy.canary.steps" in ready["message"]
+    assert "spec.analysis.progressDeadline" in ready["message"]
     # kopf posts Events from a background queue: the Warning may land just after the status patch.
     def invalid_spec_warnings():
         return [e for e in cluster.events() if e["type"] == "Warning" and e["reason"] == "InvalidSpec"]
 
     cluster.wait(invalid_spec_warnings, timeout=15, what="InvalidSpec Warning Event")
     warnings = invalid_spec_warnings()
-    assert len(warnings) == 1 and "spec.strategy.canary.steps" in warnings[0]["message"]
+    assert len(warnings) == 1 and "spec.analysis.progressDeadline" in warnings[0]["message"]
     assert cluster.list(DEPLOY) == [] and cluster.list(VS) == [] and cluster.list(CM) == []
     # fixing the spec recovers
-    cluster.patch_md("cxr", {"spec": {"strategy": {"canary": {"steps": [20, 50]}}}})
+    cluster.patch_md("cxr", {"spec": {"analysis": {"progressDeadline": "10m"}}})
     st = cluster.wait_phase("cxr", "Stable", timeout=30)
     assert cluster.get(DEPLOY, "cxr-v1") is not None
 
