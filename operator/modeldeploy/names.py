@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+
+MAX_LABEL_VALUE = 63  # Kubernetes label values (and RFC 1123 labels: Service names)
+
 MANAGED_BY = "modeldeploy"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_OWNER = "modeldeploy.io/model-deployment"
@@ -63,7 +67,24 @@ def version_of_host(name: str | None, host: str) -> int | None:
 
 
 def evaluator_name(name: str) -> str:
+    """The evaluator's Deployment and ConfigMap (an RFC 1123 subdomain may be 253 characters)."""
     return f"{name}-evaluator"
+
+
+def fit_label_value(value: str) -> str:
+    """``value`` if it is a valid label value length, else a stable shortened form (prefix + hash).
+
+    The CRD admits names up to 60 characters, so ``<name>-evaluator`` can reach 70: as a label value
+    the API server would refuse it (422, "must be no more than 63 characters")."""
+    if len(value) <= MAX_LABEL_VALUE:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:10]
+    return f"{value[: MAX_LABEL_VALUE - 11].rstrip('-_.')}-{digest}"
+
+
+def evaluator_app_label(name: str) -> str:
+    """The evaluator pods' ``app`` label (and selector): its Deployment name, shortened when too long."""
+    return fit_label_value(evaluator_name(name))
 
 
 def common_labels(name: str) -> dict[str, str]:

@@ -41,7 +41,7 @@ def _labels(target: Target) -> dict[str, str]:
     return {
         **names.common_labels(target.name),
         names.LABEL_COMPONENT: "evaluator",
-        "app": names.evaluator_name(target.name),
+        "app": names.evaluator_app_label(target.name),
     }
 
 
@@ -100,7 +100,7 @@ def deployment(target: Target, image_override: str | None = None) -> dict:
     ev = target.spec.evaluation
     assert ev is not None
     labels = _labels(target)
-    selector = {"app": names.evaluator_name(target.name), names.LABEL_OWNER: target.name}
+    selector = {"app": names.evaluator_app_label(target.name), names.LABEL_OWNER: target.name}
     env, volumes, mounts = _storage(target)  # the golden set lives next to the models: same credentials
     uri = ev.golden_set.uri
     if uri.startswith("pvc://"):

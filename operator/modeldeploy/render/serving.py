@@ -27,7 +27,7 @@ import json
 import shlex
 from typing import Any
 
-from modeldeploy import names
+from modeldeploy import names, quantity
 from modeldeploy.plans import Target, VersionPlan
 from modeldeploy.render import tfserving_config as tfc
 
@@ -301,24 +301,40 @@ def _model_volumes(target: Target) -> tuple[list[dict], list[dict], list[dict]]:
     _, volumes, _ = _storage(target)  # the init container's credential volumes
     cache: dict = {"name": SYNC_VOLUME, "emptyDir": {}}
     if target.spec.model.sync.size_limit is not None:
-        cache["emptyDir"]["sizeLimit"] = str(target.spec.model.sync.size_limit)
+        cache["emptyDir"]["sizeLimit"] = quantity.canonical(target.spec.model.sync.size_limit)
     return [], [cache, *volumes], [{"name": SYNC_VOLUME, "mountPath": SYNC_MOUNT, "readOnly": True}]
 
 
 def _resources(target: Target, cpu_fallback: bool) -> dict:
+    """Requests and limits of the TF Serving container, never a request above its limit, in canonical form.
+
+    The user's values are merged over the defaults; a user request above a DEFAULT limit raises that
+    limit, a DEFAULT request above a user limit comes down to it (both set by the user and inconsistent
+    is refused by validation). kube-apiserver refuses requests > limits (422), and stores quantities in
+    canonical form ("0.5" -> "500m"), which is how they are rendered here so that they read back equal.
+    """
     serving = target.spec.serving
     gpu = serving.gpu.count if not cpu_fallback else 0
-    requests = dict(CPU_FALLBACK_REQUESTS if cpu_fallback else DEFAULT_REQUESTS)
-    limits = dict(CPU_FALLBACK_LIMITS if cpu_fallback else DEFAULT_LIMITS)
-    requests.update({k: str(v) for k, v in serving.resources.requests.items()})
-    limits.update({k: str(v) for k, v in serving.resources.limits.items()})
+    user_requests = {k: str(v) for k, v in serving.resources.requests.items()}
+    user_limits = {k: str(v) for k, v in serving.resources.limits.items()}
+    requests = {**(CPU_FALLBACK_REQUESTS if cpu_fallback else DEFAULT_REQUESTS), **user_requests}
+    limits = {**(CPU_FALLBACK_LIMITS if cpu_fallback else DEFAULT_LIMITS), **user_limits}
+    for resource in set(requests) & set(limits):
+        if quantity.value(requests[resource]) > quantity.value(limits[resource]):
+            if resource in user_limits and resource not in user_requests:
+                requests[resource] = limits[resource]
+            else:
+                limits[resource] = requests[resource]
     if gpu > 0:
         limits["nvidia.com/gpu"] = str(gpu)
         requests["nvidia.com/gpu"] = str(gpu)
     else:
         limits.pop("nvidia.com/gpu", None)
         requests.pop("nvidia.com/gpu", None)
-    return {"requests": dict(sorted(requests.items())), "limits": dict(sorted(limits.items()))}
+    return {
+        "requests": {k: quantity.canonical(v) for k, v in sorted(requests.items())},
+        "limits": {k: quantity.canonical(v) for k, v in sorted(limits.items())},
+    }
 
 
 def _placement(target: Target, cpu_fallback: bool) -> tuple[dict[str, str], list[dict]]:
@@ -334,7 +350,9 @@ def _placement(target: Target, cpu_fallback: bool) -> tuple[dict[str, str], list
     if not cpu_fallback:
         node_selector.update(serving.node_selector)
     for tol in serving.tolerations:
-        tolerations.append(tol.model_dump(by_alias=True, exclude_none=True))
+        # Empty strings are what the server does not store (omitempty): rendering them would make the
+        # live object differ from the desired one on every resync.
+        tolerations.append({k: v for k, v in tol.model_dump(by_alias=True, exclude_none=True).items() if v != ""})
     return dict(sorted(node_selector.items())), tolerations
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from mdcommon.durations import parse_duration
+from modeldeploy import quantity
 from modeldeploy.analysis.templates import TemplateProblem, check_query_template
 from modeldeploy.spec import EVALUATOR_BUILTINS, ModelDeploymentSpec, Problem, camel
 
@@ -134,6 +135,21 @@ def semantic_problems(spec: ModelDeploymentSpec) -> list[Problem]:
         for res, qty in getattr(spec.serving.resources, kind).items():
             if not _QUANTITY.match(str(qty)):
                 problems.append(Problem(f"spec.serving.resources.{kind}.{res}", f"{qty!r} is not a quantity"))
+    resources = spec.serving.resources
+    for res in sorted(set(resources.requests) & set(resources.limits)):
+        try:
+            above = quantity.value(resources.requests[res]) > quantity.value(resources.limits[res])
+        except ValueError:
+            continue  # reported above
+        if above:
+            problems.append(
+                Problem(
+                    f"spec.serving.resources.requests.{res}",
+                    f"{resources.requests[res]} is above its limit {resources.limits[res]} "
+                    f"(spec.serving.resources.limits.{res}): Kubernetes refuses a request above its limit; "
+                    "raise the limit or leave it out (a request above the default limit raises it)",
+                )
+            )
     if spec.model.storage_scheme == "pvc":
         claim, _ = spec.model.pvc_claim_and_path
         if not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", claim or ""):
