@@ -54,7 +54,7 @@ from modeldeploy.rollout import (
 )
 from modeldeploy.settings import Settings
 from modeldeploy.spec import ModelDeploymentSpec
-from modeldeploy.status import from_timestamp, now_utc, status_patch, to_timestamp
+from modeldeploy.status import finite, from_timestamp, now_utc, status_patch, to_timestamp
 from modeldeploy.validation import ValidationResult, validate_spec
 
 ACTION_BY = names.ANNOTATION_ACTION_BY
@@ -199,6 +199,9 @@ class Reconciler:
             observation = dataclasses.replace(observation, gate_answers=answers)
 
         decision = decide(spec, status, observation, now, generation)
+        scrubbed = finite(decision.status)  # no NaN/Infinity may reach the API (400) or the audit chain
+        decision.status.clear()
+        decision.status.update(scrubbed)
         via = annotations.get(names.ANNOTATION_ACTION_VIA) if action else None
         pending = self._audit_pending(body, spec, status, decision, observation, now, via)
         await self._write_status(mem, body, status, decision.status)

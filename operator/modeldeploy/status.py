@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import math
 from typing import Any
 
 HISTORY_LIMIT = 100  # oldest records beyond this are dropped (the audit chain, modeldeploy.audit, keeps all)
@@ -97,6 +98,21 @@ def history_record(
 def append_history(history: list[dict[str, Any]] | None, record: dict[str, Any]) -> list[dict[str, Any]]:
     out = list(history or []) + [record]
     return out[-HISTORY_LIMIT:]
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, +Inf, -Inf) replaced by None.
+
+    JSON has no such numbers: kube-apiserver answers 400 to a body carrying one (the kubernetes client
+    would write ``Infinity``), which would block the status write that records a rollback. The
+    analysis never produces them (`analysis.verdict`); this is the last guard before the API."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
 
 
 def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from modeldeploy.analysis import builtins
 from modeldeploy.analysis.templates import TemplateProblem, check_query_template, render_query
 from modeldeploy.analysis.verdict import AnalysisResult, judge, no_data
-from modeldeploy.status import now_utc
+from modeldeploy.status import finite, now_utc
 
 
 @pytest.mark.parametrize(
@@ -22,6 +23,10 @@ from modeldeploy.status import now_utc
         (0.85, 0.8, 0.9, None, "pass", ">= 0.8 and <= 0.9"),
         (None, None, 1.0, None, "noData", "query returned no data"),
         (math.nan, None, 1.0, None, "noData", "NaN"),
+        (math.inf, None, 1.0, None, "fail", "+Inf"),  # x/0, histogram_quantile in the +Inf bucket
+        (math.inf, 0.5, None, None, "fail", "+Inf"),  # a min-only metric would have passed with +Inf
+        (-math.inf, None, 1.0, None, "fail", "-Inf"),  # a max-only metric would have passed with -Inf
+        (math.inf, None, 1.0, "3 requests in 60s < minRequests 100", "noData", "minRequests"),
         (0.0, None, 1.0, "3 requests in 60s < minRequests 100", "noData", "minRequests"),
         (999.0, None, 1.0, "3 requests in 60s < minRequests 100", "noData", "minRequests"),  # too little data: never a fail
     ],
@@ -31,6 +36,15 @@ def test_judge(value, lo, hi, shortfall, outcome, reason_part):
     assert result.outcome == outcome
     assert reason_part in result.reason
     assert result.to_status()["passed"] is (outcome == "pass")
+    # never a non-finite number in what is written to the API (a real server answers 400 to Infinity)
+    json.dumps(result.to_status(), allow_nan=False)
+
+
+def test_finite_scrubs_every_non_finite_number_before_the_api():
+    status = {"lastAnalysis": {"requests": math.inf, "metrics": [{"value": -math.inf}, {"value": 0.5}],
+                               "evaluation": {"auroc": math.nan}}, "phase": "Progressing", "step": 1}
+    assert finite(status) == {"lastAnalysis": {"requests": None, "metrics": [{"value": None}, {"value": 0.5}],
+                                               "evaluation": {"auroc": None}}, "phase": "Progressing", "step": 1}
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,9 @@
 Users' top complaint about rollout controllers is an empty Prometheus result treated as a pass or
 a spurious failure (Flagger #1035, #361; Argo #1905). Here "no data" is its own outcome: an empty
 result, NaN (0/0 when nothing was served), or fewer requests than `minRequests` all yield
-`noData`, and a rollout is never promoted while any metric has no data.
+`noData`, and a rollout is never promoted while any metric has no data. An infinite value (+Inf or
+-Inf: x/0 with x > 0, histogram_quantile in the +Inf bucket) FAILS the metric, and no non-finite
+number is ever kept in a result (they cannot be written to the API: JSON has no NaN or Infinity).
 """
 
 from __future__ import annotations
@@ -106,6 +108,14 @@ def judge(
         return MetricResult(name, None, "noData", "query returned no data", min, max)
     if math.isnan(value):
         return MetricResult(name, None, "noData", "NaN (nothing measured in the window)", min, max)
+    if math.isinf(value):
+        # +Inf/-Inf is a measurement that went wrong (a division by a zero rate, histogram_quantile in the
+        # +Inf bucket): never a pass, whatever the bounds say (-Inf would pass a max-only metric). The
+        # value is not kept: JSON has no Infinity, and kube-apiserver refuses a status patch carrying one.
+        sign = "+" if value > 0 else "-"
+        return MetricResult(
+            name, None, "fail", f"{sign}Inf: not a finite number (e.g. a division by a zero rate)", min, max
+        )
     if min is not None and value < min:
         return MetricResult(name, value, "fail", f"{_fmt(value)} < min {_fmt(min)}", min, max)
     if max is not None and value > max:
