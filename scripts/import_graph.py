@@ -24,10 +24,10 @@ import sys
 
 import grimp
 
-SOURCE_DIRS = ("operator", "common", "model", "sandbox")
-TOP_LEVEL = ("modeldeploy", "mdcommon", "xraymodel", "kubeemu", "mdsandbox")
+SOURCE_DIRS = ("operator", "common", "model", "sandbox", "dashboard")
+TOP_LEVEL = ("modeldeploy", "mdcommon", "xraymodel", "kubeemu", "mdsandbox", "mddashboard")
 NODES = ("modeldeploy.sandbox", "modeldeploy.cli", "modeldeploy", "mdcommon", "kubeemu", "mdsandbox",
-         "xraymodel.evaluator", "xraymodel")
+         "mddashboard", "xraymodel.evaluator", "xraymodel")
 
 
 def node(module: str, nodes: tuple[str, ...]) -> str:
