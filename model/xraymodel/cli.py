@@ -177,7 +177,12 @@ def _quantize(args: argparse.Namespace) -> int:
             "out": args.out,
             "fp32_mean_auroc": report["fp32"]["mean_auroc"],
             "variants": {
-                mode: {key: variant[key] for key in ("bytes", "mean_auroc", "mean_auroc_delta_vs_fp32", "batch1_latency_ms")}
+                mode: {
+                    key: variant[key]
+                    for key in (
+                        "bytes", "mean_auroc", "mean_auroc_delta_vs_fp32", "mean_auroc_delta_vs_fp32_ci", "batch1_latency_ms"
+                    )
+                }
                 for mode, variant in report["variants"].items()
             },
         }

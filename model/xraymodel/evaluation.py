@@ -102,7 +102,8 @@ def evaluate(
         policy = float(threshold)
     probabilities = predict_with_export(model_path, data) if kind == "export" else predict_with_keras(model, data)
     report = evaluation_report.build_report(
-        data.labels, probabilities, labels, threshold_policy=policy, bootstrap_resamples=bootstrap_resamples, seed=seed
+        data.labels, probabilities, labels, threshold_policy=policy, bootstrap_resamples=bootstrap_resamples, seed=seed,
+        groups=data.patient_ids,
     )
     if isinstance(policy, dict):
         report["headline"]["threshold_source"] = "validation split (Youden's J at training time)"

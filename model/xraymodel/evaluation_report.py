@@ -1,8 +1,10 @@
 """Turn labels and predicted probabilities into the evaluation report (pure NumPy, JSON-ready).
 
 The headline is mean AUROC over findings with a bootstrap 95% CI; per finding: AUROC with CI,
-sensitivity/specificity/PPV/NPV at an operating threshold, prevalence and expected calibration
-error. Accuracy appears only under "secondary", next to the all-negative baseline that shows why
+sensitivity/specificity/PPV/NPV at an operating threshold (sensitivity and specificity with CIs),
+prevalence and expected calibration error. Given the patient ID of each image (``groups``), every
+CI resamples patients (cluster bootstrap); without them it resamples images and the report says
+so ("ci_method"). Accuracy appears only under "secondary", next to the all-negative baseline that shows why
 it misleads on imbalanced findings.
 """
 
@@ -15,6 +17,9 @@ import numpy as np
 from xraymodel import metrics
 
 REPORT_SCHEMA = "xraymodel.evaluation/v1"
+
+CI_PATIENT_BOOTSTRAP = "patient cluster bootstrap (percentile)"
+CI_CASE_BOOTSTRAP = "image bootstrap (percentile; no patient IDs: too narrow when patients have several images)"
 
 THRESHOLD_YOUDEN = "youden"
 
@@ -60,16 +65,27 @@ def build_report(
     ci_level: float = 0.95,
     calibration_bins: int = 10,
     seed: int = 0,
+    groups: Sequence | None = None,
 ) -> dict:
-    """The full evaluation report as a JSON-serialisable dict (see module docstring)."""
+    """The full evaluation report as a JSON-serialisable dict (see module docstring).
+
+    ``groups``: the patient ID of each case; the CIs then resample patients.
+    """
     y = np.asarray(labels, dtype=np.float64)
     p = np.asarray(probabilities, dtype=np.float64)
     if y.ndim != 2 or y.shape != p.shape or y.shape[1] != len(label_names):
         raise metrics.MetricInputError(
             f"labels {y.shape} and probabilities {p.shape} must both be [cases, {len(label_names)}]"
         )
-    per_label_ci, mean_ci = metrics.bootstrap_aurocs(y, p, bootstrap_resamples, ci_level, seed)
+    per_label_ci, mean_ci = metrics.bootstrap_aurocs(y, p, bootstrap_resamples, ci_level, seed, groups=groups)
     thresholds, threshold_source = resolve_thresholds(y, p, label_names, threshold_policy)
+    rates = (
+        metrics.bootstrap_rates(
+            y, p, [thresholds[name] for name in label_names], bootstrap_resamples, ci_level, seed, groups=groups
+        )
+        if bootstrap_resamples > 0
+        else [None] * len(label_names)
+    )
     per_label: dict[str, dict] = {}
     skipped = []
     for column, name in enumerate(label_names):
@@ -82,6 +98,9 @@ def build_report(
         else:
             entry["auroc"] = ci.as_dict()
         entry["operating_point"] = metrics.operating_point(yc, pc, thresholds[name]).as_dict()
+        rate = rates[column]
+        for key, interval in (("sensitivity_ci", rate and rate.sensitivity), ("specificity_ci", rate and rate.specificity)):
+            entry["operating_point"][key] = None if interval is None else [interval.lower, interval.upper]
         entry["ece"] = metrics.expected_calibration_error(yc, pc, calibration_bins)
         per_label[name] = entry
     pooled = metrics.reliability_bins(y.ravel(), p.ravel(), calibration_bins)
@@ -90,12 +109,14 @@ def build_report(
     report = {
         "schema": REPORT_SCHEMA,
         "cases": int(y.shape[0]),
+        "patients": None if groups is None else len(set(groups)),
         "labels": list(label_names),
         "headline": {
             "mean_auroc": None if mean_ci is None else mean_ci.estimate,
             "mean_auroc_ci": None if mean_ci is None else [mean_ci.lower, mean_ci.upper],
             "ci_level": ci_level,
             "bootstrap_resamples": bootstrap_resamples,
+            "ci_method": CI_CASE_BOOTSTRAP if groups is None else CI_PATIENT_BOOTSTRAP,
             "labels_evaluated": len(label_names) - len(skipped),
             "labels_skipped_one_class": skipped,
             "mean_sensitivity": _nanmean([e["operating_point"]["sensitivity"] for e in per_label.values()]),

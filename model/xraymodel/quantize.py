@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xraymodel import datasets, evaluation_report
+from xraymodel import datasets, evaluation_report, metrics
 from xraymodel.staging import staged_directory
 
 MODE_INT8 = "int8"
@@ -170,7 +170,8 @@ def quantize(
 
     reference = model.predict(preprocess_pixels(evaluation_pixels).numpy(), batch_size=32, verbose=0)
     reference_report = evaluation_report.build_report(
-        evaluation_data.labels, reference, labels, bootstrap_resamples=bootstrap_resamples
+        evaluation_data.labels, reference, labels, bootstrap_resamples=bootstrap_resamples,
+        groups=evaluation_data.patient_ids,
     )
     fp32_mean = reference_report["headline"]["mean_auroc"]
     report = {
@@ -189,7 +190,12 @@ def quantize(
             runner = TFLiteRunner(flatbuffer)
             probabilities, seconds = runner.predict(evaluation_pixels)
             variant_report = evaluation_report.build_report(
-                evaluation_data.labels, probabilities, labels, bootstrap_resamples=bootstrap_resamples
+                evaluation_data.labels, probabilities, labels, bootstrap_resamples=bootstrap_resamples,
+                groups=evaluation_data.patient_ids,
+            )
+            _, delta_ci = metrics.bootstrap_auroc_difference(
+                evaluation_data.labels, reference, probabilities, resamples=bootstrap_resamples,
+                groups=evaluation_data.patient_ids,
             )
             file_name = f"model_{mode}.tflite"
             (staging / file_name).write_bytes(flatbuffer)
@@ -201,6 +207,8 @@ def quantize(
                 "input_dtype": np.dtype(runner.input["dtype"]).name,
                 "mean_auroc": mean,
                 "mean_auroc_delta_vs_fp32": None if mean is None or fp32_mean is None else mean - fp32_mean,
+                "mean_auroc_delta_vs_fp32_ci": None if delta_ci is None else [delta_ci.lower, delta_ci.upper],
+                "delta_ci_method": "paired patient cluster bootstrap (same resamples for FP32 and the variant)",
                 "per_label_auroc_delta": {
                     name: _delta(variant_report, reference_report, name) for name in labels
                 },

@@ -91,7 +91,7 @@ def prepare_data(config: TrainingConfig) -> tuple[dict[str, datasets.LabelledIma
     data = datasets.load_dataset(
         config.data_dir, label_names, layout=config.layout, single_label=config.head == "softmax"
     )
-    splits = datasets.split_by_patient(data, config.val_fraction, config.test_fraction, config.seed)
+    splits, _ = datasets.split_data(data, config.val_fraction, config.test_fraction, config.seed)
     for name in ("train", "val"):
         if len(splits[name]) == 0:
             raise InputDataError(f"{config.data_dir}: the {name} split is empty (too few patients)")
@@ -264,7 +264,8 @@ def train(config: TrainingConfig, resume: bool = False, finetune_callbacks: list
         pipeline.build_dataset(splits["val"], config.input_size, config.batch_size, cache=None), verbose=0
     )
     validation = evaluation_report.build_report(
-        splits["val"].labels, val_probabilities, label_names, bootstrap_resamples=200, seed=config.seed
+        splits["val"].labels, val_probabilities, label_names, bootstrap_resamples=200, seed=config.seed,
+        groups=splits["val"].patient_ids,
     )
     thresholds = {name: validation["per_label"][name]["operating_point"]["threshold"] for name in label_names}
     model.save(staging / MODEL_FILE)
@@ -285,6 +286,9 @@ def train(config: TrainingConfig, resume: bool = False, finetune_callbacks: list
         "data": {
             "root": str(Path(config.data_dir).resolve()),
             "fingerprint": fingerprint,
+            "split": datasets.SPLIT_OFFICIAL
+            if datasets.has_official_lists(config.data_dir)
+            else datasets.SPLIT_STRATIFIED,
             "images": {name: len(subset) for name, subset in splits.items()},
             "patients": {name: len(set(subset.patient_ids)) for name, subset in splits.items()},
             "positives": {name: subset.positives_per_label() for name, subset in splits.items()},

@@ -79,6 +79,83 @@ def test_patient_split_is_disjoint_and_deterministic(small_cxr14):
     assert len(splits["test"]) >= 8
 
 
+def _table(root, patients=300, rare_patients=10, seed=0):
+    """A manifest with no files: 1-3 images per patient, one finding on only ``rare_patients`` patients."""
+    rng = np.random.default_rng(seed)
+    paths, labels, ids = [], [], []
+    rare = set(rng.choice(patients, rare_patients, replace=False).tolist())
+    for patient in range(patients):
+        for image in range(int(rng.integers(1, 4))):
+            paths.append(str(root / f"{patient:08d}_{image:03d}.png"))
+            labels.append([float(patient in rare), float(rng.random() < 0.3)])
+            ids.append(f"{patient:08d}")
+    return datasets.LabelledImages(root, tuple(paths), np.asarray(labels, np.float32), tuple(ids), ("Hernia", "Effusion"))
+
+
+def test_stratified_patient_split_gives_every_split_its_share_of_a_rare_finding(tmp_path):
+    data = _table(tmp_path)
+    rare_total = data.labels[:, 0].sum()
+    worst = {True: 0.0, False: 0.0}
+    for seed in range(6):
+        for stratify in (True, False):
+            splits = datasets.split_by_patient(data, 0.15, 0.2, seed=seed, stratify=stratify)
+            patients = [set(s.patient_ids) for s in splits.values()]
+            assert not (patients[0] & patients[1] or patients[0] & patients[2] or patients[1] & patients[2])
+            assert sum(len(s) for s in splits.values()) == len(data)
+            for name, fraction in (("val", 0.15), ("test", 0.2)):
+                expected = fraction * rare_total
+                worst[stratify] = max(worst[stratify], abs(splits[name].labels[:, 0].sum() - expected))
+                if stratify:
+                    assert abs(len(splits[name]) - fraction * len(data)) <= 0.05 * len(data)
+    assert worst[True] < 2  # less than one patient (1-3 images) off the expected count, every seed
+    assert worst[False] > worst[True]  # the unstratified split misses it by chance
+
+
+def test_official_chestxray14_lists_are_followed(tmp_path):
+    data = _table(tmp_path, patients=60, rare_patients=6)
+    names = [p.rsplit("/", 1)[1] for p in data.paths]
+    test_names = [n for n in names if int(n[:8]) % 5 == 0]
+    (tmp_path / datasets.OFFICIAL_TEST_LIST).write_text("\n".join(test_names) + "\n")
+    (tmp_path / datasets.OFFICIAL_TRAIN_VAL_LIST).write_text(
+        "\n".join(n for n in names if n not in test_names) + "\n99999999_000.png\n"  # not downloaded: ignored
+    )
+    splits, method = datasets.split_data(data, 0.1, 0.2, seed=1)
+    assert method == datasets.SPLIT_OFFICIAL
+    assert sorted(p.rsplit("/", 1)[1] for p in splits["test"].paths) == sorted(test_names)
+    assert set(splits["val"].patient_ids).isdisjoint(splits["train"].patient_ids)
+    assert len(splits["val"]) > 0 and sum(len(s) for s in splits.values()) == len(data)
+    (tmp_path / datasets.OFFICIAL_TRAIN_VAL_LIST).write_text("\n".join(names[1:]) + "\n")
+    with pytest.raises(InputDataError, match="in both official lists"):
+        datasets.split_data(data)
+    train_val = [n for n in names if n not in test_names]
+    (tmp_path / datasets.OFFICIAL_TRAIN_VAL_LIST).write_text("\n".join(train_val[1:]))
+    with pytest.raises(InputDataError, match=f"1 image.* in neither .*e.g. {train_val[0]}"):
+        datasets.split_data(data)
+    moved = next(n for n in test_names if sum(m[:8] == n[:8] for m in test_names) > 1)
+    (tmp_path / datasets.OFFICIAL_TEST_LIST).write_text("\n".join(n for n in test_names if n != moved))
+    (tmp_path / datasets.OFFICIAL_TRAIN_VAL_LIST).write_text("\n".join(train_val + [moved]))
+    with pytest.raises(InputDataError, match=f"patient {moved[:8]} has images in both"):
+        datasets.split_data(data)
+    for name in (datasets.OFFICIAL_TEST_LIST, datasets.OFFICIAL_TRAIN_VAL_LIST):
+        (tmp_path / name).unlink()
+    assert datasets.split_data(data)[1] == datasets.SPLIT_STRATIFIED
+
+
+def test_folder_layout_that_cannot_name_patients_is_refused(tmp_path):
+    (tmp_path / "Pneumonia").mkdir()
+    (tmp_path / "No Finding").mkdir()
+    cases = generate_cases(3, size=32, seed=2)
+    for name, case in zip(["Pneumonia/IM-0115-0001.jpeg", "No Finding/IM-0115-0002.png", "No Finding/IM-0117-0001.png"], cases):
+        (tmp_path / name).write_bytes(encode_png(case.pixels))
+    with pytest.raises(InputDataError, match=r"IM-0115-0002.png: cannot tell which patient.*patients.csv"):
+        datasets.load_dataset(tmp_path, ["Pneumonia"])
+    (tmp_path / datasets.PATIENTS_CSV).write_text(
+        "Image Index,Patient ID\nIM-0115-0001.jpeg,0115\nIM-0115-0002.png,0115\nIM-0117-0001.png,0117\n"
+    )
+    data = datasets.load_dataset(tmp_path, ["Pneumonia"])
+    assert sorted(data.patient_ids) == ["0115", "0115", "0117"]
+
+
 def test_manifest_round_trip(small_cxr14, tmp_path):
     data = datasets.load_dataset(small_cxr14)
     datasets.write_manifest(data, tmp_path / "m.csv")

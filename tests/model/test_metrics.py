@@ -161,3 +161,91 @@ def test_report_headline_is_auroc_not_accuracy():
     assert report["secondary"]["all_negative_mean_per_label_accuracy"] > 0.85  # what accuracy would claim
     assert "accuracy" not in " ".join(report["headline"])
     assert set(report["per_label"]["Mass"]) >= {"auroc", "operating_point", "ece", "prevalence"}
+
+
+def _clustered_predictions(patients=150, images_per_patient=4, seed=0):
+    """Images of one patient share the label and nearly the score (what follow-up films do)."""
+    rng = np.random.default_rng(seed)
+    patient_label = rng.random(patients) < 0.3
+    patient_score = rng.normal(size=patients) + 1.0 * patient_label
+    groups = np.repeat([f"p{i:04d}" for i in range(patients)], images_per_patient)
+    labels = np.repeat(patient_label, images_per_patient)
+    scores = np.repeat(patient_score, images_per_patient) + rng.normal(scale=0.05, size=labels.size)
+    return labels, scores, groups
+
+
+def test_patient_bootstrap_widens_the_ci_on_the_same_predictions():
+    labels, scores, groups = _clustered_predictions()
+    by_image = metrics.bootstrap_auroc(labels, scores, resamples=400, seed=1)
+    by_patient = metrics.bootstrap_auroc(labels, scores, resamples=400, seed=1, groups=groups)
+    assert by_image.estimate == by_patient.estimate
+    # 4 near-identical images per patient: the image bootstrap is ~sqrt(4) = 2x too narrow
+    assert 1.6 < by_patient.width / by_image.width < 2.5
+    assert by_patient.lower < by_patient.estimate < by_patient.upper
+
+
+def test_one_image_per_patient_is_the_case_bootstrap():
+    rng = np.random.default_rng(3)
+    labels = rng.random(120) < 0.4
+    scores = rng.random(120) + labels
+    groups = [f"p{i:04d}" for i in range(120)]  # sorted names: patient codes == case indices
+    assert metrics.bootstrap_auroc(labels, scores, 200, seed=2, groups=groups) == metrics.bootstrap_auroc(
+        labels, scores, 200, seed=2
+    )
+    with pytest.raises(metrics.MetricInputError, match="one patient per case"):
+        metrics.bootstrap_auroc(labels, scores, 50, groups=groups[:-1])
+
+
+def test_sensitivity_and_specificity_cis_resample_patients():
+    labels, scores, groups = _clustered_predictions(seed=4)
+    threshold = 0.5
+    point = metrics.operating_point(labels, scores, threshold)
+    by_image = metrics.bootstrap_rates(labels[:, None], scores[:, None], [threshold], 400, seed=0)[0]
+    by_patient = metrics.bootstrap_rates(labels[:, None], scores[:, None], [threshold], 400, seed=0, groups=groups)[0]
+    for rates in (by_image, by_patient):
+        assert rates.sensitivity.estimate == pytest.approx(point.sensitivity)
+        assert rates.specificity.estimate == pytest.approx(point.specificity)
+        assert rates.sensitivity.lower < point.sensitivity < rates.sensitivity.upper
+    assert by_patient.sensitivity.width > 1.6 * by_image.sensitivity.width
+    assert by_patient.specificity.width > 1.6 * by_image.specificity.width
+    # everything called positive: sensitivity is 1 in every resample; a column without positives has none
+    everything = metrics.bootstrap_rates(labels[:, None], scores[:, None], [-np.inf], 100, groups=groups)[0]
+    assert (everything.sensitivity.lower, everything.sensitivity.upper) == (1.0, 1.0)
+    assert everything.specificity.upper == 0.0
+    none_positive = metrics.bootstrap_rates(np.zeros((10, 1)), np.arange(10.0)[:, None], [5.0], 50)[0]
+    assert none_positive.sensitivity is None and none_positive.specificity.estimate == 0.5
+
+
+def test_paired_auroc_difference_for_a_quantised_copy():
+    labels, scores, groups = _clustered_predictions(seed=5)
+    y, fp32 = labels[:, None].astype(float), scores[:, None]
+    same, same_mean = metrics.bootstrap_auroc_difference(y, fp32, fp32, 200, groups=groups)
+    assert (same[0].estimate, same[0].lower, same[0].upper) == (0.0, 0.0, 0.0) and same_mean.estimate == 0.0
+    rng = np.random.default_rng(6)
+    int8 = np.round(fp32 * 8) / 8 + rng.normal(scale=0.05, size=fp32.shape)  # coarse copy: small, noisy delta
+    per_label, mean = metrics.bootstrap_auroc_difference(y, fp32, int8, 400, groups=groups)
+    assert per_label[0].estimate == pytest.approx(metrics.auroc(labels, int8[:, 0]) - metrics.auroc(labels, scores))
+    assert mean.estimate == pytest.approx(per_label[0].estimate)
+    assert per_label[0].lower <= per_label[0].estimate <= per_label[0].upper
+    # paired: far narrower than either model's own AUROC interval
+    alone = metrics.bootstrap_auroc(labels, scores, 400, groups=groups)
+    assert per_label[0].width < 0.25 * alone.width
+    image_level, _ = metrics.bootstrap_auroc_difference(y, fp32, int8, 400)
+    assert per_label[0].width > image_level[0].width
+
+
+def test_report_names_its_ci_method_and_carries_rate_cis():
+    labels, scores, groups = _clustered_predictions(seed=7)
+    y, p = labels[:, None].astype(float), 1 / (1 + np.exp(-scores[:, None]))
+    by_patient = build_report(y, p, ["Mass"], threshold_policy=0.5, bootstrap_resamples=200, groups=groups)
+    by_image = build_report(y, p, ["Mass"], threshold_policy=0.5, bootstrap_resamples=200)
+    assert by_patient["headline"]["ci_method"].startswith("patient") and by_patient["patients"] == 150
+    assert by_image["headline"]["ci_method"].startswith("image") and by_image["patients"] is None
+    lower, upper = by_patient["per_label"]["Mass"]["operating_point"]["sensitivity_ci"]
+    assert lower < by_patient["per_label"]["Mass"]["operating_point"]["sensitivity"] < upper
+
+    def width(report):
+        low, high = report["headline"]["mean_auroc_ci"]
+        return high - low
+
+    assert width(by_patient) > 1.6 * width(by_image)
