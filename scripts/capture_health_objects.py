@@ -1,6 +1,6 @@
 """Capture REAL ModelDeployment objects from sandbox runs for the Argo CD health check's tests.
 
-    .venv/bin/python scripts/capture_health_objects.py [OUT_DIR]   (default tests/data/health; ~80 s)
+    .venv/bin/python scripts/capture_health_objects.py [OUT_DIR]   (default tests/data/health; ~2 min)
 
 Runs two sandbox scenarios with the real operator and reads the ModelDeployment from the sandbox's API
 server every 0.1 s, keeping the first object seen in each state named below:
@@ -8,6 +8,7 @@ server every 0.1 s, keeping the first object seen in each state named below:
                                              operator), progressing.json, paused.json, promoted.json, and
                                              invalid.json (an invalid spec patched in at the end)
   examples/scenarios/error-burst-fail-fast.yaml -> rolled-back.json
+  examples/scenarios/approval-gate-promoted.yaml -> awaiting-approval.json (a sign-off gate not decided yet)
 tests/unit/test_health.py runs charts/modeldeploy/docs/argocd-health.lua on them. Re-run after a change of
 the status' shape; the objects are written as the API server returned them.
 """
@@ -90,6 +91,10 @@ def main() -> int:
     }, invalid=True)  # fmt: skip
     objects |= capture(ROOT / "examples" / "scenarios" / "error-burst-fail-fast.yaml",
                        {"rolled-back.json": _state(2, "RolledBack")})  # fmt: skip
+    objects |= capture(ROOT / "examples" / "scenarios" / "approval-gate-promoted.yaml", {
+        "awaiting-approval.json": lambda o: _state(2, "Progressing")(o)
+        and ((o.get("status") or {}).get("gates") or {}).get("awaiting") == "confirmPromotion",
+    })  # fmt: skip
     for name, obj in sorted(objects.items()):
         (out / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
         print(f"{out / name}: phase {obj['status']['phase']}, generation {obj['metadata']['generation']}")

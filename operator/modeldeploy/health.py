@@ -22,7 +22,8 @@ traffic from ready pods". Then kstatus Current == kubectl wait done == Argo CD H
 
 The conditions follow the "abnormal-true" polarity of kstatus for Reconciling and Stalled:
 - Reconciling=True: the operator is still working toward the spec (first version starting, a rollout in
-  progress, a rollout paused by a human, the stable version's pods not ready);
+  progress, a rollout paused by a human or waiting for a webhook gate's yes, the stable version's pods not
+  ready);
 - Stalled=True: the spec will not be reached without a human (the spec is invalid, the new version was
   rolled back, or it failed with automatic rollback off and is held).
 The older conditions stay as they were (Progressing, Degraded, PodsStalled, GPUFallback); the old meaning
@@ -66,12 +67,15 @@ def gitops_health(
     stable_version: int | None,
     stable_serving: bool,
     stable_detail: str = "",
+    awaiting_approval: bool = False,
 ) -> Health:
     """The three kstatus conditions for a ModelDeployment in `phase` (with its status `message`).
 
     `target_version` is spec.model.version, `stable_version` the version serving live traffic,
     `stable_serving` whether its pods are ready (`stable_detail` says how many). A Paused phase with
     nothing left to roll out (target == stable) counts as reconciled: a pause only holds a rollout.
+    `awaiting_approval`: a rollout held by a webhook gate (spec.gates) for a yes: reason AwaitingApproval
+    (Argo CD: Suspended, like a pause: a human or system must act).
     """
     if phase in _STALLED:
         reason = _STALLED[phase]
@@ -82,7 +86,7 @@ def gitops_health(
         )
     pending = phase in _RECONCILING and not (phase == "Paused" and target_version == stable_version)
     if pending:
-        reason = _RECONCILING[phase]
+        reason = "AwaitingApproval" if awaiting_approval and phase == "Progressing" else _RECONCILING[phase]
     elif not stable_serving:
         reason = "StableNotReady"
         message = f"version {stable_version}: {stable_detail or 'pods not ready'}"

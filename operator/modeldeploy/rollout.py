@@ -1027,6 +1027,7 @@ def _phase_and_conditions(ctx: _Ctx, obs: Observation) -> None:
         stable_version=stable,
         stable_serving=stable_ready,
         stable_detail=detail,
+        awaiting_approval=bool(ctx.gates.get("awaiting")),
     )
     for cond in health.conditions:
         conds = set_condition(conds, cond.type, cond.status, cond.reason, cond.message, gen, now)

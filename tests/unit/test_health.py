@@ -7,8 +7,8 @@
    Argo CD Lua health check shipped in the chart, run by a real Lua 5.1 interpreter (lupa; Argo CD runs Lua 5.1
    through gopher-lua). Each state is also checked one generation ahead (spec edited, not yet observed).
 3. The Lua health check on REAL ModelDeployment objects captured from sandbox runs (tests/data/health/, written
-   by scripts/capture_health_objects.py): Progressing, Promoted, Paused, RolledBack, Invalid, and a spec edit the
-   operator has not observed yet.
+   by scripts/capture_health_objects.py): Progressing, Promoted, Paused, RolledBack, Invalid, waiting for a
+   sign-off gate, and a spec edit the operator has not observed yet.
 """
 
 from __future__ import annotations
@@ -103,6 +103,7 @@ R, C, S = "Ready", "Reconciling", "Stalled"
         ("Stable", 1, 1, False, (False, True, False, "StableNotReady")),  # stable pods lost: still working on it
         ("Progressing", 2, 1, True, (False, True, False, "RolloutInProgress")),
         ("Paused", 2, 1, True, (False, True, False, "Paused")),  # a rollout held by a human is not done
+        ("Progressing+gate", 2, 1, True, (False, True, False, "AwaitingApproval")),  # waiting for a gate's yes
         ("Paused", 1, 1, True, (True, False, False, "StableAvailable")),  # paused with nothing to roll out
         ("Promoting", 2, 2, True, (True, False, False, "StableAvailable")),  # new version has all traffic, old drains
         ("RolledBack", 2, 1, True, (False, False, True, "RolledBack")),
@@ -111,8 +112,9 @@ R, C, S = "Ready", "Reconciling", "Stalled"
     ],
 )
 def test_gitops_health_table(phase, target, stable, serving, expect):
+    phase, _, gate = phase.partition("+")
     health = gitops_health(phase, f"{phase} message", target_version=target, stable_version=stable,
-                           stable_serving=serving, stable_detail="2 pods ready")  # fmt: skip
+                           stable_serving=serving, stable_detail="2 pods ready", awaiting_approval=bool(gate))  # fmt: skip
     ready, reconciling, stalled, reason = expect
     assert (health.ready.status, health.reconciling.status, health.stalled.status) == (ready, reconciling, stalled)
     assert health.ready.reason == reason
@@ -168,6 +170,7 @@ def _states() -> dict[str, tuple[dict, int]]:
     started = [(10, ready(1), {}), (15, ready(1, 2), {})]
     live = play(v2, started, stable)
     held = spec_of(2, rollback={"automatic": False})
+    gated = spec_of(2, gates=[{"name": "radiologist", "type": "confirmPromotion", "url": "http://127.0.0.1:1/"}])
     unschedulable = DeploymentState(version=2, desired=2, ready=0, updated=2, unschedulable_since=at(10),
                                     unschedulable_reason="0/3 nodes: Insufficient nvidia.com/gpu")  # fmt: skip
     invalid, _ = decide_invalid(stable, "spec.strategy.canary.steps: must be strictly increasing", at(20), 3)
@@ -184,6 +187,8 @@ def _states() -> dict[str, tuple[dict, int]]:
         "rolled-back": (play(v2, [(25, ready(1, 2), {"analysis": analysis(25, 250.0)})], live), 2),
         "failed-held": (play(held, [(25, ready(1, 2), {"analysis": analysis(25, 250.0)})], play(held, started, stable)), 2),
         "gpu-fallback": (play(v2, [(10, ready(1) | {2: unschedulable}, {}), (16, ready(1) | {2: unschedulable}, {})], stable), 2),
+        "awaiting-sign-off": (play(gated, [(16, ready(1, 2), {"analysis": analysis(16, 40.0)}),
+                                           (26, ready(1, 2), {"analysis": analysis(26, 40.0)})], play(gated, started, stable)), 2),
         "invalid": (invalid, 3),
     }
 
@@ -202,6 +207,7 @@ EXPECTED = {  # name -> (phase, kstatus, Argo CD health)
     "rolled-back": ("RolledBack", "Failed", "Degraded"),
     "failed-held": ("Failed", "Failed", "Degraded"),
     "gpu-fallback": ("Progressing", "InProgress", "Progressing"),
+    "awaiting-sign-off": ("Progressing", "InProgress", "Suspended"),
     "invalid": ("Invalid", "Failed", "Degraded"),
 }
 
@@ -259,6 +265,7 @@ CAPTURED_EXPECTED = {  # file -> (phase, Ready, Argo CD health)
     "promoted.json": ("Stable", "True", "Healthy"),
     "paused.json": ("Paused", "False", "Suspended"),
     "rolled-back.json": ("RolledBack", "False", "Degraded"),
+    "awaiting-approval.json": ("Progressing", "False", "Suspended"),  # a confirmPromotion gate answered 202
     "invalid.json": ("Invalid", "False", "Degraded"),
 }
 

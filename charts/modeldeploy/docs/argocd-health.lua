@@ -10,6 +10,7 @@
 --   status not written yet, or metadata.generation not yet observed   -> Progressing
 --   Stalled=True  (rolled back, failed and held for a human, invalid)    -> Degraded
 --   Reconciling=True and reason Paused (a human paused the rollout)      -> Suspended
+--     or AwaitingApproval (a webhook gate, e.g. the sign-off, must say yes)
 --   Reconciling=True (first version starting, rollout in progress)       -> Progressing
 --   Ready=True    (spec.model.version serves all live traffic)           -> Healthy
 --   anything else                                                        -> Progressing
@@ -52,7 +53,7 @@ end
 
 local reconciling = condition("Reconciling")
 if reconciling ~= nil and reconciling.status == "True" then
-  if reconciling.reason == "Paused" then
+  if reconciling.reason == "Paused" or reconciling.reason == "AwaitingApproval" then
     return say("Suspended", reconciling.message or "rollout paused")
   end
   return say("Progressing", reconciling.message or "rollout in progress")
