@@ -105,7 +105,7 @@ def test_evaluator_image_has_what_the_evaluator_needs():
     parsed = build_parser().parse_args(rendered[1:])
     assert parsed.command == "evaluator" and parsed.config.endswith("evaluator.yaml")
     installs = " ".join(rest for word, rest in instructions(EVALUATOR) if word == "RUN")
-    assert [a.split() for a in re.findall(r"pip install ([^&|;]*)", installs)] == [["--no-cache-dir", "./model"]], "no extras"
+    assert [a.split() for a in re.findall(r"pip install ([^&|;]*)", installs)] == [["--no-cache-dir", "-c", "constraints.txt", "./model"]], "no extras"
     names = dependency_names(ROOT / "model" / "pyproject.toml")
     assert {"numpy", "httpx", "prometheus-client", "pyyaml"} <= names, "the evaluator's base install"
     assert not {"kopf", "kubernetes", "pydantic", "modeldeploy"} & names, "nothing of the operator in the evaluator image"
@@ -139,9 +139,9 @@ def dependency_names(pyproject) -> set[str]:
 @pytest.mark.parametrize(
     "path, copied, installed",
     [
-        (OPERATOR, {"pyproject.toml", "README.md", "operator/", "common/"}, "."),
-        (EVALUATOR, {"common/", "model/"}, "./model"),
-        (DASHBOARD, {"pyproject.toml", "README.md", "operator/", "common/", "dashboard/pyproject.toml",
+        (OPERATOR, {"pyproject.toml", "README.md", "constraints.txt", "operator/", "common/"}, "."),
+        (EVALUATOR, {"constraints.txt", "common/", "model/"}, "./model"),
+        (DASHBOARD, {"pyproject.toml", "README.md", "constraints.txt", "operator/", "common/", "dashboard/pyproject.toml",
                      "dashboard/mddashboard/", "dashboard/frontend/package.json", "dashboard/frontend/package-lock.json",
                      "dashboard/frontend/"}, "./dashboard"),
     ],
@@ -153,7 +153,9 @@ def test_each_image_gets_only_its_own_distribution(path, copied, installed):
                for src in rest.split()[:-1]}  # fmt: skip
     assert sources == copied
     installs = " ".join(rest for word, rest in instructions(path) if word == "RUN")
-    assert [args.split()[-1] for args in re.findall(r"pip install ([^&|;]*)", installs)] == [installed]
+    pips = re.findall(r"pip install ([^&|;]*)", installs)
+    assert [args.split()[-1] for args in pips] == [installed]
+    assert all("-c constraints.txt" in args for args in pips), "images install the versions CI tested (constraints.txt)"
 
 
 @pytest.mark.parametrize("pyproject", ["pyproject.toml", "model/pyproject.toml"])
@@ -168,7 +170,7 @@ def test_dockerignore_keeps_the_context_small():
                 if line.strip() and not line.startswith("#")]
     assert patterns[0] == "*", "allowlist: ignore everything, then re-include what the build needs"
     included = {p[1:] for p in patterns if p.startswith("!")}
-    assert {"pyproject.toml", "README.md", "operator/**", "common/**", "model/**"} <= included
+    assert {"pyproject.toml", "README.md", "constraints.txt", "operator/**", "common/**", "model/**"} <= included
     assert not {".venv", "tests/**", ".git", "sandbox/**"} & included
     copied = {rest.split()[0] for path in (OPERATOR, EVALUATOR) for word, rest in instructions(path)
               if word == "COPY" and not rest.startswith("--from")}
