@@ -85,6 +85,7 @@ def evaluate(
 
         card = read_model_card(model_path)
         labels, source_thresholds, kind = card["labels"], card.get("operating_thresholds"), "export"
+        calibration = (card.get("calibration") or {}).get("per_label")
         if not data_dir:
             raise ValueError(f"{model_path} is an exported version: pass --data with the evaluation images")
     else:
@@ -92,6 +93,7 @@ def evaluate(
 
         model, record = load_run(model_path)
         labels, source_thresholds, kind = record["labels"], record["validation"]["youden_thresholds"], "run"
+        calibration = (record.get("calibration") or {}).get("per_label")
     data, description = resolve_evaluation_data(model_path, data_dir, split, labels, layout)
     fingerprint = datasets.fingerprint_and_check(data)
     if threshold == "auto":
@@ -103,7 +105,7 @@ def evaluate(
     probabilities = predict_with_export(model_path, data) if kind == "export" else predict_with_keras(model, data)
     report = evaluation_report.build_report(
         data.labels, probabilities, labels, threshold_policy=policy, bootstrap_resamples=bootstrap_resamples, seed=seed,
-        groups=data.patient_ids,
+        groups=data.patient_ids, calibrators=evaluation_report.calibrators_from_dict(calibration),
     )
     if isinstance(policy, dict):
         report["headline"]["threshold_source"] = "validation split (Youden's J at training time)"

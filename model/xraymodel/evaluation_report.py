@@ -55,6 +55,70 @@ def resolve_thresholds(
     return thresholds, "youden-in-sample"
 
 
+def fit_calibration(
+    labels: np.ndarray, probabilities: np.ndarray, label_names: Sequence[str]
+) -> dict[str, metrics.LogitCalibrator]:
+    """Per-finding Platt calibrators (identity, ``cases`` 0, for a finding with one class here)."""
+    y, p = np.asarray(labels, dtype=np.float64), np.asarray(probabilities, dtype=np.float64)
+    fitted = {}
+    for column, name in enumerate(label_names):
+        yc = y[:, column]
+        fitted[name] = (
+            metrics.fit_logit_calibrator(yc, p[:, column]) if 0 < yc.sum() < yc.size else metrics.LogitCalibrator()
+        )
+    return fitted
+
+
+def calibrators_from_dict(raw: Mapping[str, Mapping] | None) -> dict[str, metrics.LogitCalibrator] | None:
+    """Inverse of LogitCalibrator.as_dict per finding (None stays None)."""
+    if not raw:
+        return None
+    return {
+        name: metrics.LogitCalibrator(float(entry["slope"]), float(entry["intercept"]), int(entry.get("fitted_on_cases", 0)))
+        for name, entry in raw.items()
+    }
+
+
+def target_sensitivity_points(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    label_names: Sequence[str],
+    target: float,
+    *,
+    groups: Sequence | None = None,
+    bootstrap_resamples: int = 200,
+    seed: int = 0,
+) -> dict[str, dict | None]:
+    """Per finding: the highest threshold reaching ``target`` sensitivity here, with sens/spec CIs there."""
+    y, p = np.asarray(labels, dtype=np.float64), np.asarray(probabilities, dtype=np.float64)
+    thresholds = {}
+    for column, name in enumerate(label_names):
+        yc = y[:, column]
+        if 0 < yc.sum() < yc.size:
+            thresholds[name] = metrics.threshold_for_sensitivity(yc, p[:, column], target)
+    columns = [c for c, name in enumerate(label_names) if name in thresholds]
+    rates = (
+        metrics.bootstrap_rates(
+            y[:, columns], p[:, columns], [thresholds[label_names[c]] for c in columns], bootstrap_resamples,
+            seed=seed, groups=groups,
+        )
+        if columns
+        else []
+    )
+    points: dict[str, dict | None] = {name: None for name in label_names}
+    for column, rate in zip(columns, rates):
+        name = label_names[column]
+        points[name] = {
+            "target_sensitivity": target,
+            "threshold": thresholds[name],
+            "sensitivity": rate.sensitivity.estimate,
+            "sensitivity_ci": [rate.sensitivity.lower, rate.sensitivity.upper],
+            "specificity": rate.specificity.estimate,
+            "specificity_ci": [rate.specificity.lower, rate.specificity.upper],
+        }
+    return _json_ready(points)
+
+
 def build_report(
     labels: np.ndarray,
     probabilities: np.ndarray,
@@ -66,10 +130,13 @@ def build_report(
     calibration_bins: int = 10,
     seed: int = 0,
     groups: Sequence | None = None,
+    calibrators: Mapping[str, metrics.LogitCalibrator] | None = None,
 ) -> dict:
     """The full evaluation report as a JSON-serialisable dict (see module docstring).
 
-    ``groups``: the patient ID of each case; the CIs then resample patients.
+    ``groups``: the patient ID of each case; the CIs then resample patients. ``calibrators``
+    (fitted elsewhere, e.g. on the validation split): ECE and Brier score are also reported for
+    the calibrated probabilities ("calibrated" per finding, mean_*_calibrated in the headline).
     """
     y = np.asarray(labels, dtype=np.float64)
     p = np.asarray(probabilities, dtype=np.float64)
@@ -102,6 +169,13 @@ def build_report(
         for key, interval in (("sensitivity_ci", rate and rate.sensitivity), ("specificity_ci", rate and rate.specificity)):
             entry["operating_point"][key] = None if interval is None else [interval.lower, interval.upper]
         entry["ece"] = metrics.expected_calibration_error(yc, pc, calibration_bins)
+        entry["brier"] = metrics.brier_score(yc, pc)
+        if calibrators is not None and name in calibrators:
+            calibrated = calibrators[name].apply(pc)
+            entry["calibrated"] = {
+                "ece": metrics.expected_calibration_error(yc, calibrated, calibration_bins),
+                "brier": metrics.brier_score(yc, calibrated),
+            }
         per_label[name] = entry
     pooled = metrics.reliability_bins(y.ravel(), p.ravel(), calibration_bins)
     eces = [entry["ece"] for entry in per_label.values()]
@@ -122,6 +196,13 @@ def build_report(
             "mean_sensitivity": _nanmean([e["operating_point"]["sensitivity"] for e in per_label.values()]),
             "mean_specificity": _nanmean([e["operating_point"]["specificity"] for e in per_label.values()]),
             "mean_ece": _nanmean(eces),
+            "mean_brier": _nanmean([e["brier"] for e in per_label.values()]),
+            "mean_ece_calibrated": None
+            if calibrators is None
+            else _nanmean([e["calibrated"]["ece"] for e in per_label.values() if "calibrated" in e]),
+            "mean_brier_calibrated": None
+            if calibrators is None
+            else _nanmean([e["calibrated"]["brier"] for e in per_label.values() if "calibrated" in e]),
             "threshold_source": threshold_source,
         },
         "per_label": per_label,

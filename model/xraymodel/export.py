@@ -171,6 +171,10 @@ def export_saved_model(
             },
             "operating_thresholds": (training_record or {}).get("validation", {}).get("youden_thresholds"),
             "operating_thresholds_source": "Youden's J on the validation split" if training_record else None,
+            "operating_points_target_sensitivity": (training_record or {})
+            .get("validation", {})
+            .get("target_sensitivity_points"),
+            "calibration": (training_record or {}).get("calibration"),
             "training": None
             if training_record is None
             else {

@@ -463,6 +463,94 @@ def expected_calibration_error(labels: Sequence, probabilities: Sequence, bins: 
     return reliability_bins(labels, probabilities, bins).expected_calibration_error
 
 
+def brier_score(labels: Sequence, probabilities: Sequence) -> float:
+    """Mean squared difference between the probability and the 0/1 outcome (0 is perfect)."""
+    y, p = _as_binary_problem(labels, probabilities)
+    if np.any((p < 0) | (p > 1)):
+        raise MetricInputError("probabilities must lie in [0, 1]")
+    return float(np.mean((p - y) ** 2))
+
+
+_LOGIT_CLIP = 1e-7
+
+
+def _logit(probabilities: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), _LOGIT_CLIP, 1.0 - _LOGIT_CLIP)
+    return np.log(p) - np.log1p(-p)
+
+
+@dataclass(frozen=True)
+class LogitCalibrator:
+    """Platt scaling on the logit: calibrated = sigmoid(slope * logit(p) + intercept).
+
+    Class-weighted training multiplies a finding's positive odds by about its weight (a shift of
+    the logit), which a temperature alone (slope only) cannot undo; the intercept does. slope and
+    intercept are also the calibration slope and intercept a reader asks for (1 and 0 when the
+    model is calibrated). Monotone increasing (slope > 0), so AUROC is unchanged.
+    """
+
+    slope: float = 1.0
+    intercept: float = 0.0
+    cases: int = 0  # cases it was fitted on (0: identity, not fitted)
+
+    def apply(self, probabilities: Sequence) -> np.ndarray:
+        z = self.slope * _logit(np.asarray(probabilities, dtype=np.float64)) + self.intercept
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
+
+    def as_dict(self) -> dict:
+        return {"method": "platt-logit", "slope": self.slope, "intercept": self.intercept, "fitted_on_cases": self.cases}
+
+
+def fit_logit_calibrator(
+    labels: Sequence, probabilities: Sequence, l2: float = 1e-3, iterations: int = 100
+) -> LogitCalibrator:
+    """Maximum-likelihood (slightly L2-regularised towards the identity) Platt fit by damped Newton.
+
+    Refuses a set with one class only (nothing to fit); the small penalty keeps the fit finite when
+    the classes are separable. The slope is kept positive so the calibrator never reverses ranks.
+    """
+    y, p = _as_binary_problem(labels, probabilities)
+    _require_both_classes(y)
+    z, t = _logit(p), y.astype(np.float64)
+    design = np.column_stack([z, np.ones_like(z)])
+    theta = np.array([1.0, 0.0])
+    prior = np.array([1.0, 0.0])
+    penalty = l2 * y.size
+
+    def loss(parameters: np.ndarray) -> float:
+        eta = design @ parameters
+        # -log-likelihood of a Bernoulli with logit eta (logaddexp keeps it finite), plus the L2 term
+        return float(np.sum(np.logaddexp(0.0, eta) - t * eta) + 0.5 * penalty * np.sum((parameters - prior) ** 2))
+
+    current = loss(theta)
+    for _ in range(iterations):
+        q = 1.0 / (1.0 + np.exp(-np.clip(design @ theta, -500, 500)))
+        gradient = design.T @ (q - t) + penalty * (theta - prior)
+        hessian = (design * (q * (1 - q))[:, None]).T @ design + penalty * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        scale = 1.0
+        while scale > 1e-6 and loss(theta - scale * step) > current:  # damped Newton: never go uphill
+            scale /= 2
+        theta = theta - scale * step
+        previous, current = current, loss(theta)
+        if np.max(np.abs(scale * step)) < 1e-10 or previous - current < 1e-12:
+            break
+    slope = max(float(theta[0]), 1e-3)
+    return LogitCalibrator(slope, float(theta[1]), int(y.size))
+
+
+def threshold_for_sensitivity(labels: Sequence, scores: Sequence, target: float) -> float:
+    """The highest threshold whose sensitivity (``score >= threshold``) reaches ``target`` on this set.
+
+    The highest such threshold is the one with the best specificity among those meeting the target.
+    """
+    if not 0 < target <= 1:
+        raise MetricInputError(f"target sensitivity must be in (0, 1], got {target}")
+    curve = roc_curve(labels, scores)
+    reaching = np.flatnonzero(curve.true_positive_rate >= target - 1e-12)
+    return float(curve.thresholds[reaching[0]])
+
+
 def population_stability_index(
     reference: Sequence, current: Sequence, bins: int = 10, epsilon: float = 1e-4
 ) -> float:

@@ -70,6 +70,7 @@ class TrainingConfig:
     augment: bool = True
     cache: str = "memory"
     early_stopping_patience: int = 5
+    target_sensitivity: float = 0.9  # operating points recorded per finding (validation split)
     seed: int = 0
     verbose: int = 1
 
@@ -268,6 +269,13 @@ def train(config: TrainingConfig, resume: bool = False, finetune_callbacks: list
         groups=splits["val"].patient_ids,
     )
     thresholds = {name: validation["per_label"][name]["operating_point"]["threshold"] for name in label_names}
+    # Calibration: per-finding Platt scaling fitted on val (class weights inflate the probabilities);
+    # its ECE/Brier effect out of sample shows in `evaluate` on the test split.
+    calibrators = evaluation_report.fit_calibration(splits["val"].labels, val_probabilities, label_names)
+    target_points = evaluation_report.target_sensitivity_points(
+        splits["val"].labels, val_probabilities, label_names, config.target_sensitivity,
+        groups=splits["val"].patient_ids, seed=config.seed,
+    )
     model.save(staging / MODEL_FILE)
     record = {
         "schema": RECORD_SCHEMA,
@@ -302,6 +310,11 @@ def train(config: TrainingConfig, resume: bool = False, finetune_callbacks: list
                 name: (entry["auroc"] or {}).get("estimate") for name, entry in validation["per_label"].items()
             },
             "youden_thresholds": thresholds,
+            "target_sensitivity_points": target_points,
+        },
+        "calibration": {
+            "method": "per-finding Platt scaling of the logit, fitted on the validation split",
+            "per_label": {name: calibrator.as_dict() for name, calibrator in calibrators.items()},
         },
         "config": asdict(config),
         "training_seconds": round(time.time() - started, 1),

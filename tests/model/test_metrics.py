@@ -249,3 +249,90 @@ def test_report_names_its_ci_method_and_carries_rate_cis():
         return high - low
 
     assert width(by_patient) > 1.6 * width(by_image)
+
+
+@pytest.mark.parametrize(
+    ("labels", "probabilities", "expected"),
+    [([0, 1], [0.2, 0.6], (0.04 + 0.16) / 2), ([0, 0, 1, 1], [0, 0, 1, 1], 0.0), ([1, 0], [0, 1], 1.0)],
+)
+def test_brier_score_table(labels, probabilities, expected):
+    assert metrics.brier_score(labels, probabilities) == pytest.approx(expected)
+
+
+def test_logit_calibrator_undoes_class_weight_inflation():
+    rng = np.random.default_rng(8)
+    z = rng.normal(scale=2.0, size=4000)
+    true_p = 1 / (1 + np.exp(-(0.7 * z - 3.0)))  # a rare finding: ~8 % prevalence
+    labels = rng.random(z.size) < true_p
+    weight = 12.0  # class weighting multiplies the positive odds by ~w
+    inflated = 1 / (1 + np.exp(-(0.7 * z - 3.0 + np.log(weight))))
+    fit, check = slice(0, 2000), slice(2000, None)  # fitted on one half (the "val" split), judged on the other
+    calibrator = metrics.fit_logit_calibrator(labels[fit], inflated[fit])
+    assert calibrator.slope == pytest.approx(1.0, abs=0.12)
+    assert calibrator.intercept == pytest.approx(-np.log(weight), abs=0.3)
+    calibrated = calibrator.apply(inflated[check])
+    before = metrics.expected_calibration_error(labels[check], inflated[check])
+    after = metrics.expected_calibration_error(labels[check], calibrated)
+    assert before > 0.15 and after < 0.03
+    assert metrics.brier_score(labels[check], calibrated) < metrics.brier_score(labels[check], inflated[check]) - 0.05
+    assert metrics.auroc(labels[check], calibrated) == pytest.approx(metrics.auroc(labels[check], inflated[check]))
+    identity = metrics.LogitCalibrator()
+    np.testing.assert_allclose(identity.apply([0.1, 0.5, 0.9]), [0.1, 0.5, 0.9])
+    with pytest.raises(metrics.MetricInputError, match="positive and negative"):
+        metrics.fit_logit_calibrator([0, 0, 0], [0.1, 0.2, 0.3])
+
+
+def test_logit_calibrator_stays_finite_on_separable_classes():
+    calibrator = metrics.fit_logit_calibrator([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9])
+    assert np.isfinite(calibrator.slope) and calibrator.slope > 0 and np.isfinite(calibrator.intercept)
+
+
+@pytest.mark.parametrize(
+    ("labels", "scores", "target", "expected"),
+    [
+        ([0, 1, 0, 1, 1], [0.1, 0.2, 0.3, 0.7, 0.9], 0.6, 0.7),  # 2 of 3 positives at >= 0.7
+        ([0, 1, 0, 1, 1], [0.1, 0.2, 0.3, 0.7, 0.9], 0.9, 0.2),  # all 3 need the threshold down to 0.2
+        ([0, 1, 0, 1, 1], [0.1, 0.2, 0.3, 0.7, 0.9], 1.0, 0.2),
+        ([0, 1, 1], [0.5, 0.5, 0.9], 1.0, 0.5),  # ties: the tied negative comes along
+    ],
+)
+def test_threshold_for_sensitivity(labels, scores, target, expected):
+    threshold = metrics.threshold_for_sensitivity(labels, scores, target)
+    assert threshold == expected
+    assert metrics.operating_point(labels, scores, threshold).sensitivity >= target
+
+
+def test_report_shows_calibration_before_and_after_and_target_sensitivity_points():
+    from xraymodel import evaluation_report
+
+    rng = np.random.default_rng(9)
+    z = rng.normal(scale=2.0, size=(3000, 2))
+    labels = (rng.random(z.shape) < 1 / (1 + np.exp(-(z - 2.5)))).astype(float)
+    inflated = 1 / (1 + np.exp(-(z - 2.5 + np.log([8.0, 20.0]))))  # class weights 8 and 20
+    groups = [f"p{i // 2:05d}" for i in range(3000)]  # two images per patient
+    names = ["Mass", "Hernia"]
+    calibrators = evaluation_report.fit_calibration(labels[:1500], inflated[:1500], names)
+    restored = evaluation_report.calibrators_from_dict({n: c.as_dict() for n, c in calibrators.items()})
+    assert restored == calibrators
+    report = build_report(labels[1500:], inflated[1500:], names, threshold_policy=0.5, bootstrap_resamples=50,
+                          groups=groups[1500:], calibrators=restored)
+    headline = report["headline"]
+    assert headline["mean_ece"] > 0.2 and headline["mean_ece_calibrated"] < 0.04
+    assert headline["mean_brier_calibrated"] < headline["mean_brier"]
+    for name in names:
+        entry = report["per_label"][name]
+        assert entry["calibrated"]["ece"] < entry["ece"]
+    assert "mean_ece_calibrated" in build_report(labels, inflated, names, bootstrap_resamples=0)["headline"]
+    points = evaluation_report.target_sensitivity_points(labels[:1500], inflated[:1500], names, 0.9,
+                                                         groups=groups[:1500], bootstrap_resamples=100)
+    for name, column in zip(names, range(2)):
+        point = points[name]
+        assert point["sensitivity"] >= 0.9
+        low, high = point["sensitivity_ci"]
+        assert low < point["sensitivity"] <= high
+        assert point["specificity"] == pytest.approx(
+            metrics.operating_point(labels[:1500, column], inflated[:1500, column], point["threshold"]).specificity
+        )
+    one_class = evaluation_report.target_sensitivity_points(np.zeros((4, 1)), np.full((4, 1), 0.3), ["Mass"], 0.9)
+    assert one_class == {"Mass": None}
+    assert evaluation_report.fit_calibration(np.zeros((4, 1)), np.full((4, 1), 0.3), ["Mass"])["Mass"].cases == 0
