@@ -3,7 +3,9 @@ Shared pytest fixtures.
 
 ``apiserver`` (session-scoped) is the Kubernetes API server emulator running as its own process
 on 127.0.0.1 (see kubeemu.apiserver), with the ModelDeployment CRD (crds/, if present)
-and the third-party CRDs in tests/data/thirdparty-crds/ (Istio, Prometheus operator) registered.
+and the third-party CRDs in tests/data/thirdparty-crds/ (Istio, Prometheus operator) registered,
+RBAC authorization and the OwnerReferencesPermissionEnforcement admission plugin on (the harness's
+own requests are system:admin; `apiserver.add_user` + `user_kubeconfig` give an RBAC-bound identity).
 Point clients at ``apiserver.kubeconfig`` / ``apiserver.url``; give every test its own namespace.
 """
 import pathlib
@@ -27,7 +29,10 @@ def emulator_crd_files() -> list[pathlib.Path]:
 @pytest.fixture(scope='session')
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServerProcess]:
     workdir = tmp_path_factory.mktemp('apiserver')
-    with ApiServerProcess(crd_files=emulator_crd_files(), workdir=workdir) as server:
+    # As strict as a hardened cluster: RBAC for every identity but the harness's (system:masters), and
+    # OwnerReferencesPermissionEnforcement (OpenShift's default) on.
+    with ApiServerProcess(crd_files=emulator_crd_files(), workdir=workdir, authorization_mode='RBAC',
+                          admission_plugins=['OwnerReferencesPermissionEnforcement']) as server:
         yield server
 
 

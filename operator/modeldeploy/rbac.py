@@ -59,6 +59,14 @@ RULES: tuple[Rule, ...] = (
         ("patch",),
         why="Kube.patch_status: the status subresource is the operator's only state store",
     ),
+    Rule(
+        "modeldeploy.io",
+        "modeldeployments/finalizers",
+        ("update",),
+        why="every child's ownerReference sets blockOwnerDeletion: true; with the "
+        "OwnerReferencesPermissionEnforcement admission plugin (OpenShift's default) that needs update on "
+        "the owner's finalizers subresource, or every create is refused (403)",
+    ),
     # ---- TF Serving children ---------------------------------------------------------------
     Rule(
         "apps",

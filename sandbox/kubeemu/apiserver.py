@@ -40,10 +40,10 @@ import attrs
 import kmock
 import yaml
 
-from kubeemu import decode, discovery
+from kubeemu import authz, decode, discovery
 from kubeemu import proto as protobuf
 from kubeemu import table as tables
-from kubeemu.admission import Admission, WriteRequest
+from kubeemu.admission import PLUGINS, Admission, WriteRequest
 from kubeemu.faults import FaultConfig, FaultInjector, RequestStats
 from kubeemu.patch import PatchError, PatchFormatError, json_patch, merge_patch, strategic_merge_patch
 from kubeemu.process import ApiServerProcess, write_kubeconfig
@@ -69,6 +69,7 @@ class _Route:
     subresource: str | None
     verb: str
     recorded: bool = False  # watches are counted when their stream starts
+    user: authz.UserInfo = authz.ADMIN
 
     @property
     def resource(self) -> str:
@@ -99,6 +100,10 @@ def _set_path(obj: Obj, path: str, value: Any) -> None:
     obj[parts[-1]] = value
 
 
+def _header(request: kmock.Request, name: str) -> str | None:
+    return next((v for k, v in (request.headers or {}).items() if k.lower() == name), None)
+
+
 def _warning_headers(write: WriteRequest) -> dict[str, str] | None:
     """RFC 7234 Warning headers, as kube-apiserver sends them (299, agent "-"); aiohttp joins them."""
     if not write.warnings:
@@ -127,7 +132,10 @@ class ApiServer(kmock.KubernetesEmulator):
     request_log_limit: int = 200  # kmock's request log is trimmed to this many entries
     bookmark_interval: float = 10.0  # idle watches with allowWatchBookmarks=true get a BOOKMARK so often
     validate: bool = True  # decode/validate writes like kube-apiserver (False: store what is sent)
+    authorization_mode: str = "AlwaysAllow"  # or "RBAC": non-system:masters users need RBAC rules
+    admission_plugins: tuple[str, ...] = ()  # optional plugins, e.g. OwnerReferencesPermissionEnforcement
     admission: Admission = attrs.field(init=False)
+    authenticator: authz.Authenticator = attrs.field(init=False, factory=authz.Authenticator)
     store: Store = attrs.field(init=False)
     request_stats: RequestStats = attrs.field(init=False, factory=RequestStats)
     faults: FaultInjector = attrs.field(init=False, factory=FaultInjector)
@@ -138,8 +146,8 @@ class ApiServer(kmock.KubernetesEmulator):
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
-        self.admission = Admission(validate=self.validate)
         self.store = Store(history_limit=self.history_limit, on_defs_changed=self._sync_discovery)
+        self.configure_access(self.authorization_mode, self.admission_plugins)
         with warnings.catch_warnings():  # kmock 0.8 uses the deprecated importlib.resources.read_binary
             warnings.simplefilter("ignore", DeprecationWarning)
             self.resources.load_bundled()
@@ -163,6 +171,17 @@ class ApiServer(kmock.KubernetesEmulator):
             self.store.ensure_namespace(namespace)
 
     # --- configuration ---------------------------------------------------------------------------
+
+    def configure_access(self, authorization_mode: str, admission_plugins: Iterable[str]) -> None:
+        """Set the authorization mode (AlwaysAllow | RBAC) and the optional admission plugins."""
+        if authorization_mode not in ("AlwaysAllow", "RBAC"):
+            raise ValueError(f"unsupported authorization mode {authorization_mode!r} (AlwaysAllow, RBAC)")
+        plugins = frozenset(admission_plugins)
+        if plugins - set(PLUGINS):
+            raise ValueError(f"unsupported admission plugins {sorted(plugins - set(PLUGINS))} (known: {list(PLUGINS)})")
+        self.authorization_mode = authorization_mode
+        self.admission_plugins = tuple(sorted(plugins))
+        self.admission = Admission(validate=self.validate, plugins=plugins, store=self.store)
 
     def register_crd(self, crd: Obj) -> list[ResourceDef]:
         """Register (create or replace) a CustomResourceDefinition; returns its served versions."""
@@ -418,6 +437,12 @@ class ApiServer(kmock.KubernetesEmulator):
             except NotImplementedError:
                 return _json(ApiError(404, "the server could not find the requested resource").status(), 404)
 
+        try:
+            route.user = self.authenticator.user(_header(request, "authorization"))
+            self._authorize(route)
+        except ApiError as e:
+            self._record(route, e.code)
+            return _json(e.status(), e.code, e.headers)
         injected = False
         try:
             user_agent = next((v for k, v in (request.headers or {}).items() if k.lower() == "user-agent"), "")
@@ -436,6 +461,15 @@ class ApiServer(kmock.KubernetesEmulator):
         if not route.recorded:
             self._record(route, response.status, injected)
         return response
+
+    def _authorize(self, route: _Route) -> None:
+        if self.authorization_mode != "RBAC" or route.user.is_master:
+            return
+        ask = authz.Request(
+            route.verb, route.rdef.group, route.rdef.plural, route.subresource, route.namespace, route.name
+        )
+        if not authz.authorize(self.store, route.user, ask):
+            raise authz.forbidden(route.user, ask, route.rdef.plural)
 
     def _record(self, route: _Route, status: int, injected: bool = False) -> None:
         route.recorded = True
@@ -534,7 +568,7 @@ class ApiServer(kmock.KubernetesEmulator):
                 }
             )
         if route.verb == "create":
-            write = WriteRequest.from_params("create", None, params)
+            write = WriteRequest.from_params("create", None, params, route.user)
             obj = store.create(
                 rdef, route.namespace, self._body(request), dry_run=dry_run, admit=self._admitter("", None, write)
             )
@@ -560,7 +594,7 @@ class ApiServer(kmock.KubernetesEmulator):
         name = route.name
         if route.subresource == "scale":
             return await self._serve_scale(route, request, dry_run)
-        write = WriteRequest.from_params("update", route.subresource, params)
+        write = WriteRequest.from_params("update", route.subresource, params, route.user)
         if route.verb == "get":
             obj = self._present(rdef, store.get(rdef, route.namespace, name))
             if tables.wants_table(accept):
@@ -749,7 +783,7 @@ class ApiServer(kmock.KubernetesEmulator):
             old["metadata"]["resourceVersion"] = (scale.get("metadata") or {}).get("resourceVersion")
             return old
 
-        write = WriteRequest.from_params("update", None, request.params)
+        write = WriteRequest.from_params("update", "scale", request.params, route.user)
         obj = self.store.update(
             rdef, route.namespace, name, mutate, dry_run=dry_run, admit=self._admitter("", None, write)
         )
@@ -911,6 +945,23 @@ class ApiServer(kmock.KubernetesEmulator):
         if endpoint == "crds" and method == "POST":
             defs = self.register_crd(self._body(request))
             return _json({"registered": [d.api_version + "/" + d.plural for d in defs]})
+        if endpoint == "users" and method == "POST":
+            body = self._body(request)
+            user = self.authenticator.add(str(body["token"]), str(body["user"]), list(body.get("groups") or []))
+            return _json({"user": user.name, "groups": list(user.groups)})
+        if endpoint == "access" and method in ("GET", "POST"):
+            if method == "POST":
+                body = self._body(request)
+                try:
+                    self.configure_access(
+                        body.get("authorizationMode", self.authorization_mode),
+                        body.get("admissionPlugins", self.admission_plugins),
+                    )
+                except ValueError as e:
+                    raise ApiError(400, str(e)) from None
+            return _json(
+                {"authorizationMode": self.authorization_mode, "admissionPlugins": list(self.admission_plugins)}
+            )
         if endpoint == "errors" and method == "GET":
             return _json({"count": self.internal_error_count, "recent": self.internal_errors})
         if endpoint == "health":
@@ -951,7 +1002,13 @@ async def _run(args: argparse.Namespace) -> None:
         kubeconfig=kubeconfig,
         history_limit=args.history_limit,
         validate=not args.lenient,
+        authorization_mode=args.authorization_mode,
+        admission_plugins=tuple(p for p in args.enable_admission_plugins.split(",") if p),
     ) as server:
+        for spec in args.user:
+            token, _, who = spec.partition("=")
+            name, _, groups = who.partition(":")
+            server.authenticator.add(token, name, [g for g in groups.split(",") if g])
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -974,6 +1031,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--history-limit", type=int, default=1000, help="watch events kept per resource")
     parser.add_argument(
         "--lenient", action="store_true", help="store writes as sent (no decoding, validation or admission)"
+    )
+    parser.add_argument("--authorization-mode", default="AlwaysAllow", choices=["AlwaysAllow", "RBAC"])
+    parser.add_argument(
+        "--enable-admission-plugins", default="", help="comma-separated, e.g. OwnerReferencesPermissionEnforcement"
+    )
+    parser.add_argument(
+        "--user", action="append", default=[], help="TOKEN=NAME[:GROUP,...]: a bearer token and its user (repeatable)"
     )
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)

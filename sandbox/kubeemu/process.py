@@ -96,9 +96,13 @@ class ApiServerProcess(ChildProcess):
         startup_timeout: float = 30.0,
         log_level: str = "WARNING",
         lenient: bool = False,
+        authorization_mode: str = "AlwaysAllow",
+        admission_plugins: Iterable[str] = (),
     ) -> None:
         super().__init__()
         self.lenient = lenient
+        self.authorization_mode = authorization_mode
+        self.admission_plugins = tuple(admission_plugins)
         self.crd_files = [str(pathlib.Path(path).absolute()) for path in crd_files]
         self.port = port
         self.history_limit = history_limit
@@ -143,6 +147,9 @@ class ApiServerProcess(ChildProcess):
             command += ["--history-limit", str(self.history_limit)]
         if self.lenient:
             command.append("--lenient")
+        command += ["--authorization-mode", self.authorization_mode]
+        if self.admission_plugins:
+            command += ["--enable-admission-plugins", ",".join(self.admission_plugins)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
         # The ready line (JSON: url, kubeconfig) comes on stdout; the log gets stderr.
@@ -214,6 +221,28 @@ class ApiServerProcess(ChildProcess):
 
     def clear_faults(self) -> None:
         self.request("POST", "/_emulator/faults", {})
+
+    def add_user(self, token: str, name: str, groups: Iterable[str] = ()) -> None:
+        """Register a bearer token for a user (authorized by RBAC with --authorization-mode RBAC)."""
+        self.request("POST", "/_emulator/users", {"token": token, "user": name, "groups": list(groups)})
+
+    def set_access(
+        self, *, authorization_mode: str | None = None, admission_plugins: Iterable[str] | None = None
+    ) -> dict:
+        body: dict[str, Any] = {}
+        if authorization_mode is not None:
+            body["authorizationMode"] = authorization_mode
+        if admission_plugins is not None:
+            body["admissionPlugins"] = list(admission_plugins)
+        return self.request("POST", "/_emulator/access", body)
+
+    def user_kubeconfig(self, path: str | os.PathLike[str], token: str, *, namespace: str = "default") -> pathlib.Path:
+        """A kubeconfig for this emulator that authenticates with ``token`` (see :meth:`add_user`)."""
+        written = write_kubeconfig(path, self.url, namespace=namespace)
+        config = yaml.safe_load(written.read_text())
+        config["users"][0]["user"]["token"] = token
+        written.write_text(yaml.safe_dump(config, sort_keys=False))
+        return written
 
     def register_crd(self, crd: dict[str, Any]) -> list[str]:
         return self.request("POST", "/_emulator/crds", crd)["registered"]

@@ -13,6 +13,8 @@ Sources, all read from the source files (so a change in the code shows up here b
    or, for methods that take a whole object (``apply``/``create``: they call ``kind_of(obj)``), from
    every manifest the pure renderers in ``modeldeploy/render/`` build (dict literals with apiVersion,
    kind and metadata).
+   Owner references with ``blockOwnerDeletion: true`` (dict literals in those modules) need
+   ``update`` on the owner's ``finalizers`` subresource (OwnerReferencesPermissionEnforcement).
 3. main.py's kopf decorators: a resource handler needs list+watch; handlers that need a finalizer
    (daemon, timer, non-optional on.delete) or store state (on.create/update/resume/field) need patch.
 4. kopf's own needs, from main.py's settings: CRD list/watch unless ``settings.scanning.disabled``;
@@ -303,6 +305,24 @@ def code_triples(sources: Sources | None = None) -> tuple[set[Triple], list[str]
                 for group, resource in targets:
                     triples.add((group, resource, eff.verb))
                     evidence.append(f"{where} kube.{method} -> {eff.verb} {group or 'core'}/{resource}")
+    # ownerReferences with blockOwnerDeletion: true: with the OwnerReferencesPermissionEnforcement
+    # admission plugin (OpenShift's default) creating such a child needs `update` on the OWNER's
+    # finalizers subresource (plugin/pkg/admission/gc/gc_admission.go), whatever else we may do.
+    for module in modules:
+        for node in ast.walk(sources.tree(module)):
+            if not isinstance(node, ast.Dict):
+                continue
+            keys = {k.value: v for k, v in zip(node.keys, node.values) if isinstance(k, ast.Constant)}
+            if "blockOwnerDeletion" not in keys or {"apiVersion", "kind"} - keys.keys():
+                continue
+            where = f"{module}:{node.lineno}"
+            if _eval(keys["blockOwnerDeletion"], module, where) is not True:
+                continue
+            owner = kinds.get((_eval(keys["apiVersion"], module, where), _eval(keys["kind"], module, where)))
+            if owner is None:
+                raise ScanError(f"{where}: an owner reference to a kind kube.KINDS does not know")
+            triples.add((owner.group, f"{owner.plural}/finalizers", "update"))
+            evidence.append(f"{where} ownerReferences blockOwnerDeletion -> update {owner.group}/{owner.plural}/finalizers")
     # Guard: nobody else talks to the API behind kube.py's back.
     for module in modules:
         if module == "modeldeploy.kube":

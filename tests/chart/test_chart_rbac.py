@@ -56,7 +56,12 @@ def test_every_rule_is_documented_and_scoped_right():
         assert rule.why, rule
         assert rule.cluster_scoped == (rule.resource in rbac_scan.CLUSTER_SCOPED), rule
         assert "*" not in rule.verbs and rule.resource != "*" and rule.api_group != "*", rule
-        assert not {"update", "deletecollection", "escalate", "bind", "impersonate"} & set(rule.verbs), rule
+        # update only on a finalizers subresource: that is how Kubernetes spells "may block this owner's
+        # deletion" (OwnerReferencesPermissionEnforcement); the operator itself never PUTs anything
+        forbidden = {"deletecollection", "escalate", "bind", "impersonate"}
+        if not rule.resource.endswith("/finalizers"):
+            forbidden.add("update")
+        assert not forbidden & set(rule.verbs), rule
     secrets = [r for r in rbac.RULES if r.resource == "secrets"]
     assert all(r.verbs == ("get",) and r.resource_names for r in secrets), "Secrets: get by listed name only, never list/watch"
     assert all(r.resource_names is None for r in rbac.RULES if r.resource != "secrets")
@@ -115,6 +120,15 @@ def test_scanner_sees_a_new_literal_call_in_kube():
         "fresh = await self.kube.get_modeldeployment(", "await self.kube.read_secret('ns', 'x')\n        fresh = await self.kube.get_modeldeployment(", 1)
     derived = rbac_scan.derived_triples(clusterwide=True, peering=False, sources=sources)
     assert ("", "secrets", "get") in derived
+
+
+def test_scanner_sees_owner_references_that_block_owner_deletion():
+    """blockOwnerDeletion: true needs update on <owner>/finalizers (OwnerReferencesPermissionEnforcement,
+    on by default in OpenShift); without blockOwnerDeletion the permission is not needed."""
+    need = ("modeldeploy.io", "modeldeployments/finalizers", "update")
+    assert need in rbac_scan.derived_triples(clusterwide=True, peering=False)
+    sources = _with_source("modeldeploy.plans", '"blockOwnerDeletion": True', '"blockOwnerDeletion": False')
+    assert need not in rbac_scan.derived_triples(clusterwide=True, peering=False, sources=sources)
 
 
 def test_scanner_sees_a_new_kopf_handler():

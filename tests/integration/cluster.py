@@ -43,13 +43,46 @@ class BackgroundLoop:
         self.loop.close()
 
 
+def bind_operator_rbac(api: Any, namespace: str, tmp_path: Any, *, peering: bool = False) -> str:
+    """The operator's identity in a test: a ServiceAccount bound to EXACTLY modeldeploy.rbac's rules in
+    namespaced mode (a Role in the watched namespace, a ClusterRole for the cluster-scoped ones), as the
+    chart binds them. Returns a kubeconfig that authenticates as it. The session emulator runs with RBAC
+    authorization and OwnerReferencesPermissionEnforcement, so a missing permission is a 403 here too."""
+    from modeldeploy import rbac
+
+    def rules(triples: set[tuple[str, str, str]]) -> list[dict]:
+        verbs: dict[tuple[str, str], set[str]] = {}
+        for group, resource, verb in triples:
+            verbs.setdefault((group, resource), set()).add(verb)
+        return [{"apiGroups": [g], "resources": [r], "verbs": sorted(v)} for (g, r), v in sorted(verbs.items())]
+
+    placed = rbac.rules_for(clusterwide=False, peering=peering)
+    account = "modeldeploy-operator"
+    token = f"operator-{namespace}-{uuid.uuid4().hex[:6]}"
+    api.add_user(token, f"system:serviceaccount:{namespace}:{account}")
+    subjects = [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
+    base = "/apis/rbac.authorization.k8s.io/v1"
+    api.request("POST", f"{base}/namespaces/{namespace}/roles", {"metadata": {"name": account}, "rules": rules(placed["namespace"])})
+    api.request("POST", f"{base}/namespaces/{namespace}/rolebindings", {
+        "metadata": {"name": account}, "subjects": subjects,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account}})
+    cluster_role = f"{account}-{namespace}"
+    api.request("POST", f"{base}/clusterroles", {"metadata": {"name": cluster_role}, "rules": rules(placed["cluster"])})
+    api.request("POST", f"{base}/clusterrolebindings", {
+        "metadata": {"name": cluster_role}, "subjects": subjects,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role}})
+    return str(api.user_kubeconfig(tmp_path / f"operator-{namespace}.kubeconfig", token, namespace=namespace))
+
+
 class Cluster:
     def __init__(self, apiserver: Any, tmp_path: Any, *, ready_policy: Callable[[str, str, int], bool] | None = None,
-                 ready_delay: float = 0.5, prometheus_url: str | None = None, operator_env: dict[str, str] | None = None):
+                 ready_delay: float = 0.5, prometheus_url: str | None = None, operator_env: dict[str, str] | None = None,
+                 peering: bool = False):
         self.api = apiserver
         self.namespace = f"t-{uuid.uuid4().hex[:8]}"
         self.tmp_path = tmp_path
         self.api.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}})
+        self.operator_kubeconfig = bind_operator_rbac(apiserver, self.namespace, tmp_path, peering=peering)
         self.not_ready: set[int] = set()
         policy = ready_policy or (lambda ns, name, version: version not in self.not_ready)
         self.bg = BackgroundLoop()
@@ -58,7 +91,7 @@ class Cluster:
         self.bg.run(self.controller.start())
         env = {"MODELDEPLOY_RESYNC_SECONDS": "2"}
         env.update(operator_env or {})
-        self.operator = OperatorProcess(kubeconfig=apiserver.kubeconfig, namespaces=[self.namespace],
+        self.operator = OperatorProcess(kubeconfig=self.operator_kubeconfig, namespaces=[self.namespace],
                                         prometheus_url=prometheus_url, log_path=tmp_path / "operator.log", env=env)
 
     def close(self) -> None:

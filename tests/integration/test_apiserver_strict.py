@@ -353,3 +353,78 @@ def test_istio_objects_are_validated_against_istio_crd_schemas(apiserver: ApiSer
     vs['spec']['http'][0]['timeout'] = '0s'
     cel_rule = http_error(apiserver.request, 'POST', path, vs)
     assert cel_rule.code == 422 and 'spec.http[0].timeout' in cel_rule.body['message']
+
+
+# --- authorization: RBAC and OwnerReferencesPermissionEnforcement ----------------------------------
+
+def rbac_user(apiserver: ApiServerProcess, ns: str, rules: list[dict[str, Any]], name: str = 'op') -> str:
+    """A service account of ``ns`` bound to a Role with ``rules``; returns its bearer token."""
+    token = f'token-{uuid.uuid4().hex}'
+    apiserver.add_user(token, f'system:serviceaccount:{ns}:{name}')
+    apiserver.request('POST', f'/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles',
+                      {'metadata': {'name': name}, 'rules': rules})
+    apiserver.request('POST', f'/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings', {
+        'metadata': {'name': name}, 'roleRef': {'apiGroup': 'rbac.authorization.k8s.io', 'kind': 'Role', 'name': name},
+        'subjects': [{'kind': 'ServiceAccount', 'name': name, 'namespace': ns}]})
+    return token
+
+
+def as_user(apiserver: ApiServerProcess, token: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    content_type = 'application/merge-patch+json' if method == 'PATCH' else 'application/json'
+    request = urllib.request.Request(f'{apiserver.url}{path}', method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={'Content-Type': content_type, 'Authorization': f'Bearer {token}'})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_rbac_authorizes_every_request_of_a_bound_identity(apiserver: ApiServerProcess, ns: str) -> None:
+    """--authorization-mode RBAC: Role rules by verb, group, resource, subresource and resourceNames;
+    a refusal is kube-apiserver's 403; an unknown token is 401."""
+    token = rbac_user(apiserver, ns, [
+        {'apiGroups': [''], 'resources': ['configmaps'], 'verbs': ['get', 'create']},
+        {'apiGroups': [GROUP], 'resources': [f'{PLURAL}/status'], 'verbs': ['patch'], 'resourceNames': ['w']},
+    ])
+    cms = f'/api/v1/namespaces/{ns}/configmaps'
+    assert as_user(apiserver, token, 'POST', cms, {'metadata': {'name': 'c'}})[0] == 201
+    assert as_user(apiserver, token, 'GET', f'{cms}/c')[0] == 200
+    code, body = as_user(apiserver, token, 'GET', cms)
+    assert code == 403 and body['reason'] == 'Forbidden'
+    assert body['message'] == (f'configmaps is forbidden: User "system:serviceaccount:{ns}:op" cannot list resource '
+                               f'"configmaps" in API group "" in the namespace "{ns}"')
+    apiserver.put_object(GROUP, VERSION, PLURAL, ns, widget('w', size=1))
+    apiserver.put_object(GROUP, VERSION, PLURAL, ns, widget('x', size=1))
+    status = f'/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}'
+    assert as_user(apiserver, token, 'PATCH', f'{status}/w/status', {'status': {'a': 1}})[0] == 200
+    code, body = as_user(apiserver, token, 'PATCH', f'{status}/x/status', {'status': {'a': 1}})
+    assert code == 403 and 'cannot patch resource "widgets/status"' in body['message']
+    assert as_user(apiserver, 'no-such-token', 'GET', cms)[0] == 401
+
+
+def test_owner_references_permission_enforcement(apiserver: ApiServerProcess, ns: str) -> None:
+    """plugin/pkg/admission/gc: blockOwnerDeletion: true needs update on the owner's finalizers
+    subresource (the famous 403 on OpenShift); changing ownerReferences later needs delete on the object."""
+    owner = apiserver.put_object(GROUP, VERSION, PLURAL, ns, widget('owner', size=1))
+    ref = {'apiVersion': f'{GROUP}/{VERSION}', 'kind': 'Widget', 'name': 'owner', 'uid': owner['metadata']['uid'],
+           'controller': True, 'blockOwnerDeletion': True}
+    cms = f'/api/v1/namespaces/{ns}/configmaps'
+    without = rbac_user(apiserver, ns, [{'apiGroups': [''], 'resources': ['configmaps'], 'verbs': ['create', 'patch']}])
+    code, body = as_user(apiserver, without, 'POST', cms, {'metadata': {'name': 'a', 'ownerReferences': [ref]}})
+    assert code == 403, body
+    assert body['message'] == ('configmaps "a" is forbidden: cannot set blockOwnerDeletion if an ownerReference refers '
+                               "to a resource you can't set finalizers on: , <nil>")
+    not_blocking = {**ref, 'blockOwnerDeletion': False}
+    assert as_user(apiserver, without, 'POST', cms, {'metadata': {'name': 'b', 'ownerReferences': [not_blocking]}})[0] == 201
+    with_finalizers = rbac_user(apiserver, ns, [
+        {'apiGroups': [''], 'resources': ['configmaps'], 'verbs': ['create', 'patch']},
+        {'apiGroups': [GROUP], 'resources': [f'{PLURAL}/finalizers'], 'verbs': ['update']}], name='op2')
+    assert as_user(apiserver, with_finalizers, 'POST', cms, {'metadata': {'name': 'c', 'ownerReferences': [ref]}})[0] == 201
+    # an update that changes the ownerReferences needs delete on the object itself
+    code, body = as_user(apiserver, with_finalizers, 'PATCH', f'{cms}/b', {'metadata': {'ownerReferences': [ref]}})
+    assert code == 403 and "cannot set an ownerRef on a resource you can't delete" in body['message']
+    # the harness (system:masters) is never refused
+    apiserver.request('POST', cms, {'metadata': {'name': 'd', 'ownerReferences': [ref]}})

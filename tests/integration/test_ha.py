@@ -22,13 +22,13 @@ LIFETIME = 6
 @pytest.fixture
 def ha(apiserver, tmp_path):
     apiserver.register_crd_file(PEERING_CRDS)
-    c = Cluster(apiserver, tmp_path)
+    c = Cluster(apiserver, tmp_path, peering=True)
     apiserver.request("POST", f"/apis/kopf.dev/v1/namespaces/{c.namespace}/kopfpeerings",
                       {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "modeldeploy"}})
     from mdsandbox.operator_process import OperatorProcess
 
     def replica(tag: str, priority: int) -> OperatorProcess:
-        return OperatorProcess(kubeconfig=apiserver.kubeconfig, namespaces=[c.namespace], log_path=tmp_path / f"operator-{tag}.log",
+        return OperatorProcess(kubeconfig=c.operator_kubeconfig, namespaces=[c.namespace], log_path=tmp_path / f"operator-{tag}.log",
                                env={"MODELDEPLOY_PEERING": "modeldeploy", "MODELDEPLOY_PEERING_PRIORITY": str(priority),
                                     "MODELDEPLOY_PEERING_LIFETIME": str(LIFETIME), "MODELDEPLOY_RESYNC_SECONDS": "2"})
 
