@@ -59,6 +59,18 @@ def test_configured_operating_threshold(threshold, sensitivity, specificity):
     assert f.sensitivity == pytest.approx(sensitivity) and f.specificity == pytest.approx(specificity)
 
 
+def test_model_card_thresholds_win_over_the_golden_sets_youden_point():
+    y, p = _tile([0, 0, 0, 1, 1, 1], [0.1, 0.4, 0.6, 0.3, 0.7, 0.9])
+    youden = compute.evaluate_version(y, p, bootstrap_resamples=0).findings[2]
+    ev = compute.evaluate_version(y, p, operating_thresholds={"Effusion": 0.25}, operating_threshold=0.5,
+                                  bootstrap_resamples=0)  # fmt: skip
+    effusion, mass = ev.findings[2], ev.findings[4]
+    assert (effusion.finding, mass.finding) == ("Effusion", "Mass")
+    assert effusion.threshold == 0.25 and youden.threshold != 0.25 and ev.threshold_source == "model card"
+    assert effusion.sensitivity == pytest.approx(1.0) and effusion.specificity == pytest.approx(1 / 3)
+    assert mass.threshold == 0.5  # not on the card: the configured threshold
+
+
 def test_a_finding_without_positives_has_no_auroc_and_is_left_out_of_the_mean():
     y, p = _tile([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9])
     y[:, 13] = 0  # Hernia: no positive case in this golden set

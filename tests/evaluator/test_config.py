@@ -62,6 +62,9 @@ GOOD = yaml.safe_load(_rendered([VersionPlan(1, "stable", 1)]))
         ({"versions": [{"version": True, "role": "stable"}]}, "versions[0].version"),
         ({"versions": [{"version": 1, "role": "preview"}]}, "versions[0].role"),
         ({"versions": [{"version": 1, "role": "stable"}, {"version": 1, "role": "canary"}]}, "versions[1].version"),
+        ({"versions": [{"version": 1, "operatingThresholds": [0.5]}]}, "versions[0].operatingThresholds"),
+        ({"versions": [{"version": 1, "operatingThresholds": {"Mass": 1.5}}]}, "versions[0].operatingThresholds.Mass"),
+        ({"versions": [{"version": 1, "operatingThresholds": {"Mass": "low"}}]}, "versions[0].operatingThresholds.Mass"),
         ({"batchSize": 0}, "batchSize"),
         ({"retries": -1}, "retries"),
     ],
@@ -78,3 +81,10 @@ def test_bad_fields_are_named(change, field):
 def test_not_a_config(text):
     with pytest.raises(ConfigError):
         parse_config_text(text)
+
+
+def test_a_version_carries_its_model_cards_operating_thresholds():
+    raw = {**GOOD, "versions": [{"version": 1, "role": "stable", "operatingThresholds": {"Mass": 0.3, "Effusion": 0.12}}]}
+    entry = parse_config(raw).versions[0]
+    assert entry.operating_thresholds == (("Effusion", 0.12), ("Mass", 0.3))
+    assert parse_config(GOOD).versions[0].operating_thresholds == ()

@@ -27,6 +27,7 @@ difference at each version's operating threshold with its paired (discordant-pai
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,7 +65,7 @@ class VersionEvaluation:
     auroc_mean: float | None
     auroc_mean_ci: tuple[float, float] | None  # bootstrap percentile interval, None when off
     ece_mean: float
-    threshold_source: str  # "configured" | "youden"
+    threshold_source: str  # "model card" | "configured" | "youden"
 
     def auroc_by_finding(self) -> dict[str, float]:
         return {f.finding: f.auroc for f in self.findings if f.auroc is not None}
@@ -127,11 +128,17 @@ def evaluate_version(
     findings: tuple[str, ...] = FINDINGS,
     *,
     operating_threshold: float | None = None,
+    operating_thresholds: Mapping[str, float] | None = None,
     bootstrap_resamples: int = 200,
     ece_bins: int = 10,
     seed: int = 0,
 ) -> VersionEvaluation:
-    """The figures of one version (module docstring). `labels` 0/1 and `probabilities` are [N, k]."""
+    """The figures of one version (module docstring). `labels` 0/1 and `probabilities` are [N, k].
+
+    Threshold per finding: `operating_thresholds[finding]` (the version's model card: chosen on its
+    validation split, out of sample here) when given, else `operating_threshold`, else the Youden
+    point on these very images (optimistic).
+    """
     y = np.asarray(labels)
     p = check_predictions(probabilities, y.shape[0], len(findings))
     if y.shape != p.shape:
@@ -142,7 +149,9 @@ def evaluate_version(
         positives = int(yk.sum())
         both = 0 < positives < y.shape[0]
         auroc = metrics.auroc(yk, pk) if both else None
-        if operating_threshold is not None:
+        if operating_thresholds and finding in operating_thresholds:
+            threshold = float(operating_thresholds[finding])
+        elif operating_threshold is not None:
             threshold = float(operating_threshold)
         elif both:
             threshold = metrics.youden_threshold(yk, pk)
@@ -173,7 +182,9 @@ def evaluate_version(
         auroc_mean=mean,
         auroc_mean_ci=ci,
         ece_mean=float(np.mean([f.ece for f in per_finding])),
-        threshold_source="configured" if operating_threshold is not None else "youden",
+        threshold_source="model card"
+        if operating_thresholds
+        else ("configured" if operating_threshold is not None else "youden"),
     )
 
 

@@ -12,7 +12,10 @@ no restart is needed. Fields (the operator writes all of the first group):
     timeoutSeconds      per predict request
     concurrency         predict requests in flight at once, over all versions
     operatingThreshold  probability threshold for sensitivity/specificity; null = Youden point per finding
-    versions            [{version: 3, role: stable}, {version: 4, role: canary}]
+    versions            [{version: 3, role: stable}, {version: 4, role: canary}]; a version may carry
+                        operatingThresholds {finding: threshold} from its model card (chosen on the
+                        validation split at training time), used before operatingThreshold and
+                        instead of a Youden point fitted on the golden set itself
 
 Optional extras (defaults in brackets): batchSize [16] images per request, retries [2] per request,
 bootstrapResamples [200] for the CI of the mean AUROC (0 = off), eceBins [10].
@@ -40,6 +43,7 @@ class ConfigError(ValueError):
 class VersionEntry:
     version: int
     role: str
+    operating_thresholds: tuple[tuple[str, float], ...] = ()  # (finding, threshold) from the model card
 
     @property
     def label(self) -> str:
@@ -149,7 +153,16 @@ def parse_config(raw: object) -> EvaluatorConfig:
             raise ConfigError(f"versions[{i}].role: expected one of {ROLES}, got {role!r}")
         if any(v.version == number for v in versions):
             raise ConfigError(f"versions[{i}].version: {number} listed twice")
-        versions.append(VersionEntry(int(number), str(role)))
+        thresholds_raw = entry.get("operatingThresholds") or {}
+        if not isinstance(thresholds_raw, dict):
+            raise ConfigError(f"versions[{i}].operatingThresholds: expected {{finding: threshold}}, got {thresholds_raw!r}")
+        thresholds = []
+        for finding, value in sorted(thresholds_raw.items()):
+            where = f"versions[{i}].operatingThresholds.{finding}"
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ConfigError(f"{where}: expected a number within 0..1, got {value!r}")
+            thresholds.append((str(finding), float(value)))
+        versions.append(VersionEntry(int(number), str(role), tuple(thresholds)))
     return EvaluatorConfig(
         namespace=str(raw.get("namespace") or "default"),
         model_deployment=str(raw.get("modelDeployment") or model_name),

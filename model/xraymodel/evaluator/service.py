@@ -214,7 +214,9 @@ class Evaluator:
                 predictions = await client.predict_golden(entry.version, golden, config.batch_size)
             evaluation = await asyncio.to_thread(
                 compute.evaluate_version, golden.labels, predictions, golden.findings,
-                operating_threshold=config.operating_threshold, bootstrap_resamples=config.bootstrap_resamples,
+                operating_threshold=config.operating_threshold,
+                operating_thresholds=dict(entry.operating_thresholds) or None,
+                bootstrap_resamples=config.bootstrap_resamples,
                 ece_bins=config.ece_bins,
             )  # fmt: skip
         except (PredictFailure, TimeoutError, compute.GarbagePredictions) as exc:
