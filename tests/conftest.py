@@ -8,10 +8,12 @@ RBAC authorization and the OwnerReferencesPermissionEnforcement admission plugin
 own requests are system:admin; `apiserver.add_user` + `user_kubeconfig` give an RBAC-bound identity).
 Point clients at ``apiserver.kubeconfig`` / ``apiserver.url``; give every test its own namespace.
 """
+import os
 import pathlib
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from kubeemu.process import ApiServerProcess
 
@@ -55,3 +57,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if path.startswith(prefix):
                 item.add_marker(pytest.mark.xdist_group(group))
                 break
+
+
+# ---- hypothesis profiles (tests/unit/test_*_properties.py) ----
+# `ci` (the default, what `make test` runs): derandomized, so every run tries the same examples and a
+# failure reproduces; a fixed max_examples keeps the property suites within their time budget on
+# 2 cores. `HYPOTHESIS_PROFILE=long` for a local deep run (random, many more examples).
+settings.register_profile(
+    'ci', derandomize=True, max_examples=20, stateful_step_count=15, deadline=None, database=None,
+    print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    'long', max_examples=2000, stateful_step_count=60, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'ci'))

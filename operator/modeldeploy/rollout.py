@@ -681,6 +681,7 @@ def _await_ready(ctx: _Ctx, obs: Observation) -> None:
     if dep is not None and dep.is_ready:
         # restarts before readiness do not count against the version
         ro.mark_ready(ctx.stamp, restarts=dep.restarts, weight=_initial_weight(spec))
+        _preview_starved(ctx)  # BlueGreen: its preview deadline is known now (else the next quiet pass writes it)
         ctx.event("Normal", "CanaryReady", f"version {canary} is ready; {_route_text(spec, ro)}")
         return
     elapsed = seconds_since(ro.started_at, ctx.now) or 0.0
