@@ -15,6 +15,7 @@ objects and for ModelDeployments. The client is synchronous, so each call runs i
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import copy
 import datetime
@@ -65,8 +66,27 @@ KINDS: dict[tuple[str, str], Kind] = {
     ("networking.istio.io/v1", "DestinationRule"): Kind(
         "networking.istio.io/v1", "DestinationRule", "destinationrules"
     ),
+    # Istio < 1.22 serves no v1: the same objects under v1beta1 (identical schemas), see istio_api_version
+    ("networking.istio.io/v1beta1", "VirtualService"): Kind(
+        "networking.istio.io/v1beta1", "VirtualService", "virtualservices"
+    ),
+    ("networking.istio.io/v1beta1", "DestinationRule"): Kind(
+        "networking.istio.io/v1beta1", "DestinationRule", "destinationrules"
+    ),
     (f"{GROUP}/{VERSION}", "ModelDeployment"): Kind(f"{GROUP}/{VERSION}", "ModelDeployment", PLURAL),
 }
+
+
+ISTIO_GROUP = "networking.istio.io"
+ISTIO_VERSIONS = ("v1", "v1beta1")  # in order of preference: v1 since Istio 1.22, v1beta1 before
+
+
+def pick_istio_version(served: list[str]) -> str | None:
+    """The networking.istio.io apiVersion to use among the served versions (None: Istio is not installed)."""
+    for version in ISTIO_VERSIONS:
+        if version in served:
+            return f"{ISTIO_GROUP}/{version}"
+    return None
 
 
 def kind_of(obj: dict) -> Kind:
@@ -159,6 +179,8 @@ class Kube:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
         self.calls: collections.Counter[tuple[str, str]] = collections.Counter()
         self.on_call: Callable[[str, str], None] | None = None  # metrics hook: (verb, kind)
+        # The networking.istio.io version the server serves (detect_istio); rendered objects use v1.
+        self.istio_api_version: str | None = f"{ISTIO_GROUP}/v1"
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -189,6 +211,7 @@ class Kube:
 
     async def get(self, k: Kind, namespace: str, name: str) -> dict | None:
         """The live object, or None when it does not exist."""
+        k = self.served_kind(k)
         try:
             if k.typed:
                 resp = await self._call("get", k.kind, self._typed(k, "read"), name, namespace, _preload_content=False)
@@ -200,6 +223,7 @@ class Kube:
             return None
 
     async def list(self, k: Kind, namespace: str, label_selector: str | None = None) -> list[dict]:
+        k = self.served_kind(k)
         kwargs = {"label_selector": label_selector} if label_selector else {}
         if k.typed:
             resp = await self._call("list", k.kind, self._typed(k, "list"), namespace, _preload_content=False, **kwargs)
@@ -210,7 +234,9 @@ class Kube:
         return result.get("items", [])
 
     async def create(self, obj: dict) -> dict:
-        k = kind_of(obj)
+        k = self.served_kind(kind_of(obj))
+        if obj.get("apiVersion") != k.api_version:
+            obj = {**obj, "apiVersion": k.api_version}
         ns = obj["metadata"]["namespace"]
         if k.typed:
             resp = await self._call("create", k.kind, self._typed(k, "create"), ns, obj, _preload_content=False)
@@ -221,6 +247,7 @@ class Kube:
 
     async def patch(self, k: Kind, namespace: str, name: str, patch: dict) -> dict:
         """JSON merge patch (lists are replaced whole, keys set to null are removed)."""
+        k = self.served_kind(k)
         if k.typed:
             resp = await self._call(
                 "patch",
@@ -248,6 +275,7 @@ class Kube:
 
     async def delete(self, k: Kind, namespace: str, name: str) -> bool:
         """Delete; False when it was already gone."""
+        k = self.served_kind(k)
         try:
             if k.typed:
                 await self._call("delete", k.kind, self._typed(k, "delete"), name, namespace, _preload_content=False)
@@ -274,7 +302,9 @@ class Kube:
         With assume_absent (a brand-new owner) it creates without reading first; if the object
         exists after all (409), it falls back to read + patch.
         """
-        k = kind_of(desired)
+        k = self.served_kind(kind_of(desired))
+        if desired.get("apiVersion") != k.api_version:  # compared and recorded as the server has it
+            desired = {**desired, "apiVersion": k.api_version}
         meta = desired["metadata"]
         owned = _owned_view(desired)
         record = _serialise(owned)
@@ -328,6 +358,36 @@ class Kube:
 
     async def get_modeldeployment(self, namespace: str, name: str) -> dict | None:
         return await self.get(KINDS[(f"{GROUP}/{VERSION}", "ModelDeployment")], namespace, name)
+
+    async def served_versions(self, group: str) -> builtins.list[str]:
+        """The versions of an API group the server serves, from discovery (GET /apis: no RBAC needed)."""
+        apis = kubernetes.client.ApisApi(self.api_client)
+        loop = asyncio.get_running_loop()
+        self.calls[("discover", "APIGroupList")] += 1
+        try:
+            resp: Any = await loop.run_in_executor(
+                self._executor, lambda: apis.get_api_versions(_preload_content=False)
+            )
+        except ApiException as exc:
+            raise _translate(exc, "discover", "APIGroupList") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise kopf.TemporaryError(f"discover API groups: API unreachable: {exc}", delay=2) from None
+        for entry in json.loads(resp.data).get("groups") or []:
+            if entry.get("name") == group:
+                return [v.get("version") for v in entry.get("versions") or [] if v.get("version")]
+        return []
+
+    async def detect_istio(self) -> str | None:
+        """Set and return the networking.istio.io apiVersion to write (v1, else v1beta1; None if neither)."""
+        self.istio_api_version = pick_istio_version(await self.served_versions(ISTIO_GROUP))
+        return self.istio_api_version
+
+    def served_kind(self, k: Kind) -> Kind:
+        """``k`` in the served Istio version (non-Istio kinds unchanged). Every verb maps its kind so:
+        the renderers and callers name networking.istio.io/v1, a cluster before Istio 1.22 gets v1beta1."""
+        if k.group != ISTIO_GROUP or self.istio_api_version in (None, k.api_version):
+            return k
+        return KINDS[(self.istio_api_version, k.kind)]
 
     async def whoami(self) -> str | None:
         """The authenticated user name of THIS client (authentication.k8s.io/v1 SelfSubjectReview, what

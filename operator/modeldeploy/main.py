@@ -82,6 +82,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
     kube.on_call = lambda verb, kind: metrics.api_calls.labels(verb, kind).inc()
     if prometheus is not None:
         prometheus.on_query = lambda failed: metrics.prometheus_queries.labels("error" if failed else "ok").inc()
+    try:
+        istio = await kube.detect_istio()
+    except kopf.TemporaryError as exc:  # the API is not reachable yet: the reconciler asks again
+        kube.istio_api_version = None
+        logger.warning("cannot detect the served networking.istio.io version yet: %s", exc)
+    else:
+        logger.info("routing objects use %s", istio or "nothing: networking.istio.io is not served")
     memo.settings = config
     memo.kube = kube
     memo.prometheus = prometheus

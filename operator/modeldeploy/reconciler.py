@@ -39,7 +39,7 @@ from modeldeploy import audit, gates, names, notifications
 from modeldeploy.analysis import builtins
 from modeldeploy.analysis.prometheus import PrometheusClient
 from modeldeploy.analysis.runner import analyse
-from modeldeploy.kube import KINDS, Conflict, Kube
+from modeldeploy.kube import KINDS, Conflict, Kube, NotFound
 from modeldeploy.metrics import OperatorMetrics
 from modeldeploy.notifier import Notifier
 from modeldeploy.plans import Target
@@ -54,12 +54,13 @@ from modeldeploy.rollout import (
 )
 from modeldeploy.settings import Settings
 from modeldeploy.spec import ModelDeploymentSpec
-from modeldeploy.status import finite, from_timestamp, now_utc, status_patch, to_timestamp
+from modeldeploy.status import finite, from_timestamp, now_utc, set_condition, status_patch, to_timestamp
 from modeldeploy.validation import ValidationResult, validate_spec
 
 ACTION_BY = names.ANNOTATION_ACTION_BY
 WAKE_DEBOUNCE_SECONDS = 0.03
 DEPLOYMENT = KINDS[("apps/v1", "Deployment")]
+ISTIO_CONDITION = "IstioAPI"  # False while networking.istio.io is not served
 CONFIGMAP = KINDS[("v1", "ConfigMap")]
 SERVICE = KINDS[("v1", "Service")]
 DESTINATION_RULE = KINDS[("networking.istio.io/v1", "DestinationRule")]
@@ -185,6 +186,8 @@ class Reconciler:
             return self.settings.resync_seconds
         spec = validation.spec
         assert spec is not None
+        if not await self._routing_api_served(mem, body, status, now, logger):
+            return self.settings.resync_seconds
 
         annotations = meta.get("annotations") or {}
         action = annotations.get(names.ANNOTATION_ACTION)
@@ -240,6 +243,45 @@ class Reconciler:
         return min(decision.wake_in, self.settings.resync_seconds)
 
     # ---- helpers -------------------------------------------------------------------------------
+
+    async def _routing_api_served(
+        self, mem: _Memory, body: dict, status: dict, now: datetime.datetime, logger: kopf.Logger
+    ) -> bool:
+        """Is networking.istio.io served (v1, else v1beta1)? If not: one condition and one Event, no retry storm.
+
+        Detected at start-up; re-detected here (one discovery request per resync) while it is missing,
+        so installing Istio later recovers without a restart. Nothing is applied meanwhile: a rollout
+        without its routing objects would shift no traffic."""
+        previous = next((c for c in status.get("conditions") or [] if c.get("type") == ISTIO_CONDITION), None)
+        if self.kube.istio_api_version is None:
+            await self.kube.detect_istio()
+        generation = body["metadata"].get("generation")
+        if self.kube.istio_api_version is not None:
+            if previous is not None and previous.get("status") == "False":
+                conditions = set_condition(
+                    status.get("conditions") or [],
+                    ISTIO_CONDITION,
+                    True,
+                    "Served",
+                    f"{self.kube.istio_api_version} is served",
+                    generation,
+                    now,
+                )
+                await self._write_status(mem, body, status, {**status, "conditions": conditions})
+                status["conditions"] = conditions
+            return True
+        message = (
+            "networking.istio.io is not served by the API server (neither v1, Istio >= 1.22, nor v1beta1): "
+            "install Istio (its CRDs) in this cluster; nothing is applied until then (checked every resync)"
+        )
+        conditions = set_condition(
+            status.get("conditions") or [], ISTIO_CONDITION, False, "NotServed", message, generation, now
+        )
+        await self._write_status(mem, body, status, {**status, "conditions": conditions})
+        if previous is None or previous.get("status") != "False":
+            logger.warning("%s", message)
+            await self.kube.emit_event(body, type="Warning", reason="IstioAPINotServed", message=message)
+        return False
 
     def _ask_gates(
         self,
@@ -505,7 +547,11 @@ class Reconciler:
         # A brand-new ModelDeployment has no children yet: create straight away (a 409 falls back to
         # read + patch). Children are independent objects, so they are applied concurrently.
         assume_absent = mem.applied_fingerprint is None and not obs.deployments and not decision_has_history(decision)
-        await asyncio.gather(*(self.kube.apply(obj, assume_absent=assume_absent) for obj in objects))
+        try:
+            await asyncio.gather(*(self.kube.apply(obj, assume_absent=assume_absent) for obj in objects))
+        except NotFound:
+            self.kube.istio_api_version = None  # Istio's CRDs may be gone: the next pass asks discovery again
+            raise
         if mem.applied_fingerprint is None and not assume_absent:
             # Earlier releases routed by DestinationRule subsets of `<name>`; its subsets are unused now.
             await self.kube.delete(DESTINATION_RULE, target.namespace, names.service_name(target.name))

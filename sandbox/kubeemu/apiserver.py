@@ -134,6 +134,7 @@ class ApiServer(kmock.KubernetesEmulator):
     validate: bool = True  # decode/validate writes like kube-apiserver (False: store what is sent)
     authorization_mode: str = "AlwaysAllow"  # or "RBAC": non-system:masters users need RBAC rules
     admission_plugins: tuple[str, ...] = ()  # optional plugins, e.g. OwnerReferencesPermissionEnforcement
+    hidden_versions: tuple[str, ...] = ()  # "group/version"s of registered CRDs NOT served (an older release)
     admission: Admission = attrs.field(init=False)
     authenticator: authz.Authenticator = attrs.field(init=False, factory=authz.Authenticator)
     store: Store = attrs.field(init=False)
@@ -146,7 +147,11 @@ class ApiServer(kmock.KubernetesEmulator):
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
-        self.store = Store(history_limit=self.history_limit, on_defs_changed=self._sync_discovery)
+        self.store = Store(
+            history_limit=self.history_limit,
+            on_defs_changed=self._sync_discovery,
+            hidden_versions=self.hidden_versions,
+        )
         self.configure_access(self.authorization_mode, self.admission_plugins)
         with warnings.catch_warnings():  # kmock 0.8 uses the deprecated importlib.resources.read_binary
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -419,6 +424,8 @@ class ApiServer(kmock.KubernetesEmulator):
                 return await self._serve_emulator(request, path)
             if path in ("/healthz", "/livez", "/readyz"):
                 return aiohttp.web.Response(text="ok")
+            if path == "/apis/":  # what the kubernetes client's ApisApi.get_api_versions asks (a real server
+                return _json(await self._serve_apis(request))  # serves /apis and /apis/ alike)
             if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
                 group_version = path[len("/openapi/v3") :].strip("/")
                 return _json(self._found(discovery.openapi_v3(self.store.defs.values(), group_version)))
@@ -1004,6 +1011,7 @@ async def _run(args: argparse.Namespace) -> None:
         validate=not args.lenient,
         authorization_mode=args.authorization_mode,
         admission_plugins=tuple(p for p in args.enable_admission_plugins.split(",") if p),
+        hidden_versions=tuple(args.hide_version),
     ) as server:
         for spec in args.user:
             token, _, who = spec.partition("=")
@@ -1035,6 +1043,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--authorization-mode", default="AlwaysAllow", choices=["AlwaysAllow", "RBAC"])
     parser.add_argument(
         "--enable-admission-plugins", default="", help="comma-separated, e.g. OwnerReferencesPermissionEnforcement"
+    )
+    parser.add_argument(
+        "--hide-version",
+        action="append",
+        default=[],
+        help="GROUP/VERSION of a registered CRD not to serve, e.g. networking.istio.io/v1 (Istio < 1.22)",
     )
     parser.add_argument(
         "--user", action="append", default=[], help="TOKEN=NAME[:GROUP,...]: a bearer token and its user (repeatable)"

@@ -98,11 +98,13 @@ class ApiServerProcess(ChildProcess):
         lenient: bool = False,
         authorization_mode: str = "AlwaysAllow",
         admission_plugins: Iterable[str] = (),
+        hidden_versions: Iterable[str] = (),
     ) -> None:
         super().__init__()
         self.lenient = lenient
         self.authorization_mode = authorization_mode
         self.admission_plugins = tuple(admission_plugins)
+        self.hidden_versions = tuple(hidden_versions)
         self.crd_files = [str(pathlib.Path(path).absolute()) for path in crd_files]
         self.port = port
         self.history_limit = history_limit
@@ -150,6 +152,8 @@ class ApiServerProcess(ChildProcess):
         command += ["--authorization-mode", self.authorization_mode]
         if self.admission_plugins:
             command += ["--enable-admission-plugins", ",".join(self.admission_plugins)]
+        for hidden in self.hidden_versions:
+            command += ["--hide-version", hidden]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
         # The ready line (JSON: url, kubeconfig) comes on stdout; the log gets stderr.

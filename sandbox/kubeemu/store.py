@@ -273,8 +273,17 @@ class Watcher(Selection):
 class Store:
     """All objects, the resourceVersion counter, event histories and watchers."""
 
-    def __init__(self, *, history_limit: int = 1000, on_defs_changed: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        history_limit: int = 1000,
+        on_defs_changed: Callable[[], None] | None = None,
+        hidden_versions: Iterable[str] = (),
+    ) -> None:
         self.history_limit = history_limit
+        # "group/version"s a registered CRD does not serve here although it lists them: an older release
+        # of the CRD's owner (Istio < 1.22 has no networking.istio.io/v1)
+        self.hidden_versions = frozenset(hidden_versions)
         self.on_defs_changed = on_defs_changed
         self.rv = 0
         self.defs: dict[tuple[str, str, str], ResourceDef] = {}
@@ -301,7 +310,7 @@ class Store:
     def _register_crd(self, crd: Obj) -> None:
         name = crd["metadata"]["name"]
         self._unregister_crd(name, drop_objects=False)
-        defs = crd_defs(crd)
+        defs = [d for d in crd_defs(crd) if d.api_version not in self.hidden_versions]
         for rdef in defs:
             self.add_def(rdef)
         self.crd_owned[name] = defs
