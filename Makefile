@@ -26,7 +26,7 @@ $(PAGE): $(PAGE_SOURCES) | $(STAMP)
 	@npm run --prefix dashboard/frontend --silent build >/dev/null && touch $@
 
 test: setup
-	@$(PY) -m pytest -p no:cacheprovider -ra -n $(PYTEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
+	@$(PY) -m pytest -p no:cacheprovider -ra -n $(PYTEST_WORKERS) --durations=15 $(PYTEST_ARGS)
 
 test-unit: setup
 	@$(PY) -m pytest -p no:cacheprovider tests/unit $(PYTEST_ARGS)

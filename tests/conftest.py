@@ -38,25 +38,36 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServerPro
         yield server
 
 
-# `make test` runs the suite on two pytest-xdist workers (--dist loadgroup). The timing-sensitive sandbox runs
-# (tests/e2e: every shipped scenario three at a time, the fault-injection runs, ...) and the CPU-bound model tier (one CI-sized
-# TensorFlow training shared by the tier) share one worker, one after the other, as they did on one process:
+# `make test` runs the suite on two pytest-xdist workers. The timing-sensitive sandbox runs (tests/e2e: every
+# shipped scenario three at a time, the fault-injection runs, ...) and the CPU-bound model tier (one CI-sized
+# TensorFlow training shared by the tier) share one worker, one after the other, as they did in one process:
 # the scenarios never compete with TensorFlow for the two cores. Everything else (unit, chart, integration,
-# evaluator, dashboard) runs on the other worker meanwhile. Tests sharing an expensive session- or
-# module-scoped fixture stay on one worker, so it is built once.
+# evaluator, dashboard) runs on the other worker meanwhile. Shared session/module fixtures are built once.
+# The grouping is a scheduler of our own (xdist's documented hook): xdist 3.8's `xdist_group` marks do not
+# work with pytest 9 (the worker renames `item._nodeid`, which pytest 9's `nodeid` no longer reads).
 _XDIST_GROUPS = {
     'tests/e2e/': 'sandbox-runs-then-model',
     'tests/model/': 'sandbox-runs-then-model',
 }
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        path = pathlib.Path(str(item.path)).resolve().relative_to(REPO_ROOT).as_posix()
-        for prefix, group in _XDIST_GROUPS.items():
-            if path.startswith(prefix):
-                item.add_marker(pytest.mark.xdist_group(group))
-                break
+def xdist_scope(nodeid: str) -> str:
+    """The unit of work one xdist worker runs whole: a group above, else the test itself."""
+    for prefix, group in _XDIST_GROUPS.items():
+        if nodeid.startswith(prefix):
+            return group
+    return nodeid
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN201 - xdist's hook
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        # LoadScopeScheduling queues the biggest scope first: the group starts at once on one worker.
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    return GroupScheduling(config, log)
 
 
 # ---- hypothesis profiles (tests/unit/test_*_properties.py) ----
