@@ -13,7 +13,7 @@ import pathlib
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 from kubeemu.process import ApiServerProcess
 
@@ -82,4 +82,6 @@ settings.register_profile(
     'long', max_examples=2000, stateful_step_count=60, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+# `noshrink`: the ci examples without shrinking (a failure shows at once, unshrunk: for a quick look).
+settings.register_profile('noshrink', parent=settings.get_profile('ci'), phases=[Phase.explicit, Phase.generate])
 settings.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'ci'))

@@ -8,6 +8,7 @@ package evaluates the very rules a real API server runs. Values are typed per th
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -74,12 +75,15 @@ def cel_problems(schema: dict[str, Any], value: Any, prefix: tuple = ()) -> list
         for rule in rules:
             expression = rule["rule"]
             ok, error = _evaluate(expression, self_value)
+            # fieldPath (relative to the rule's node, `.a.b` or `['a']`) is where the API server reports it.
+            where = format_path(tuple(path) + _field_path(rule.get("fieldPath") or "")) or "<root>"
             if error is not None:
-                problems.append(
-                    Problem(format_path(path) or "<root>", f"{rule.get('message') or expression} ({error})")
-                )
+                problems.append(Problem(where, f"{rule.get('message') or expression} ({error})"))
             elif not ok:
-                problems.append(
-                    Problem(format_path(path) or "<root>", rule.get("message") or f"failed rule: {expression}")
-                )
+                problems.append(Problem(where, rule.get("message") or f"failed rule: {expression}"))
     return problems
+
+
+def _field_path(text: str) -> tuple[str, ...]:
+    """A rule's fieldPath (`.metadata.name`, `.testMap['a.b']`) as keys."""
+    return tuple(a or b for a, b in re.findall(r"\.([^.\[\]]+)|\['([^']*)'\]", text))

@@ -9,6 +9,7 @@ unknown fields (rejected, as kubectl's default strict field validation does, unl
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -122,8 +123,14 @@ def schema_problems(schema: dict[str, Any], value: Any, prefix: tuple = ()) -> l
     validator = _validator(schema, root=not prefix)
     problems = []
     for error in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path))):
-        path = format_path(prefix + tuple(error.absolute_path)) or "<root>"
-        problems.append(Problem(path, _describe(error)))
+        path = format_path(prefix + tuple(error.absolute_path))
+        missing = (
+            re.match(r"'([^']+)' is a required property$", error.message) if error.validator == "required" else None
+        )
+        if not path and missing:  # a field missing at the root: name it (`spec: is required`), not `<root>`
+            problems.append(Problem(missing.group(1), "is required"))
+            continue
+        problems.append(Problem(path or "<root>", _describe(error)))
     problems.extend(_list_map_problems(schema, value, prefix))
     return problems
 
