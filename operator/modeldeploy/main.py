@@ -59,6 +59,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
     # Events of one object arriving within this window are handled together; kopf's default 0.1 s
     # adds that much latency to every reaction (readiness, manual actions).
     settings.batching.batch_window = 0.02
+    # Server-side filtering: kopf would otherwise LIST and WATCH every Pod and Deployment of the cluster
+    # (the handlers' labels= filters are client-side) and run a worker per foreign object's event.
+    owned = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
+    settings.watching.label_selectors["apps", "deployments"] = owned
+    settings.watching.label_selectors["v1", "pods"] = owned
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30

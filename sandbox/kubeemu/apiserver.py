@@ -144,6 +144,7 @@ class ApiServer(kmock.KubernetesEmulator):
     internal_error_count: int = attrs.field(init=False, default=0)
     _discovered: set[kmock.resource] = attrs.field(init=False, factory=set)
     _watchers: set[Watcher] = attrs.field(init=False, factory=set)
+    _watch_info: dict[Watcher, dict[str, Any]] = attrs.field(init=False, factory=dict)  # open watches: who, what
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -234,6 +235,10 @@ class ApiServer(kmock.KubernetesEmulator):
         result = self.request_stats.snapshot(namespace)
         result["internal_errors"] = self.internal_error_count
         result["watches_active"] = len(self._watchers)
+        result["watches"] = sorted(
+            (info for info in self._watch_info.values() if namespace is None or info["namespace"] == namespace),
+            key=lambda info: (info["resource"], info["user"]),
+        )
         result["resource_version"] = self.store.rv
         result["faults"] = self.faults.config.to_json()
         return result
@@ -822,6 +827,13 @@ class ApiServer(kmock.KubernetesEmulator):
             await response.write_eof()
             return response
         self._watchers.add(watcher)
+        self._watch_info[watcher] = {
+            "resource": rdef.group_resource,
+            "namespace": route.namespace or "",
+            "user": route.user.name,
+            "labelSelector": params.get("labelSelector") or "",
+            "fieldSelector": params.get("fieldSelector") or "",
+        }
         self._record(route, 200)
         cols = tables.columns(rdef.group, rdef.plural, rdef.printer_columns, rdef.custom) if as_table else None
 
@@ -903,6 +915,7 @@ class ApiServer(kmock.KubernetesEmulator):
         finally:
             self.store.unwatch(watcher)
             self._watchers.discard(watcher)
+            self._watch_info.pop(watcher, None)
         return response
 
     # --- HTTP: discovery (kmock's endpoints, documents from kubeemu.discovery) -----------------------

@@ -290,3 +290,16 @@ def test_decision_record_chain_verifies_outlives_the_resource_and_reveals_tamper
     assert len([cm for cm in cluster.list(CM) if cm["metadata"]["name"].startswith("cxr-audit-")]) == 3
     out = plug("audit", "verify", "cxr", rc=1)
     assert "record 2" in out and "ModelDeployment is gone" in out
+
+
+def test_pods_and_deployments_are_watched_server_side_filtered(cluster):
+    """kopf's labels= filters are client-side: without settings.watching.label_selectors the operator
+    LISTs and WATCHes every Pod and Deployment of the cluster (issue 11, point 9)."""
+    cluster.operator.start()
+    cluster.apply_md(small_md())
+    cluster.wait_phase("cxr", "Stable", timeout=30)
+    operator_user = f"system:serviceaccount:{cluster.namespace}:modeldeploy-operator"
+    watches = [w for w in cluster.api.stats()["watches"] if w["user"] == operator_user]
+    by_resource = {w["resource"]: w["labelSelector"] for w in watches}
+    assert by_resource.get("deployments.apps") == "app.kubernetes.io/managed-by=modeldeploy", watches
+    assert by_resource.get("pods") == "app.kubernetes.io/managed-by=modeldeploy", watches
