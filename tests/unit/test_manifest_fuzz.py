@@ -269,6 +269,10 @@ REJECTIONS = [
     ("name-too-long-with-version", {"metadata": {"name": "a" * 62, "namespace": "ns"}}, "metadata.name"),
     # a manifest without spec: "'spec' is required" at '<root>'; now `spec: is required`.
     ("no-spec", {"spec": None}, "spec"),
+    # HYPOTHESIS_PROFILE=long: a list-map key of the wrong type (metrics[].name a mapping) crashed validation
+    # (TypeError: unhashable type: 'dict' in the duplicate-key check) and `modeldeploy validate` with a traceback.
+    ("metric-name-a-mapping", {"spec": {**EXAMPLE["spec"], "analysis": {**EXAMPLE["spec"]["analysis"], "metrics": [
+        {"name": {}, "builtin": "errorRate", "max": 1}]}}}, "spec.analysis.metrics[0].name"),
 ]
 
 

@@ -188,6 +188,8 @@ def _list_map_problems(schema: dict[str, Any], value: Any, prefix: tuple) -> lis
                 if not isinstance(item, dict):
                     continue
                 key = tuple(item.get(k) for k in keys)
+                if not all(isinstance(k, (str, int, float, bool, type(None))) for k in key):
+                    continue  # an ill-typed key (a mapping, a list): the schema check already names it
                 if key in seen:
                     shown = ", ".join(f"{k}={v!r}" for k, v in zip(keys, key))
                     problems.append(Problem(format_path(path + (i,)), f"duplicate entry ({shown})"))
