@@ -96,8 +96,10 @@ def test_kubectl_wait_ready_returns_at_promotion_and_argocd_agrees(tmp_path):
                 time.sleep(0.05)
             out["wait"] = w.wait_result
         out["promoted"] = sandbox.api.request("GET", sandbox.platform.md_path)
-        # an invalid spec (steps must increase) is Stalled: kubectl wait for it returns, Argo CD says Degraded
-        sandbox.api.request("PATCH", sandbox.platform.md_path, {"spec": {"strategy": {"canary": {"steps": [100, 50]}}}},
+        # an invalid spec is Stalled: kubectl wait for it returns, Argo CD says Degraded. A rule only the operator's
+        # semantic layer knows (the API server's CRD schema and CEL refuse e.g. decreasing steps at the door)
+        sandbox.api.request("PATCH", sandbox.platform.md_path,
+                            {"spec": {"analysis": {"interval": "30s", "progressDeadline": "10s"}}},
                             content_type="application/merge-patch+json")  # fmt: skip
         stalled = subprocess.run([kubectl, "wait", "--for=condition=Stalled", f"modeldeployment/{sandbox.name}",
                                   "-n", sandbox.ns, "--timeout=30s"], env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
