@@ -265,7 +265,7 @@ def test_quantize_refuses_a_model_without_weights():
     check_has_weights(b"\x00" * 24_000_000, 23_616_590)  # int8 weights present: accepted
 
 
-def test_gradcam_overlay_and_localisation(trained_run, trained_model, tmp_path):
+def test_gradcam_overlay_and_heatmap(trained_run, trained_model, tmp_path):
     from xraymodel.gradcam import gradcam_heatmap, model_input_pixels
     from xraymodel.synthetic import encode_png, render_case
     run_dir, _ = trained_run
@@ -277,8 +277,11 @@ def test_gradcam_overlay_and_localisation(trained_run, trained_model, tmp_path):
     heatmap, probability = gradcam_heatmap(trained_model, model_input_pixels(image, CI_INPUT_SIZE), 4, "conv4_block6_out")
     assert heatmap.shape == (4, 4) and heatmap.min() >= 0 and heatmap.max() == pytest.approx(1.0)
     assert probability > 0.5
-    # the planted Mass sits in the upper right quadrant (left lung, upper zone)
-    assert heatmap[:2, 2:].sum() > heatmap[2:, :2].sum()
+    # No localisation claim on this model: the CI-sized model is a head trained on a frozen, randomly initialised
+    # backbone, whose conv4 maps carry no anatomy. The quadrant check this test used to make passed by luck: after
+    # the patient-level split (29d07f5) changed the CI model, the planted Mass's quadrant got less Grad-CAM weight
+    # than the opposite one summed over 9 cases (6.1 vs 10.4). Localisation belongs to a constructed model with
+    # known geometry (follow-up); here: the CLI, the map's shape and normalisation, and the Mass probability.
 
 
 def _copy_data(source, tmp_path):
