@@ -597,15 +597,21 @@ def _signed_off(ctx: _Ctx, manual: bool, final: bool = False) -> bool:
     if outcome == "no" and gate is not None:
         _rollback(ctx, reason=_refusal(ctx, gate), metrics=_last_metrics(st))
         return False
-    if ctx.gates.get("awaiting") != "confirmPromotion":
-        ctx.set_gates(gates.with_awaiting(st.get("gates"), version, "confirmPromotion"))
-        ctx.event(
-            "Normal",
-            "AwaitingApproval",
-            f"version {version} passed its analyses; waiting for confirmPromotion gate "
-            f"{gate.name if gate else '?'} before it gets all traffic",
-        )
+    _mark_awaiting(
+        ctx,
+        version,
+        "confirmPromotion",
+        f"version {version} passed its analyses; waiting for confirmPromotion gate "
+        f"{gate.name if gate else '?'} before it gets all traffic",
+    )
     return False
+
+
+def _mark_awaiting(ctx: _Ctx, version: int | None, kind: str, message: str) -> None:
+    """Record that the rollout waits for a gate of this kind; the AwaitingApproval Event only when it starts."""
+    if ctx.gates.get("awaiting") != kind:
+        ctx.set_gates(gates.with_awaiting(ctx.st.get("gates"), version, kind))
+        ctx.event("Normal", "AwaitingApproval", message)
 
 
 def _pre_rollout_blocks(ctx: _Ctx) -> bool:
@@ -620,14 +626,12 @@ def _pre_rollout_blocks(ctx: _Ctx) -> bool:
         _rollback(ctx, reason=_refusal(ctx, gate), metrics=[])
         return True
     if outcome == "wait":
-        if ctx.gates.get("awaiting") != "preRollout":
-            ctx.set_gates(gates.with_awaiting(st.get("gates"), version, "preRollout"))
-            ctx.event(
-                "Normal",
-                "AwaitingApproval",
-                f"version {version} is ready; waiting for preRollout gate {gate.name if gate else '?'} "
-                "before it gets traffic",
-            )
+        _mark_awaiting(
+            ctx,
+            version,
+            "preRollout",
+            f"version {version} is ready; waiting for preRollout gate {gate.name if gate else '?'} before it gets traffic",
+        )
         ctx.wake_in(READINESS_POLL_SECONDS)
         return True
     ctx.set_gates(gates.with_awaiting(st.get("gates"), version, None))
