@@ -77,6 +77,9 @@ class _Memory:
     written_rv: str | None = None  # resourceVersion our last write produced
     applied_fingerprint: str | None = None
     applied_at: float = 0.0
+    # Whether an evaluator may exist: None = unknown (fresh process), True = we applied one, False = we
+    # deleted it / it is absent. Deleting only on a transition keeps idle resyncs at 0 API writes.
+    evaluator_present: bool | None = None
     last_fail_fast: float = 0.0
     audit_head: tuple[int, str, str] | None = None  # (seq, hash, record id) of the chain's newest record
     gate_calls: dict[str, asyncio.Task] = field(default_factory=dict)  # gate name -> its call in flight
@@ -555,6 +558,14 @@ class Reconciler:
         if mem.applied_fingerprint is None and not assume_absent:
             # Earlier releases routed by DestinationRule subsets of `<name>`; its subsets are unused now.
             await self.kube.delete(DESTINATION_RULE, target.namespace, names.service_name(target.name))
+        if target.spec.evaluation is not None:
+            mem.evaluator_present = True
+        elif mem.evaluator_present is not False:
+            # spec.evaluation was removed (or this process does not know): drop the evaluator once
+            if not assume_absent:
+                await self.kube.delete(DEPLOYMENT, target.namespace, names.evaluator_name(target.name))
+                await self.kube.delete(CONFIGMAP, target.namespace, names.evaluator_name(target.name))
+            mem.evaluator_present = False
         for version in stale:
             await self.kube.delete(SERVICE, target.namespace, names.version_service_name(target.name, version))
             await self.kube.delete(DEPLOYMENT, target.namespace, names.deployment_name(target.name, version))

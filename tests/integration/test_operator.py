@@ -303,3 +303,23 @@ def test_pods_and_deployments_are_watched_server_side_filtered(cluster):
     by_resource = {w["resource"]: w["labelSelector"] for w in watches}
     assert by_resource.get("deployments.apps") == "app.kubernetes.io/managed-by=modeldeploy", watches
     assert by_resource.get("pods") == "app.kubernetes.io/managed-by=modeldeploy", watches
+
+
+def test_removing_evaluation_deletes_the_evaluator_once_and_idle_stays_write_free(cluster):
+    """Issue 15 / 11.9: removing spec.evaluation must remove the evaluator Deployment and ConfigMap,
+    with no DELETE on later idle resyncs."""
+    cluster.operator.start()
+    doc = small_md()
+    doc["spec"]["evaluation"] = copy.deepcopy(EXAMPLE["spec"]["evaluation"])
+    cluster.apply_md(doc)
+    cluster.wait_phase("cxr", "Stable", timeout=30)
+    cluster.wait(lambda: cluster.get(DEPLOY, "cxr-evaluator"), timeout=20, what="evaluator Deployment")
+    assert cluster.get(CM, "cxr-evaluator") is not None
+    cluster.patch_md("cxr", {"spec": {"evaluation": None}})
+    cluster.wait(lambda: cluster.get(DEPLOY, "cxr-evaluator") is None and cluster.get(CM, "cxr-evaluator") is None,
+                 timeout=20, what="evaluator removed")
+    assert cluster.get(DEPLOY, "cxr-v1") is not None  # the serving Deployment stays
+    time.sleep(1.5)
+    before = cluster.writes()
+    time.sleep(6.0)  # 3 resync periods
+    assert cluster.writes() - before == 0, cluster.api.stats(cluster.namespace)["writes_by_verb_resource"]
