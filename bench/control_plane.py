@@ -38,6 +38,21 @@ KINDS = {
 }
 
 
+def cpu_info() -> dict:
+    """CPU model, flags and load average of the machine the figures come from."""
+    model, flags = "", ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name") and not model:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return {"cpu_model": model, "cpu_flags": flags, "cpu_count": os.cpu_count(),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     k = (len(ordered) - 1) * q
@@ -149,7 +164,7 @@ def run(count: int, resync: float, idle_periods: int, pace: float = 0.0) -> dict
         "idle_writes_total": idle_writes,
         "writes_per_idle_resync_per_modeldeployment": idle_writes / (idle_periods * count),
         "operator_peak_rss_mb": round(rss_kb / 1024, 1),
-        "cpu_count": os.cpu_count(),
+        **cpu_info(),
     }
 
 

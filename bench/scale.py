@@ -58,6 +58,21 @@ def manifest(i: int) -> dict:
     }
 
 
+def cpu_info() -> dict:
+    """CPU model, flags and load average of the machine the figures come from."""
+    model, flags = "", ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name") and not model:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return {"cpu_model": model, "cpu_flags": flags, "cpu_count": os.cpu_count(),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     k = (len(ordered) - 1) * q
@@ -142,7 +157,7 @@ def run(count: int, canaries: int, resync: float) -> dict:
                   if line.startswith("modeldeploy_prometheus_queries_total{"))
     lags = [g / INTERVAL - 1 for g in gaps]
     return {
-        "benchmark": "scale", "date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(),
+        "benchmark": "scale", "date": time.strftime("%Y-%m-%d"), **cpu_info(),
         "modeldeployments": count,
         "apply_seconds": round(applied_s, 2),
         "all_stable_seconds": None if stable_s is None else round(stable_s, 2),
