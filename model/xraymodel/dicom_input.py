@@ -120,7 +120,8 @@ def write_dicom_radiograph(
 ) -> Path:
     """Write 8-bit pixels as a minimal single-frame DICOM radiograph (scaled to ``bits_stored``).
 
-    Used by tests and demos: pydicom's own test files are CT/MR only.
+    Used by tests and demos to make DICOMs with chosen tags. The one real chest radiograph the tests use is
+    pydicom-data's RG1 (tests/model/test_real_dicom.py); pydicom's own bundled test files are CT/MR only.
     """
     import pydicom
     from pydicom.dataset import FileMetaDataset
