@@ -48,6 +48,7 @@ from modeldeploy.rollout import (
     DeploymentState,
     Observation,
     analysis_due,
+    available_replicas,
     decide,
     decide_invalid,
     fail_fast_applies,
@@ -384,7 +385,7 @@ class Reconciler:
             state = dataclasses.replace(
                 state,
                 fallback_exists=twin is not None,
-                fallback_ready=int(((twin or {}).get("status") or {}).get("readyReplicas") or 0),
+                fallback_ready=available_replicas(twin),
                 unschedulable_since=since,
                 unschedulable_reason=message[:200],
             )

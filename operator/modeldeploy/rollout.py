@@ -72,8 +72,8 @@ class DeploymentState:
     ready: int = 0
     updated: int = 0
     available: int = 0
-    observed_current: bool = True  # status.observedGeneration caught up with metadata.generation
-    fallback_ready: int = 0  # ready pods of the version's CPU-fallback twin Deployment
+    observed_current: bool = True  # status.observedGeneration == metadata.generation (the counts are of this spec)
+    fallback_ready: int = 0  # available pods of the version's CPU-fallback twin Deployment (current generation)
     fallback_exists: bool = False  # the CPU-fallback twin Deployment exists
     unschedulable_since: datetime.datetime | None = None  # earliest GPU pod stuck Unschedulable
     unschedulable_reason: str = ""
@@ -87,16 +87,19 @@ class DeploymentState:
 
     @property
     def primary_ready(self) -> bool:
+        """The primary Deployment is AVAILABLE for its current generation: the Deployment controller has
+        observed the latest spec, every replica runs it and every replica has been Ready for
+        spec.minReadySeconds (availableReplicas; readyReplicas counts a pod the moment it is Ready)."""
         return (
             self.exists
             and self.observed_current
-            and self.ready >= max(1, self.desired)
+            and self.available >= max(1, self.desired)
             and self.updated >= max(1, self.desired)
         )
 
     @property
     def is_ready(self) -> bool:
-        """Serving: the primary pods are ready, or (GPU shortage) the CPU twin's are."""
+        """Serving: the primary pods are available, or (GPU shortage) the CPU twin's are."""
         return self.primary_ready or (self.exists and self.fallback_ready >= max(1, self.desired))
 
     @classmethod
@@ -109,6 +112,7 @@ class DeploymentState:
         observed = status.get("observedGeneration")
         desired = int(spec.get("replicas", 1) or 0)
         ready = int(status.get("readyReplicas") or 0)
+        # A Deployment the controller has not observed yet (no status): counts of nothing, not "current".
         state = cls(
             version=version,
             exists=True,
@@ -116,7 +120,7 @@ class DeploymentState:
             ready=ready,
             updated=int(status.get("updatedReplicas") or 0),
             available=int(status.get("availableReplicas") or 0),
-            observed_current=observed is None or int(observed) >= int(generation),
+            observed_current=observed is not None and int(observed) == int(generation),
         )
         # The ReplicaSet could not create pods (ResourceQuota, LimitRange, admission): no pod to look at, the
         # Deployment controller copies the ReplicaSet's ReplicaFailure condition to the Deployment.
@@ -132,6 +136,12 @@ class DeploymentState:
                         stuck_message=(cond.get("message") or "")[:300],
                     )
         return state
+
+
+def available_replicas(obj: Mapping[str, Any] | None) -> int:
+    """A Deployment's availableReplicas, counted only when its status is of its current generation."""
+    state = DeploymentState.from_object(0, dict(obj)) if obj is not None else None
+    return state.available if state is not None and state.observed_current else 0
 
 
 @dataclass(frozen=True)

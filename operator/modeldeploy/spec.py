@@ -159,6 +159,7 @@ class ServingSpec(_Model):
     cpu_image: str = "tensorflow/serving:2.21.0"
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     replicas: Annotated[int, Field(ge=0, le=100)] = 1
+    min_ready_seconds: Annotated[int, Field(ge=0, le=3600)] = 0  # Deployment spec.minReadySeconds
     gpu: GpuSpec = GpuSpec()
     node_selector: dict[str, str] = {}
     tolerations: tuple[Toleration, ...] = ()

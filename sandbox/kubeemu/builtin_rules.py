@@ -346,6 +346,12 @@ def _validate_deployment(obj: Obj) -> Errors:
         )
     if (spec.get("replicas") or 0) < 0:
         errors.append(fe.invalid("spec.replicas", spec["replicas"], "must be greater than or equal to 0"))
+    min_ready = spec.get("minReadySeconds") or 0
+    if min_ready < 0:
+        errors.append(fe.invalid("spec.minReadySeconds", min_ready, "must be greater than or equal to 0"))
+    deadline = spec.get("progressDeadlineSeconds")
+    if deadline is not None and deadline <= min_ready:  # apps validation: ValidateDeploymentSpec
+        errors.append(fe.invalid("spec.progressDeadlineSeconds", deadline, "must be greater than minReadySeconds"))
     strategy = (spec.get("strategy") or {}).get("type")
     if strategy is not None and strategy not in ("Recreate", "RollingUpdate"):
         errors.append(fe.not_supported("spec.strategy.type", strategy, ["Recreate", "RollingUpdate"]))

@@ -20,7 +20,12 @@ operator shows up here as it would in a cluster):
   container crash `after` seconds after its pod became Ready, as a kubelet reports it: the pod is not
   Ready, `containerStatuses[tfserving]` has a growing `restartCount`, `lastState.terminated` with
   exit code 137 / reason OOMKilled (or 1 / Error) and `state.waiting` CrashLoopBackOff;
-- each Deployment's status (observedGeneration, replicas, updated/ready/available) follows its pods.
+- each Deployment's status follows its pods as the Deployment controller's ``calculateStatus`` and
+  ``syncRolloutStatus`` write it: observedGeneration, replicas, updatedReplicas, readyReplicas,
+  availableReplicas (a pod counts only once it has been Ready for ``spec.minReadySeconds``, like
+  ``podutil.IsPodAvailable``), unavailableReplicas, and the ``Available`` (MinimumReplicasAvailable /
+  MinimumReplicasUnavailable: available >= replicas - maxUnavailable) and ``Progressing``
+  (ReplicaSetUpdated / NewReplicaSetAvailable / ProgressDeadlineExceeded) conditions.
 It reports the ready pods of each workload (Deployment) with the model and version it serves and its
 pods' labels (`WorkloadPods`), so the simulated fleet serves exactly those pods and Istio subsets
 select them by their real labels.
@@ -32,6 +37,7 @@ import asyncio
 import datetime
 import hashlib
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -101,6 +107,93 @@ def _now_ts() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _since(ts: str | None) -> dict[str, str]:
+    return {"lastTransitionTime": ts} if ts else {}
+
+
+def _int_or_percent(value: Any, total: int, default: str, round_up: bool) -> int:
+    """intstr.GetScaledValueFromIntOrPercent: an int, or a percentage of `total` (rounded up or down)."""
+    value = default if value is None else value
+    if isinstance(value, str) and value.endswith("%"):
+        scaled = int(value[:-1]) * total / 100
+        return int(math.ceil(scaled)) if round_up else int(math.floor(scaled))
+    return int(value)
+
+
+def max_unavailable(dep: Mapping[str, Any]) -> int:
+    """deploymentutil.MaxUnavailable: 0 for Recreate or no replicas; else maxUnavailable resolved against the
+    replicas (rounded down; 1 when maxSurge and maxUnavailable both resolve to 0), at most the replicas."""
+    spec = dep.get("spec") or {}
+    replicas = int(spec.get("replicas", 1) or 0)
+    strategy = spec.get("strategy") or {}
+    if strategy.get("type") == "Recreate" or replicas == 0:
+        return 0
+    rolling = strategy.get("rollingUpdate") or {}
+    surge = _int_or_percent(rolling.get("maxSurge"), replicas, "25%", round_up=True)
+    unavailable = _int_or_percent(rolling.get("maxUnavailable"), replicas, "25%", round_up=False)
+    if surge == 0 and unavailable == 0:
+        unavailable = 1
+    return min(unavailable, replicas)
+
+
+def deployment_conditions(dep: Mapping[str, Any], desired: int, counts: Mapping[str, int], now_ts: str) -> list[dict]:
+    """The Available and Progressing conditions as the Deployment controller sets them.
+
+    Available (calculateStatus): True MinimumReplicasAvailable when availableReplicas >= replicas -
+    maxUnavailable, else False MinimumReplicasUnavailable. Progressing (syncRolloutStatus): True
+    NewReplicaSetAvailable once every replica is updated and available; True ReplicaSetUpdated while it
+    progresses (lastUpdateTime moves with every change of the replica counts); False ProgressDeadlineExceeded
+    after spec.progressDeadlineSeconds (default 600) without progress. As SetDeploymentCondition does, a
+    condition whose status and reason stay is not rewritten, and lastTransitionTime moves only with the status."""
+    meta = dep.get("metadata") or {}
+    status = dep.get("status") or {}
+    old = {c.get("type"): c for c in status.get("conditions") or []}
+
+    def cond(kind: str, state: str, reason: str, message: str, *, touch: bool = False) -> dict:
+        before = old.get(kind) or {}
+        if before.get("status") == state and before.get("reason") == reason and not touch:
+            return before
+        return {
+            "type": kind,
+            "status": state,
+            "lastUpdateTime": now_ts,
+            "lastTransitionTime": before.get("lastTransitionTime", now_ts) if before.get("status") == state else now_ts,
+            "reason": reason,
+            "message": message,
+        }
+
+    available = counts["availableReplicas"]
+    if available >= desired - max_unavailable(dep):
+        availability = cond("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+    else:
+        availability = cond(
+            "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability."
+        )
+    rs = f'ReplicaSet "{meta.get("name")}"'
+    progressed = any(status.get(k, 0) != v for k, v in counts.items()) or status.get("observedGeneration") != meta.get(
+        "generation"
+    )
+    before = old.get("Progressing") or {}
+    if counts["replicas"] == desired and counts["updatedReplicas"] == desired and available >= desired:
+        progressing = cond("Progressing", "True", "NewReplicaSetAvailable", f"{rs} has successfully progressed.")
+    elif progressed or before.get("status") != "True" or before.get("reason") == "NewReplicaSetAvailable":
+        progressing = cond("Progressing", "True", "ReplicaSetUpdated", f"{rs} is progressing.", touch=progressed)
+    else:
+        progressing = before
+        deadline = int((dep.get("spec") or {}).get("progressDeadlineSeconds") or 600)
+        last, now = _parse_ts(before.get("lastUpdateTime")), _parse_ts(now_ts)
+        if last is not None and now is not None and (now - last).total_seconds() > deadline:
+            progressing = cond("Progressing", "False", "ProgressDeadlineExceeded", f"{rs} has timed out progressing.")
+    return [availability, progressing]
+
+
+def _parse_ts(ts: str | None) -> datetime.datetime | None:
+    try:
+        return datetime.datetime.strptime(ts or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return None
+
+
 def _gpus(template: dict) -> int:
     total = 0
     for c in (template.get("spec") or {}).get("containers") or []:
@@ -118,6 +211,8 @@ class _PodSim:
     unschedulable_ts: str | None = None
     last_status: dict | None = None
     ready_at: float | None = None  # when it first became Ready (a crash policy counts from here)
+    ready_since: float | None = None  # since when it is Ready without a break (minReadySeconds counts from here)
+    ready_ts: str | None = None  # the Ready condition's lastTransitionTime
 
 
 @dataclass
@@ -209,7 +304,8 @@ class DeploymentController:
                 p for p in pods_by_owner.get(meta.get("uid") or "", []) if selects(p["metadata"].get("labels") or {})
             ]
             pods = await self._ensure_pods(dep, desired, owned)
-            ready = 0
+            min_ready = max(0, int(spec.get("minReadySeconds") or 0))
+            ready = available = 0
             for pod in pods:
                 name = pod["metadata"]["name"]
                 live_pods.add(name)
@@ -234,11 +330,18 @@ class DeploymentController:
                     if policy is not None and time.monotonic() - sim.ready_at >= policy[1]:
                         crash = (policy[0], time.monotonic() - sim.ready_at - policy[1])
                         is_ready = False
+                if is_ready and sim.ready_since is None:
+                    sim.ready_since, sim.ready_ts = time.monotonic(), _now_ts()
+                elif not is_ready and sim.ready_since is not None:
+                    sim.ready_since, sim.ready_ts = None, _now_ts()
                 ready += int(is_ready)
+                # podutil.IsPodAvailable: Ready, and for at least minReadySeconds
+                available += int(is_ready and time.monotonic() - (sim.ready_since or 0.0) >= min_ready)
                 await self._pod_status(pod, sim, is_ready, gpu_per_pod, crash)
             labels = dict((template.get("metadata") or {}).get("labels") or {})
+            # the fleet serves every Ready pod (an Endpoints address is ready as soon as the pod is Ready)
             reported[meta["name"]] = WorkloadPods(meta["name"], model, version, labels, ready)
-            await self._deployment_status(dep, desired, ready)
+            await self._deployment_status(dep, desired, len(pods), ready, available)
         for name in list(self._pods):
             if name not in live_pods:
                 self._pods.pop(name)
@@ -317,8 +420,8 @@ class DeploymentController:
                 "phase": "Running",
                 "conditions": [
                     {"type": "PodScheduled", "status": "True"},
-                    {"type": "Ready", "status": "True" if ready else "False"},
-                    {"type": "ContainersReady", "status": "True" if ready else "False"},
+                    {"type": "Ready", "status": "True" if ready else "False", **_since(sim.ready_ts)},
+                    {"type": "ContainersReady", "status": "True" if ready else "False", **_since(sim.ready_ts)},
                 ],
             }
             if crash is not None:
@@ -347,23 +450,24 @@ class DeploymentController:
             self.writes += 1
             sim.last_status = status
 
-    async def _deployment_status(self, dep: dict, desired: int, ready: int) -> None:
+    async def _deployment_status(self, dep: dict, desired: int, pods: int, ready: int, available: int) -> None:
         meta = dep["metadata"]
         status = dep.get("status") or {}
-        wanted = {
+        wanted: dict[str, Any] = {
             "observedGeneration": int(meta.get("generation") or 1),
-            "replicas": desired,
-            "updatedReplicas": desired,
+            "replicas": pods,
+            "updatedReplicas": pods,  # every pod has the current template (the rolling update is all at once)
             "readyReplicas": ready,
-            "availableReplicas": ready,
-            "unavailableReplicas": desired - ready,
+            "availableReplicas": available,
+            "unavailableReplicas": max(0, desired - available),
         }
-        if all(status.get(k, 0) == v for k, v in wanted.items()):
+        conditions = deployment_conditions(dep, desired, wanted, _now_ts())
+        if all(status.get(k, 0) == v for k, v in wanted.items()) and (status.get("conditions") or []) == conditions:
             return
         assert self.client is not None
         resp = await self.client.patch(
             f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{meta['name']}/status",
-            json={"status": wanted},
+            json={"status": {**wanted, "conditions": conditions}},
             headers=MERGE,
         )
         if resp.status_code == 200:

@@ -99,6 +99,60 @@ async def test_pods_are_owned_and_selected_never_matched_by_name_or_foreign_labe
         await controller.stop()
 
 
+async def test_available_counts_pods_ready_for_min_ready_seconds_with_the_controllers_conditions(apiserver):
+    """As kube's Deployment controller: readyReplicas counts a pod the moment it is Ready, availableReplicas
+    only after spec.minReadySeconds of it; Available/Progressing follow (MinimumReplicasUnavailable ->
+    MinimumReplicasAvailable, ReplicaSetUpdated -> NewReplicaSetAvailable); observedGeneration follows the spec."""
+    ns = _namespace(apiserver)
+    controller = DeploymentController(api_url=apiserver.url, namespace=ns, ready_delay=0.1, poll_interval=0.05)
+    dep = _deployment("slow", {"app": "slow"})
+    dep["spec"].update(minReadySeconds=2, strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+    apiserver.put_object(*DEPLOY, ns, dep)
+    status = lambda: apiserver.get_object(*DEPLOY, ns, "slow").get("status") or {}
+    conditions = lambda: {c["type"]: (c["status"], c["reason"]) for c in status().get("conditions") or []}
+    await controller.start()
+    try:
+        await _until(lambda: status().get("readyReplicas") == 2)
+        ready_at = asyncio.get_running_loop().time()
+        st = status()
+        assert st.get("availableReplicas", 0) == 0 and st["unavailableReplicas"] == 2 and st["updatedReplicas"] == 2
+        assert st["observedGeneration"] == 1
+        assert conditions() == {"Available": ("False", "MinimumReplicasUnavailable"), "Progressing": ("True", "ReplicaSetUpdated")}
+        await _until(lambda: status().get("availableReplicas") == 2)
+        assert asyncio.get_running_loop().time() - ready_at >= 1.5
+        assert conditions() == {"Available": ("True", "MinimumReplicasAvailable"), "Progressing": ("True", "NewReplicaSetAvailable")}
+        assert status().get("unavailableReplicas", 0) == 0
+        for pod in apiserver.list_objects(*PODS, ns):  # the kubelet stamps the Ready transition
+            (ready,) = [c for c in pod["status"]["conditions"] if c["type"] == "Ready"]
+            assert ready["status"] == "True" and ready["lastTransitionTime"]
+        # a spec change: the counts and observedGeneration are of the new generation once the controller saw it
+        apiserver.patch_object(*DEPLOY, ns, "slow", {"spec": {"template": {"metadata": {"labels": {"app": "slow", "extra": "no"}}}}})
+        await _until(lambda: status().get("observedGeneration") == 2)
+        await _until(lambda: status().get("availableReplicas") == 2, timeout=15)
+        # idle: the controller does not rewrite an unchanged status (the conditions' times stay)
+        before = status()
+        await asyncio.sleep(0.5)
+        assert status() == before
+    finally:
+        await controller.stop()
+
+
+def test_max_unavailable_resolves_like_deploymentutil():
+    from mdsandbox.controllers import max_unavailable
+
+    def dep(replicas, rolling=None, kind="RollingUpdate"):
+        return {"spec": {"replicas": replicas, "strategy": {"type": kind, **({"rollingUpdate": rolling} if rolling else {})}}}
+
+    assert max_unavailable(dep(4)) == 1  # default 25%, rounded down
+    assert max_unavailable(dep(3)) == 0  # 25% of 3 rounds down to 0 (maxSurge 25% rounds up to 1)
+    assert max_unavailable(dep(2, {"maxSurge": 1, "maxUnavailable": 0})) == 0
+    assert max_unavailable(dep(2, {"maxSurge": 0, "maxUnavailable": 0})) == 1  # both 0: one may be unavailable
+    assert max_unavailable(dep(2, {"maxUnavailable": "50%"})) == 1
+    assert max_unavailable(dep(2, {"maxUnavailable": 5})) == 2  # at most the replicas
+    assert max_unavailable(dep(2, kind="Recreate")) == 0
+    assert max_unavailable(dep(0)) == 0
+
+
 @pytest.mark.parametrize(
     "selector, expected",
     [

@@ -323,3 +323,33 @@ def test_removing_evaluation_deletes_the_evaluator_once_and_idle_stays_write_fre
     before = cluster.writes()
     time.sleep(6.0)  # 3 resync periods
     assert cluster.writes() - before == 0, cluster.api.stats(cluster.namespace)["writes_by_verb_resource"]
+
+
+def test_canary_gets_no_traffic_before_its_pods_are_available(cluster):
+    """Readiness that means AVAILABLE (issue 11, point 9): with serving.minReadySeconds the Deployment's pods
+    are Ready (readyReplicas) some seconds before they count as available (availableReplicas, the Deployment
+    controller's Available condition); the canary must get no traffic until they are available."""
+    min_ready = 4
+    cluster.operator.start()
+    cluster.apply_md(small_md(version=1, serving={**EXAMPLE["spec"]["serving"], "minReadySeconds": min_ready}))
+    cluster.wait_phase("cxr", "Stable", timeout=30)
+    assert cluster.get(DEPLOY, "cxr-v1")["spec"]["minReadySeconds"] == min_ready
+    cluster.patch_md("cxr", {"spec": {"model": {"version": 2}}})
+    ready_at = shifted_at = None
+    available_when_shifted = None
+    deadline = time.monotonic() + 40
+    while shifted_at is None and time.monotonic() < deadline:
+        vs = cluster.get(VS, "cxr")
+        shifted = (cluster.status("cxr").get("canaryWeight") or 0) > 0 or (vs and read_weights(vs).get("v2", 0) > 0)
+        dep = cluster.get(DEPLOY, "cxr-v2") or {}  # read after: what the operator saw when it shifted is older
+        st, replicas = dep.get("status") or {}, (dep.get("spec") or {}).get("replicas", 1)
+        if ready_at is None and st.get("readyReplicas", 0) >= replicas:
+            ready_at = time.monotonic()
+        if shifted:
+            shifted_at = time.monotonic()
+            available_when_shifted = (st.get("availableReplicas", 0), replicas)
+        time.sleep(0.05)
+    assert ready_at is not None and shifted_at is not None, (ready_at, shifted_at, cluster.operator.log_text()[-2000:])
+    waited = shifted_at - ready_at
+    assert waited >= min_ready - 0.5, f"canary traffic {waited:.2f}s after its pods were Ready (minReadySeconds {min_ready})"
+    assert available_when_shifted[0] >= available_when_shifted[1], available_when_shifted

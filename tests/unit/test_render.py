@@ -396,3 +396,12 @@ def test_time_sliced_gpu_gets_a_memory_fraction():
     assert "--per_process_gpu_memory_fraction=0.45" in gpu["containers"][0]["args"]
     cpu = serving.deployment(target, VersionPlan(2, "stable", 1, cpu_fallback=True), "cpu-fallback")["spec"]["template"]["spec"]
     assert not any(a.startswith("--per_process_gpu_memory_fraction") for a in cpu["containers"][0]["args"])
+
+
+@pytest.mark.parametrize("min_ready, rendered", [(0, None), (15, 15)])
+def test_min_ready_seconds_rendered_only_when_set(min_ready, rendered):
+    """0 is the API server's default and is not stored (an omitempty int32): rendering it would make every
+    apply a no-op PATCH (the live object never contains it)."""
+    spec = serving.deployment(load_target(serving__minReadySeconds=min_ready), VersionPlan(2, "stable", 1))["spec"]
+    assert spec.get("minReadySeconds") == rendered
+    assert spec["progressDeadlineSeconds"] > (rendered or 0)  # apps validation: must be greater than minReadySeconds

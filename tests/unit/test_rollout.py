@@ -573,6 +573,7 @@ def test_a_failed_rollout_held_for_a_human_writes_one_history_record():
 
 def _stuck(version: int, since_s: float, primary_ready: bool = False, cpu_ready: int = 0) -> DeploymentState:
     return DeploymentState(version=version, desired=2, ready=2 if primary_ready else 0, updated=2,
+                           available=2 if primary_ready else 0,
                            fallback_exists=cpu_ready > 0, fallback_ready=cpu_ready,
                            unschedulable_since=None if primary_ready else at(since_s),
                            unschedulable_reason="0/3 nodes are available: 1 Insufficient nvidia.com/gpu")
@@ -697,6 +698,38 @@ def test_multi_attach_hint_for_a_pvc_model_store():
     assert cond["status"] == "True" and "Multi-Attach" in cond["message"] and "ReadOnlyMany" in cond["message"]
     assert "1/2 pod(s) of stable version 1" in cond["message"]
     assert "PodsStalled" in reasons(d) and d.status["phase"] == "Initializing"
+
+
+def _dep(generation=2, observed=2, replicas=2, ready=2, available=2, updated=2, status=True) -> dict:
+    counts = {"observedGeneration": observed, "readyReplicas": ready, "availableReplicas": available,
+              "updatedReplicas": updated, "replicas": replicas}
+    return {"metadata": {"generation": generation}, "spec": {"replicas": replicas},
+            "status": {k: v for k, v in counts.items() if v is not None} if status else {}}
+
+
+@pytest.mark.parametrize("obj, ready", [
+    (_dep(), True),
+    (_dep(available=0), False),  # Ready, but not yet for minReadySeconds: readyReplicas alone is not enough
+    (_dep(available=1), False),  # one of two available
+    (_dep(observed=1), False),  # the counts are of the previous spec (the controller has not seen generation 2)
+    (_dep(observed=None), False),  # never observed
+    (_dep(status=False), False),  # just created: no status at all
+    (_dep(updated=1), False),  # one pod still runs the old template
+    (_dep(ready=2, available=3, replicas=2), True),  # surge pods: more available than desired
+], ids=["available", "ready-not-available", "partly-available", "stale-generation", "no-observed-generation",
+        "no-status", "not-updated", "surge"])
+def test_a_version_is_ready_only_when_its_deployment_is_available_for_the_current_generation(obj, ready):
+    assert DeploymentState.from_object(2, obj).is_ready is ready
+
+
+def test_a_canary_ready_but_not_available_gets_no_traffic():
+    spec = make_spec(version=2, serving={"replicas": 2, "minReadySeconds": 30})
+    st = decide(spec, stable_status(1), Observation(deployments=ready(1)), at(0), generation=2).status
+    waiting = DeploymentState.from_object(2, _dep(available=0))
+    d = decide(spec, st, Observation(deployments=ready(1) | {2: waiting}), at(10), generation=2)
+    assert d.status.get("canaryWeight", 0) == 0 and "CanaryReady" not in reasons(d)
+    d = decide(spec, d.status, Observation(deployments=ready(1) | {2: DeploymentState.from_object(2, _dep())}), at(40), generation=2)
+    assert d.status["canaryWeight"] == 10 and "CanaryReady" in reasons(d)
 
 
 def test_replica_failure_condition_of_the_deployment_is_read():

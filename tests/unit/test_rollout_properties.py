@@ -166,7 +166,7 @@ def deployment(version: int, replicas: int, state: str, restarts: int) -> Deploy
         return DeploymentState(version=version, desired=replicas, ready=0, updated=replicas, restarts=restarts)
     full = dict(version=version, desired=replicas, ready=replicas, updated=replicas, available=replicas, restarts=restarts)
     if state == "crashloop":
-        return DeploymentState(**{**full, "ready": 0}, crash_reason="CrashLoopBackOff", crash_message="exit 1")
+        return DeploymentState(**{**full, "ready": 0, "available": 0}, crash_reason="CrashLoopBackOff", crash_message="exit 1")
     if state == "oom":
         return DeploymentState(**full, crash_reason="OOMKilled", crash_message="exit code 137")
     return DeploymentState(**full)

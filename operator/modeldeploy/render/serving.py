@@ -465,14 +465,19 @@ def deployment(target: Target, plan: VersionPlan, variant: str = names.VARIANT_P
         pod_spec["tolerations"] = tolerations
     if serving.service_account_name:
         pod_spec["serviceAccountName"] = serving.service_account_name
+    deployment_spec: dict = {
+        "replicas": plan.replicas,
+        "revisionHistoryLimit": 3,
+        "progressDeadlineSeconds": max(60, int(spec.analysis.progress_deadline_seconds)),
+    }
+    if serving.min_ready_seconds:  # 0 is the server's default and is not stored: never render it (no write loop)
+        deployment_spec["minReadySeconds"] = serving.min_ready_seconds
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _meta(target, name, labels),
         "spec": {
-            "replicas": plan.replicas,
-            "revisionHistoryLimit": 3,
-            "progressDeadlineSeconds": max(60, int(spec.analysis.progress_deadline_seconds)),
+            **deployment_spec,
             "selector": {"matchLabels": selector},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {

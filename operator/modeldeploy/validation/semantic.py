@@ -32,6 +32,13 @@ def semantic_problems(spec: ModelDeploymentSpec) -> list[Problem]:
         problems.append(Problem("spec.analysis.progressDeadline", "must be at least one analysis.interval"))
     if analysis.fail_fast_interval_seconds > analysis.interval_seconds:
         problems.append(Problem("spec.analysis.failFastInterval", "must not be longer than analysis.interval"))
+    if spec.serving.min_ready_seconds and spec.serving.min_ready_seconds >= analysis.progress_deadline_seconds:
+        problems.append(
+            Problem(
+                "spec.serving.minReadySeconds",
+                "must be shorter than analysis.progressDeadline (pods would never count as available in time)",
+            )
+        )
 
     seen: set[str] = set()
     for i, metric in enumerate(analysis.metrics):
