@@ -1,4 +1,4 @@
-"""``modeldeploy model ...``: train, evaluate, export, quantize, gradcam, digest (and synth for demo data).
+"""``modeldeploy model ...``: train, evaluate, export, quantize, gradcam, check-input, digest (and synth for demo data).
 
 Registered by modeldeploy.cli through ``register(subparsers)``. This module must stay cheap to
 import: TensorFlow, Keras, pydicom and matplotlib are imported inside the handlers only, so
@@ -197,6 +197,19 @@ def _gradcam(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_input(args: argparse.Namespace) -> int:
+    from xraymodel.input_checks import REFUSE, REVIEW, check_file
+
+    results = [check_file(path) for path in args.files]
+    _print_json({"files": [r.as_dict() for r in results]})
+    failing = {REFUSE, REVIEW} if args.strict else {REFUSE}
+    bad = [r for r in results if r.verdict in failing]
+    for result in bad:
+        reasons = "; ".join(c.message for c in result.checks if c.verdict in failing)
+        print(f"modeldeploy model check-input: {result.source}: {result.verdict}: {reasons}", file=sys.stderr)
+    return EXIT_BAD_INPUT if bad else EXIT_OK
+
+
 def _synth(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -277,6 +290,13 @@ def register(subparsers) -> None:
     gradcam.add_argument("--out", required=True, help="PNG to write")
     gradcam.add_argument("--layer", default="conv5_block3_out", help="convolutional layer (conv4_block6_out is finer)")
     gradcam.set_defaults(func=_report_errors("gradcam", _gradcam))
+
+    check = commands.add_parser(
+        "check-input", help="is each file a frontal chest radiograph? (DICOM tags + pixel checks; JSON verdicts)"
+    )
+    check.add_argument("files", nargs="+", help="PNG, JPEG or DICOM files")
+    check.add_argument("--strict", action="store_true", help="exit 2 on a review flag too (default: only on a refusal)")
+    check.set_defaults(func=_report_errors("check-input", _check_input))
 
     digest = commands.add_parser("digest", help="the artifact digest of a version folder, for spec.model.digest")
     digest.add_argument("path", help="the SavedModel version folder (BASE/<version>)")

@@ -117,6 +117,7 @@ def write_dicom_radiograph(
     bits_stored: int = 12,
     window: tuple[float, float] | None = None,
     patient_id: str = "SYNTHETIC",
+    tags: dict[str, object] | None = None,
 ) -> Path:
     """Write 8-bit pixels as a minimal single-frame DICOM radiograph (scaled to ``bits_stored``).
 
@@ -153,6 +154,8 @@ def write_dicom_radiograph(
     dataset.RescaleIntercept = 0
     if window is not None:
         dataset.WindowCenter, dataset.WindowWidth = window
+    for keyword, value in (tags or {}).items():  # e.g. BodyPartExamined, ViewPosition
+        setattr(dataset, keyword, value)
     dataset.PixelData = stored.tobytes()
     path = Path(path)
     dataset.save_as(path, enforce_file_format=True)

@@ -16,3 +16,14 @@ def run_model_cli(argv: list[str]) -> int:
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)
+
+
+def pydicom_data_file(name: str) -> str:
+    """Path of one pydicom-data file (the root 'test' extra installs it), or a skip that says how to get it."""
+    import pytest
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} is in pydicom-data (the root 'test' extra: pip install -c constraints.txt '.[test]')")
+    return path

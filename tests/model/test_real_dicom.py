@@ -14,24 +14,10 @@ import json
 
 import numpy as np
 import pytest
-
-from model_cli_runner import CI_INPUT_SIZE, run_model_cli
+from model_cli_runner import CI_INPUT_SIZE, pydicom_data_file, run_model_cli
 
 pytestmark = pytest.mark.tf
 tf = pytest.importorskip("tensorflow", reason="needs the 'ml' extra (TensorFlow)")
-
-
-def pydicom_data_file(name: str):
-    """Path of one pydicom-data file, or a skip that says how to get it."""
-    from pydicom.data import get_testdata_file
-
-    try:
-        path = get_testdata_file(name, download=False)
-    except TypeError:  # pydicom without the download keyword
-        path = get_testdata_file(name)
-    if path is None:
-        pytest.skip(f"{name} is in pydicom-data (the root 'test' extra: pip install -c constraints.txt '.[test]')")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +60,12 @@ def test_real_dicom_through_the_serving_signature_matches_training_decode(rg1, l
     training pipeline scores the .dcm file itself: one windowing, one resize, no skew on a real chest."""
     from xraymodel.dicom_input import dicom_to_png_bytes
     from xraymodel.pipeline import load_file_pixels, preprocess_pixels
-    from xraymodel.serving_rest import decode_rest_instances, parse_rest_predictions, rest_request_body, rest_response_body
+    from xraymodel.serving_rest import (
+        decode_rest_instances,
+        parse_rest_predictions,
+        rest_request_body,
+        rest_response_body,
+    )
     from xraymodel.training import load_run
 
     png = dicom_to_png_bytes(rg1)
@@ -100,8 +91,8 @@ def test_gradcam_renders_on_the_real_dicom(rg1, exported_version, tmp_path):
     """Grad-CAM of the exported version on the .dcm itself: the display image is the windowed chest."""
     from PIL import Image
 
-    from xraymodel.gradcam import gradcam_heatmap, model_input_pixels, read_display_image
     from xraymodel.export import load_keras_from_export
+    from xraymodel.gradcam import gradcam_heatmap, model_input_pixels, read_display_image
 
     out = tmp_path / "rg1-cam.png"
     assert run_model_cli(
