@@ -86,6 +86,8 @@ def evaluate(
         card = read_model_card(model_path)
         labels, source_thresholds, kind = card["labels"], card.get("operating_thresholds"), "export"
         calibration = (card.get("calibration") or {}).get("per_label")
+        if (card.get("calibration") or {}).get("applied_in_serving_graph"):
+            calibration = None  # the signature already serves calibrated probabilities: never calibrate twice
         if not data_dir:
             raise ValueError(f"{model_path} is an exported version: pass --data with the evaluation images")
     else:

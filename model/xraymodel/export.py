@@ -15,7 +15,11 @@ Signatures (tensor names are the contract with TF Serving clients and the online
                      outputs probabilities DT_FLOAT [-1, k]
 
 Decode, resize and resnet50.preprocess_input run inside the graph (the same functions training
-used). The version folder is written under a hidden temporary name, reloaded and checked against
+used). With a multilabel head and the run's per-finding Platt calibrator, ``probabilities`` are
+the CALIBRATED probabilities sigmoid(slope * logits + intercept), computed in the graph from the
+``logits`` layer: what TF Serving returns is what the model card's ECE, Brier score and operating
+thresholds describe (the card's thresholds are mapped onto the calibrated scale; the calibrator is
+monotone, so the decisions and AUROC are the same as on the uncalibrated scale). The version folder is written under a hidden temporary name, reloaded and checked against
 the Keras model, and only then renamed into place: TF Serving never sees a partial version.
 """
 
@@ -54,7 +58,45 @@ def next_version(base: str | Path) -> int:
     return versions[-1] + 1 if versions else 1
 
 
-def build_serving_module(model, input_size: int):
+# logit(1e-7): LogitCalibrator clips probabilities to [1e-7, 1 - 1e-7] before its logit; the graph
+# clips the logits the same way, so served = calibrator(sigmoid(logits)) to float precision.
+CALIBRATION_LOGIT_CLIP = float(np.log((1 - 1e-7) / 1e-7))
+
+
+def calibration_vectors(calibration: dict | None, labels: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(slopes, intercepts) in label order from a card's/record's ``calibration`` (None: uncalibrated)."""
+    per_label = (calibration or {}).get("per_label")
+    if not per_label:
+        return None
+    missing = [name for name in labels if name not in per_label]
+    if missing:
+        raise ValueError(f"calibration has no entry for {missing}")
+    slopes = np.array([float(per_label[name]["slope"]) for name in labels], dtype=np.float32)
+    intercepts = np.array([float(per_label[name]["intercept"]) for name in labels], dtype=np.float32)
+    return slopes, intercepts
+
+
+def calibrated_model(model, calibration: tuple[np.ndarray, np.ndarray] | None):
+    """Callable images -> served probabilities: the model itself, or calibrated sigmoid of its logits."""
+    if calibration is None:
+        return model
+    import keras
+    import tensorflow as tf
+
+    from xraymodel.network import LOGITS_LAYER
+
+    logits_model = keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).output, name="logits_of_classifier")
+    slopes, intercepts = (tf.constant(v) for v in calibration)
+
+    def served(images, training=False):
+        logits = tf.cast(logits_model(images, training=training), tf.float32)
+        logits = tf.clip_by_value(logits, -CALIBRATION_LOGIT_CLIP, CALIBRATION_LOGIT_CLIP)
+        return tf.sigmoid(slopes * logits + intercepts)
+
+    return served
+
+
+def build_serving_module(model, input_size: int, calibration: tuple[np.ndarray, np.ndarray] | None = None):
     """tf.Module holding the model's variables (once) and the two signature functions."""
     import tensorflow as tf
 
@@ -64,6 +106,7 @@ def build_serving_module(model, input_size: int):
     # Tracked once, in model.weights order: warm starts read them back with model.set_weights.
     module.model_variables = [weight.value for weight in model.weights]
     pixel_spec = tf.TensorSpec([input_size, input_size, 3], tf.float32)
+    served = calibrated_model(model, calibration)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_BYTES)])
     def serve_image_bytes(image_bytes):
@@ -73,11 +116,11 @@ def build_serving_module(model, input_size: int):
             fn_output_signature=pixel_spec,
             parallel_iterations=8,
         )
-        return {OUTPUT_PROBABILITIES: model(preprocess_pixels(pixels), training=False)}
+        return {OUTPUT_PROBABILITIES: served(preprocess_pixels(pixels), training=False)}
 
     @tf.function(input_signature=[tf.TensorSpec([None, input_size, input_size, 3], tf.float32, name=INPUT_FLOAT)])
     def predict_float(images):
-        return {OUTPUT_PROBABILITIES: model(preprocess_pixels(images), training=False)}
+        return {OUTPUT_PROBABILITIES: served(preprocess_pixels(images), training=False)}
 
     module.serve_image_bytes = serve_image_bytes
     module.predict_float = predict_float
@@ -137,11 +180,14 @@ def export_saved_model(
     if final.exists():
         raise OutputExistsError(f"{final} already exists: versions are immutable, export a new one")
     sample_png = _warmup_image_png(input_size)
+    calibration = (training_record or {}).get("calibration")
+    vectors = calibration_vectors(calibration, list(labels)) if head == "multilabel" else None
+    validation = (training_record or {}).get("validation", {})
     with staged_directory(final) as staging:
-        module, signatures = build_serving_module(model, input_size)
+        module, signatures = build_serving_module(model, input_size, vectors)
         tf.saved_model.save(module, str(staging), signatures=signatures)
         warmup = _write_warmup_requests(staging, model_name, sample_png)
-        verification = verify_export(staging, model, sample_png)
+        verification = verify_export(staging, calibrated_model(model, vectors), sample_png, input_size)
         card = {
             "schema": MODEL_CARD_SCHEMA,
             "model_name": model_name,
@@ -169,12 +215,21 @@ def export_saved_model(
                     "outputs": {OUTPUT_PROBABILITIES: {"dtype": "DT_FLOAT", "shape": [-1, len(labels)]}},
                 },
             },
-            "operating_thresholds": (training_record or {}).get("validation", {}).get("youden_thresholds"),
+            # On the scale the signatures serve (calibrated when the calibrator is in the graph).
+            "operating_thresholds": _served_thresholds(validation.get("youden_thresholds"), calibration, vectors),
             "operating_thresholds_source": "Youden's J on the validation split" if training_record else None,
-            "operating_points_target_sensitivity": (training_record or {})
-            .get("validation", {})
-            .get("target_sensitivity_points"),
-            "calibration": (training_record or {}).get("calibration"),
+            "operating_thresholds_scale": "calibrated" if vectors is not None else "model output",
+            "operating_thresholds_uncalibrated": validation.get("youden_thresholds") if vectors is not None else None,
+            "operating_points_target_sensitivity": _served_points(validation.get("target_sensitivity_points"), calibration, vectors),
+            "calibration": None
+            if calibration is None
+            else {
+                **calibration,
+                "applied_in_serving_graph": vectors is not None,
+                "served_output": "sigmoid(slope * clip(logits, +-16.12) + intercept) per finding"
+                if vectors is not None
+                else "uncalibrated model output",
+            },
             "training": None
             if training_record is None
             else {
@@ -219,19 +274,47 @@ def _metrics_summary(evaluation: dict) -> dict:
     }
 
 
-def verify_export(version_dir: Path, model, sample_png: bytes) -> dict:
-    """Reload the SavedModel and compare both signatures with the Keras model on one image."""
+def _calibrate_threshold(threshold, entry) -> float | None:
+    from xraymodel.metrics import LogitCalibrator
+
+    if threshold is None:
+        return None
+    calibrator = LogitCalibrator(float(entry["slope"]), float(entry["intercept"]))
+    return float(calibrator.apply([float(threshold)])[0])
+
+
+def _served_thresholds(thresholds: dict | None, calibration: dict | None, vectors) -> dict | None:
+    """Thresholds on the served scale: calibrator(t) (monotone: the same decisions as t on the raw output)."""
+    if thresholds is None or vectors is None:
+        return thresholds
+    per_label = calibration["per_label"]
+    return {name: _calibrate_threshold(t, per_label[name]) for name, t in thresholds.items()}
+
+
+def _served_points(points: dict | None, calibration: dict | None, vectors) -> dict | None:
+    if points is None or vectors is None:
+        return points
+    per_label = calibration["per_label"]
+    return {
+        name: None
+        if point is None
+        else {**point, "threshold": _calibrate_threshold(point["threshold"], per_label[name]), "threshold_uncalibrated": point["threshold"]}
+        for name, point in points.items()
+    }
+
+
+def verify_export(version_dir: Path, served, sample_png: bytes, input_size: int) -> dict:
+    """Reload the SavedModel and compare both signatures with ``served`` (the Keras model, calibrated) on one image."""
     import tensorflow as tf
 
     from xraymodel.pipeline import decode_and_resize, preprocess_pixels
 
-    input_size = int(model.input_shape[1])
     loaded = tf.saved_model.load(str(version_dir))
     missing = {SIGNATURE_BYTES, SIGNATURE_FLOAT} - set(loaded.signatures)
     if missing:
         raise RuntimeError(f"{version_dir}: signatures {sorted(missing)} missing after reload")
     pixels = decode_and_resize(tf.constant(sample_png), input_size)[None]
-    expected = model(preprocess_pixels(pixels), training=False).numpy()
+    expected = np.asarray(served(preprocess_pixels(pixels), training=False))
     from_bytes = loaded.signatures[SIGNATURE_BYTES](**{INPUT_BYTES: tf.constant([sample_png])})[OUTPUT_PROBABILITIES]
     from_float = loaded.signatures[SIGNATURE_FLOAT](**{INPUT_FLOAT: pixels})[OUTPUT_PROBABILITIES]
     difference = float(

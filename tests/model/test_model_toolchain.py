@@ -138,6 +138,23 @@ def _keras_probabilities(model, paths):
     return model(preprocess_pixels(pixels), training=False).numpy()
 
 
+def _calibrated(probabilities, run_dir):
+    """The run's per-finding Platt calibrator (metrics.LogitCalibrator, numpy) applied column by column."""
+    from xraymodel.evaluation_report import calibrators_from_dict
+
+    record = json.loads((run_dir / "training_record.json").read_text())
+    calibrators = calibrators_from_dict(record["calibration"]["per_label"])
+    return np.column_stack([calibrators[name].apply(probabilities[:, c]) for c, name in enumerate(record["labels"])])
+
+
+def _served(signature, paths, batch=32):
+    outputs = [
+        signature(image_bytes=tf.constant([_png_bytes(p) for p in paths[i : i + batch]]))["probabilities"].numpy()
+        for i in range(0, len(paths), batch)
+    ]
+    return np.concatenate(outputs)
+
+
 def _test_images(run_dir, count):
     with open(run_dir / "splits" / "test.csv") as handle:
         rows = list(csv.DictReader(handle))[:count]
@@ -164,7 +181,7 @@ def test_predict_request_round_trip(serving_signatures, trained_run, trained_mod
 
     probabilities = tf.make_ndarray(predict_pb2.PredictResponse.FromString(response.SerializeToString()).outputs["probabilities"])
     assert probabilities.shape == (3, 14)
-    np.testing.assert_allclose(probabilities, _keras_probabilities(trained_model, paths), atol=1e-4)
+    np.testing.assert_allclose(probabilities, _calibrated(_keras_probabilities(trained_model, paths), run_dir), atol=1e-4)
 
 
 def test_rest_instances_b64_format(serving_signatures, trained_run, trained_model):
@@ -180,7 +197,40 @@ def test_rest_instances_b64_format(serving_signatures, trained_run, trained_mode
     outputs = signature(image_bytes=tf.constant(decode_rest_instances(body)))
     response_text = json.dumps(rest_response_body(outputs["probabilities"].numpy()))
     predictions = np.array(parse_rest_predictions(json.loads(response_text)))
-    np.testing.assert_allclose(predictions, _keras_probabilities(trained_model, paths), atol=1e-4)
+    np.testing.assert_allclose(predictions, _calibrated(_keras_probabilities(trained_model, paths), run_dir), atol=1e-4)
+
+
+def test_served_outputs_are_the_calibrated_probabilities(serving_signatures, exported_version, trained_run, trained_model, test_evaluation):
+    """TF Serving returns calibrator(logits), not the class-weight-inflated sigmoid: its ECE on the
+    held-out test patients is the calibrated ECE of the evaluation, and the card's thresholds sit on
+    the served scale (the same decisions as the raw thresholds on the raw output)."""
+    from xraymodel import datasets, metrics
+
+    run_dir, _ = trained_run
+    _, report = test_evaluation
+    record = json.loads((run_dir / "training_record.json").read_text())
+    test = datasets.read_manifest(run_dir / "splits" / "test.csv", record["data"]["root"], record["labels"])
+    served = _served(serving_signatures["serving_default"], test.paths)
+    raw = _keras_probabilities(trained_model, test.paths)
+    np.testing.assert_allclose(served, _calibrated(raw, run_dir), atol=2e-5)
+    assert np.max(np.abs(served - raw)) > 0.05  # the calibrator does change the output
+    served_ece = {
+        name: metrics.expected_calibration_error(test.labels[:, c], served[:, c])
+        for c, name in enumerate(record["labels"]) if "calibrated" in report["per_label"][name]
+    }
+    for name, ece in served_ece.items():
+        assert ece == pytest.approx(report["per_label"][name]["calibrated"]["ece"], abs=2e-3), name
+    mean_served = float(np.mean(list(served_ece.values())))
+    assert mean_served == pytest.approx(report["headline"]["mean_ece_calibrated"], abs=2e-3)
+    assert mean_served < report["headline"]["mean_ece"]  # the uncalibrated sigmoid's ECE on the same images
+    print(f"served ECE {mean_served:.4f} (calibrated {report['headline']['mean_ece_calibrated']:.4f}), "
+          f"uncalibrated sigmoid {report['headline']['mean_ece']:.4f}")
+    card = json.loads((exported_version / "model_card.json").read_text())
+    assert card["calibration"]["applied_in_serving_graph"] is True and card["operating_thresholds_scale"] == "calibrated"
+    for c, name in enumerate(record["labels"]):
+        raw_t, served_t = card["operating_thresholds_uncalibrated"][name], card["operating_thresholds"][name]
+        assert np.array_equal(raw[:, c] >= raw_t, served[:, c] >= served_t) or np.mean(
+            (raw[:, c] >= raw_t) != (served[:, c] >= served_t)) <= 0.01, name  # float ties at the threshold only
 
 
 def test_serving_graph_rejects_non_image_bytes(serving_signatures):
