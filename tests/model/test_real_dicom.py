@@ -83,6 +83,13 @@ def test_real_dicom_through_the_serving_signature_matches_training_decode(rg1, l
     pixels = load_file_pixels(rg1, CI_INPUT_SIZE)  # the training/evaluation path: pydicom inside tf.data
     assert pixels.shape == (CI_INPUT_SIZE, CI_INPUT_SIZE, 3)
     keras_probabilities = model(preprocess_pixels(pixels[None]), training=False).numpy()
+    # the export serves calibrated probabilities: the card's per-finding Platt calibrator on the Keras output
+    from xraymodel.evaluation_report import calibrators_from_dict
+
+    calibrators = calibrators_from_dict(card["calibration"]["per_label"])
+    keras_probabilities = np.column_stack(
+        [calibrators[name].apply(keras_probabilities[:, c]) for c, name in enumerate(card["labels"])]
+    )
     np.testing.assert_allclose(predictions, keras_probabilities, atol=1e-4)
     print("RG1 served probabilities:", dict(zip(card["labels"], np.round(predictions[0], 3).tolist())))
 
