@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 MAX_LABEL_VALUE = 63  # Kubernetes label values (and RFC 1123 labels: Service names)
 
@@ -21,6 +22,11 @@ ANNOTATION_ACTION_VIA = "modeldeploy.io/action-via"  # the trusted proxy (dashbo
 LABEL_VARIANT = "modeldeploy.io/variant"
 VARIANT_PRIMARY = "primary"  # the Deployment as specified (GPU pods unless gpu.count is 0)
 VARIANT_CPU_FALLBACK = "cpu-fallback"  # CPU replicas while GPU pods cannot be scheduled
+# kubelet's --cluster-domain (clusterDomain in its config): Services are <svc>.<ns>.svc.<domain>.
+# The operator's setting MODELDEPLOY_CLUSTER_DOMAIN (Helm value clusterDomain) reaches the renderers
+# through plans.Target.cluster_domain; this default is what kubeadm, kind, GKE, EKS and AKS use.
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def version_label(version: int) -> str:
@@ -43,8 +49,30 @@ def service_name(name: str) -> str:
     return name
 
 
-def service_host(name: str, namespace: str) -> str:
-    return f"{service_name(name)}.{namespace}.svc.cluster.local"
+def check_cluster_domain(domain: str) -> str:
+    """`domain` normalised (lower case, no trailing dot) if it is a DNS name of RFC 1123 labels
+    ("cluster.local", "corp.example"), else ValueError naming the problem."""
+    value = str(domain).strip().lower().rstrip(".")
+    if not value:
+        raise ValueError("cluster domain: empty (kubelet's --cluster-domain, e.g. cluster.local)")
+    if len(value) > 253 - len(".svc"):
+        raise ValueError(f"cluster domain {domain!r}: longer than a DNS name allows")
+    bad = [label for label in value.split(".") if not _DNS_LABEL.match(label)]
+    if bad:
+        raise ValueError(
+            f"cluster domain {domain!r}: {bad[0]!r} is not a DNS label (lower-case letters, digits and '-', "
+            "at most 63 characters, starting and ending with a letter or digit)"
+        )
+    return value
+
+
+def _host(service: str, namespace: str, cluster_domain: str) -> str:
+    return f"{service}.{namespace}.svc.{cluster_domain}"
+
+
+def service_host(name: str, namespace: str, cluster_domain: str) -> str:
+    """The FQDN of the Service clients call: ``<name>.<namespace>.svc.<cluster domain>``."""
+    return _host(service_name(name), namespace, cluster_domain)
 
 
 def version_service_name(name: str, version: int) -> str:
@@ -52,8 +80,9 @@ def version_service_name(name: str, version: int) -> str:
     return f"{name}-v{int(version)}"
 
 
-def version_service_host(name: str, namespace: str, version: int) -> str:
-    return f"{version_service_name(name, version)}.{namespace}.svc.cluster.local"
+def version_service_host(name: str, namespace: str, version: int, cluster_domain: str) -> str:
+    """The FQDN of one version's Service: ``<name>-v<N>.<namespace>.svc.<cluster domain>``."""
+    return _host(version_service_name(name, version), namespace, cluster_domain)
 
 
 def version_of_host(name: str | None, host: str) -> int | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from modeldeploy import API_VERSION, KIND
+from modeldeploy.names import DEFAULT_CLUSTER_DOMAIN
 from modeldeploy.spec import ModelDeploymentSpec
 
 
@@ -20,6 +21,9 @@ class Target:
     namespace: str
     spec: ModelDeploymentSpec
     uid: str | None = None  # None when rendering offline (no owner references then)
+    # the cluster's DNS domain (the operator's setting MODELDEPLOY_CLUSTER_DOMAIN): every host rendered
+    # (VirtualService hosts and destinations, the evaluator's URLs) is <svc>.<ns>.svc.<cluster_domain>
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
 
     def owner_references(self) -> list[dict]:
         if not self.uid:

@@ -215,7 +215,8 @@ class Reconciler:
         if pending:
             await self._append_audit(mem, body, decision.status, pending)
 
-        target = Target(name=name, namespace=namespace, spec=spec, uid=meta.get("uid"))
+        target = Target(name=name, namespace=namespace, spec=spec, uid=meta.get("uid"),
+                        cluster_domain=self.settings.cluster_domain)  # fmt: skip
         await self._apply_children(mem, target, decision, observation)
 
         for event in decision.events:

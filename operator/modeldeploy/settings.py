@@ -6,7 +6,10 @@ import json
 import os
 from dataclasses import dataclass
 
+from modeldeploy.names import DEFAULT_CLUSTER_DOMAIN, check_cluster_domain
 from modeldeploy.spec import NotificationTarget
+
+CLUSTER_DOMAIN_ENV = "MODELDEPLOY_CLUSTER_DOMAIN"
 
 
 def _float(name: str, default: float) -> float:
@@ -35,6 +38,12 @@ class Settings:
     notification_queue: int = 256  # MODELDEPLOY_NOTIFICATION_QUEUE: bounded queue; beyond it, dropped and counted
     notification_timeout: float = 10.0  # MODELDEPLOY_NOTIFICATION_TIMEOUT seconds per attempt
     notification_attempts: int = 4  # MODELDEPLOY_NOTIFICATION_ATTEMPTS (backoff 1 s, 2 s, 4 s... at most 30 s)
+    # MODELDEPLOY_CLUSTER_DOMAIN (Helm value clusterDomain): kubelet's --cluster-domain; every rendered
+    # host is <svc>.<ns>.svc.<cluster_domain>. A value that is no DNS name stops the operator at start.
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cluster_domain", check_cluster_domain(self.cluster_domain))
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -55,7 +64,15 @@ class Settings:
             notification_queue=int(_float("MODELDEPLOY_NOTIFICATION_QUEUE", 256)),
             notification_timeout=_float("MODELDEPLOY_NOTIFICATION_TIMEOUT", 10.0),
             notification_attempts=int(_float("MODELDEPLOY_NOTIFICATION_ATTEMPTS", 4)),
+            cluster_domain=_cluster_domain(env.get(CLUSTER_DOMAIN_ENV)),
         )
+
+
+def _cluster_domain(raw: str | None) -> str:
+    try:
+        return check_cluster_domain(raw) if raw not in (None, "") else DEFAULT_CLUSTER_DOMAIN
+    except ValueError as exc:
+        raise ValueError(f"{CLUSTER_DOMAIN_ENV}: {exc}") from None
 
 
 def parse_notifications(text: str) -> tuple[NotificationTarget, ...]:

@@ -62,7 +62,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-CLUSTER_DOMAIN = "svc.cluster.local"
+# The cluster's DNS domain (kubelet's --cluster-domain; istiod's trust of Service FQDNs follows it):
+# Services are <name>.<namespace>.svc.<domain>. Every resolution below takes the domain the mesh runs
+# with, so hosts rendered for another domain resolve to no Service (503 NC), as on a real cluster.
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
 NO_FLAGS = "-"  # Istio's response_flags value when Envoy set none
 FLAG_NO_ROUTE = "NR"
 FLAG_NO_CLUSTER = "NC"
@@ -116,17 +119,19 @@ class ServiceInfo:
     namespace: str
     selector: Mapping[str, str] = field(default_factory=dict)
     created: str = ""  # metadata.creationTimestamp (RFC 3339): Istio orders a pod's Services by it
+    domain: str = DEFAULT_CLUSTER_DOMAIN  # the cluster's DNS domain
 
     @property
     def host(self) -> str:
-        return f"{self.name}.{self.namespace}.{CLUSTER_DOMAIN}"
+        return f"{self.name}.{self.namespace}.svc.{self.domain}"
 
     @classmethod
-    def from_manifest(cls, obj: Mapping[str, Any]) -> ServiceInfo:
+    def from_manifest(cls, obj: Mapping[str, Any], domain: str = DEFAULT_CLUSTER_DOMAIN) -> ServiceInfo:
         meta = obj.get("metadata") or {}
         selector = (obj.get("spec") or {}).get("selector") or {}
         return cls(str(meta.get("name")), str(meta.get("namespace") or "default"),
-                   {str(k): str(v) for k, v in selector.items()}, str(meta.get("creationTimestamp") or ""))  # fmt: skip
+                   {str(k): str(v) for k, v in selector.items()}, str(meta.get("creationTimestamp") or ""),
+                   domain)  # fmt: skip
 
 
 def merge_selectors(service: Mapping[str, str], subset: Mapping[str, str]) -> dict[str, str]:
@@ -147,14 +152,14 @@ def normalize_gateway(name: str, namespace: str | None) -> str:
     return f"{namespace or 'default'}/{name}"
 
 
-def host_matches(pattern: str, host: str, namespace: str | None = None) -> bool:
+def host_matches(pattern: str, host: str, namespace: str | None = None, domain: str = DEFAULT_CLUSTER_DOMAIN) -> bool:
     """A VirtualService host (exact or ``*.`` wildcard prefix) against a request's host."""
     pattern, host = pattern.strip().lower(), host.strip().lower()
     if pattern == "*":
         return True
     if pattern.startswith("*."):
         return host.endswith(pattern[1:])
-    return same_host(pattern, host, namespace)
+    return same_host(pattern, host, namespace, domain)
 
 
 @dataclass(frozen=True)
@@ -235,21 +240,21 @@ def _spec(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return obj
 
 
-def canonical_host(host: str, namespace: str | None) -> str:
-    """Expand a short service host the way Istio does (``svc`` / ``svc.ns`` -> ``svc.ns.svc.cluster.local``)."""
+def canonical_host(host: str, namespace: str | None, domain: str = DEFAULT_CLUSTER_DOMAIN) -> str:
+    """Expand a short service host the way Istio does (``svc`` / ``svc.ns`` -> ``svc.ns.svc.<domain>``)."""
     host = host.strip().lower()
     parts = host.split(".")
     if len(parts) == 1 and namespace:
-        return f"{host}.{namespace}.{CLUSTER_DOMAIN}"
+        return f"{host}.{namespace}.svc.{domain}"
     if len(parts) == 2:
-        return f"{host}.{CLUSTER_DOMAIN}"
+        return f"{host}.svc.{domain}"
     if host.endswith(".svc"):
-        return f"{host}.cluster.local"
+        return f"{host}.{domain}"
     return host
 
 
-def same_host(a: str, b: str, namespace: str | None = None) -> bool:
-    ca, cb = canonical_host(a, namespace), canonical_host(b, namespace)
+def same_host(a: str, b: str, namespace: str | None = None, domain: str = DEFAULT_CLUSTER_DOMAIN) -> bool:
+    ca, cb = canonical_host(a, namespace, domain), canonical_host(b, namespace, domain)
     if ca == cb:
         return True
     if namespace is None and ("." not in a or "." not in b):
@@ -415,8 +420,10 @@ class RoutingTable:
         namespace: str | None = None,
         version_label_key: str = "version",
         services: Sequence[ServiceInfo] | None = None,
+        cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
     ) -> None:
         vs = _spec(virtual_service)
+        self.domain = cluster_domain
         dr = _spec(destination_rule)
         meta_ns = None
         for obj in (virtual_service, destination_rule):
@@ -427,7 +434,7 @@ class RoutingTable:
         self.hosts: tuple[str, ...] = tuple(vs.get("hosts") or ())
         self.gateways = frozenset(normalize_gateway(g, self.namespace) for g in vs.get("gateways") or [MESH])
         self.services: dict[str, ServiceInfo] | None = (
-            None if services is None else {canonical_host(s.host, None): s for s in services}
+            None if services is None else {canonical_host(s.host, None, self.domain): s for s in services}
         )
         self.routes: tuple[_Route, ...] = tuple(_compile_route(i, r) for i, r in enumerate(vs.get("http") or []))
         self.dr_host: str | None = dr.get("host")
@@ -439,18 +446,22 @@ class RoutingTable:
     # -- binding and resolution
     def applies(self, gateway: str | None = None, host: str | None = None) -> bool:
         """Is a request routed by this VirtualService? From a sidecar (gateway None) when it binds
-        ``mesh``; through a gateway when it binds that gateway and serves the request's host."""
+        ``mesh``; through a gateway when it binds that gateway; in both cases only for a request to
+        one of its hosts (`host` None: not checked). Short hosts expand with the mesh's domain, so a
+        VirtualService written for another cluster domain routes none of the sidecars' requests."""
         if gateway is None:
-            return MESH in self.gateways
-        if normalize_gateway(gateway, self.namespace) not in self.gateways:
+            bound = MESH in self.gateways
+        else:
+            bound = normalize_gateway(gateway, self.namespace) in self.gateways
+        if not bound:
             return False
-        return host is None or any(host_matches(h, host, self.namespace) for h in self.hosts)
+        return host is None or any(host_matches(h, host, self.namespace, self.domain) for h in self.hosts)
 
     def service(self, host: str) -> ServiceInfo | None:
         """The Service behind a destination host (None when Services are not modelled or it is none)."""
         if self.services is None:
             return None
-        return self.services.get(canonical_host(host, self.namespace))
+        return self.services.get(canonical_host(host, self.namespace, self.domain))
 
     def subset_labels(self, destination: Destination) -> dict[str, str] | None:
         """Pod labels a destination selects ({} = every pod, when Services are not modelled), None if
@@ -463,7 +474,7 @@ class RoutingTable:
             base = dict(svc.selector) if svc.selector else {"\x00no-selector": _CONFLICT}  # manual endpoints: none here
         if destination.subset is None:
             return base
-        if self.dr_host is not None and not same_host(destination.host, self.dr_host, self.namespace):
+        if self.dr_host is not None and not same_host(destination.host, self.dr_host, self.namespace, self.domain):
             return None  # this DestinationRule does not define subsets for that host
         subset = self.subsets.get(destination.subset)
         return None if subset is None else merge_selectors(base, subset)

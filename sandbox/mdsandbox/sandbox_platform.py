@@ -42,6 +42,7 @@ from mdsandbox.scenario import Scenario
 from mdsandbox.synthetic_golden import GoldenSet
 from mdsandbox.webhooks import WebhookReceivers
 from modeldeploy import API_VERSION, PLURAL
+from modeldeploy.settings import CLUSTER_DOMAIN_ENV
 from modeldeploy.spec import ModelDeploymentSpec
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ class Platform:
             golden=GoldenSet.from_uri(golden_uri) if golden_uri else GoldenSet(),
             clock=lambda: time.monotonic() * self.speed,
             seed=FLEET_SEED,
+            cluster_domain=sc.cluster.domain,
         )
         await self.fleet.start()
         self.prometheus = PrometheusServer(
@@ -158,7 +160,7 @@ class Platform:
             namespaces=[self.ns],
             prometheus_url=self.prometheus.url,
             log_path=self.workdir / "operator.log",
-            env={"MODELDEPLOY_RESYNC_SECONDS": OPERATOR_RESYNC_SECONDS},
+            env={"MODELDEPLOY_RESYNC_SECONDS": OPERATOR_RESYNC_SECONDS, CLUSTER_DOMAIN_ENV: sc.cluster.domain},
         )
         self.operator.start()
         # Prometheus scrapes for the first time ~5 s after it starts: wait, so the timeline is fair.

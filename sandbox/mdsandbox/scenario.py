@@ -225,10 +225,16 @@ class Webhook(_Strict):
         return self
 
 
+_DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
 class Cluster(_Strict):
     """(extra) The simulated cluster's capacity."""
 
     gpuCapacity: Annotated[int, Field(ge=0)] | None = None  # nvidia.com/gpu in total; None = unlimited
+    # kubelet's --cluster-domain: the simulated mesh resolves <svc>.<ns>.svc.<domain> only, and the
+    # operator runs with MODELDEPLOY_CLUSTER_DOMAIN set to it (as the Helm value clusterDomain does)
+    domain: Annotated[str, Field(pattern=_DNS_NAME)] = "cluster.local"
 
 
 class Scenario(_Strict):

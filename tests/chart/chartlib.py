@@ -44,6 +44,7 @@ ALL_FEATURES: dict[str, Any] = {
     "peering": {"name": "modeldeploy-ha"},
     "prometheus": {"url": "http://prometheus-operated.monitoring.svc:9090", "timeoutSeconds": 3},
     "resyncSeconds": 30,
+    "clusterDomain": "corp.example",
     "verbose": True,
     "evaluator": {"image": {"repository": "registry.example.com/ml/modeldeploy-evaluator", "tag": "0.1.0",
                             "digest": DIGEST}},

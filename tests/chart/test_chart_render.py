@@ -236,6 +236,7 @@ def test_container_env_gives_the_intended_settings(name, monkeypatch):
     assert settings.metrics_port == values["metrics"]["port"]
     assert next(p["containerPort"] for p in c["ports"] if p["name"] == "metrics") == settings.metrics_port
     assert settings.resync_seconds == values["resyncSeconds"]
+    assert settings.cluster_domain == values["clusterDomain"]  # corp.example in all-features
     assert settings.prometheus_timeout == values["prometheus"]["timeoutSeconds"]
     assert settings.evaluator_image and settings.evaluator_image.startswith(values["evaluator"]["image"]["repository"])
     assert (settings.peering is not None) == (values["replicaCount"] > 1)

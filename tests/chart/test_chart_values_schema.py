@@ -34,6 +34,8 @@ BAD_VALUES = [
     ("prometheus url scheme", {"prometheus": {"url": "prometheus:9090"}}, "/prometheus/url", "does not match pattern"),
     ("prometheus timeout", {"prometheus": {"timeoutSeconds": 0}}, "/prometheus/timeoutSeconds", "exclusiveMinimum"),
     ("resync too fast", {"resyncSeconds": 1}, "/resyncSeconds", "minimum"),
+    ("cluster domain with a dot first", {"clusterDomain": ".cluster.local"}, "/clusterDomain", "does not match pattern"),
+    ("cluster domain in upper case", {"clusterDomain": "Cluster.Local"}, "/clusterDomain", "does not match pattern"),
     ("port out of range", {"metrics": {"port": 70000}}, "/metrics/port", "maximum"),
     ("scrape interval", {"metrics": {"serviceMonitor": {"interval": "30 seconds"}}}, "/metrics/serviceMonitor/interval", "does not match pattern"),
     ("alert duration", {"prometheusRule": {"rules": {"operatorDown": {"for": "five minutes"}}}}, "/prometheusRule/rules/operatorDown/for", "does not match pattern"),

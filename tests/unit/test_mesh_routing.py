@@ -359,6 +359,6 @@ def test_routes_what_render_istio_writes():
     assert split.mirrored_per_version["v2"] / 100_000 == pytest.approx(0.10, abs=0.004)
     # each destination's Service selects the pods render/serving.py labels, and only that version's
     for v in (1, 2):
-        labels = table.subset_labels(Destination(names.version_service_host("resnet50", "radiology", v)))
+        labels = table.subset_labels(Destination(names.version_service_host("resnet50", "radiology", v, "cluster.local")))
         assert selects(labels, names.selector_labels("resnet50", v))
         assert not selects(labels, names.selector_labels("resnet50", 3 - v))

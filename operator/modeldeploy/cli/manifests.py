@@ -4,12 +4,14 @@ validate FILE...   every ModelDeployment in the files (multi-document YAML, or -
                    against the CRD schema, its CEL rules and the semantic rules; exit 1 with one
                    line per problem naming the field (`FILE: spec.analysis.metrics[0]: ...`).
 render FILE        every object the operator would create for it, as YAML (what a GitOps diff
-                   shows); --canary/--weight preview the objects during a rollout step.
+                   shows); --canary/--weight preview the objects during a rollout step,
+                   --cluster-domain renders the hosts of a cluster with another DNS domain.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 
@@ -34,6 +36,9 @@ def register_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stable", type=int, help="stable version (default: spec.model.version)")
     p.add_argument("--canary", type=int, help="preview a rollout of this version")
     p.add_argument("--weight", type=int, default=None, help="canary weight in percent (Canary strategy)")
+    p.add_argument("--cluster-domain", default=None, metavar="DOMAIN",
+                   help="the cluster's DNS domain, as the operator's MODELDEPLOY_CLUSTER_DOMAIN "
+                        "(default: that variable, else cluster.local)")  # fmt: skip
     p.set_defaults(func=cmd_render)
 
 
@@ -100,7 +105,16 @@ def cmd_render(args: argparse.Namespace) -> int:
         )
         status.update({"canaryVersion": args.canary, "canaryWeight": weight, "rollout": {"readyAt": "preview"}})
     versions, route = plans(spec, status)
-    target = Target(name=meta["name"], namespace=namespace, spec=spec)
+    from modeldeploy.names import DEFAULT_CLUSTER_DOMAIN, check_cluster_domain
+    from modeldeploy.settings import CLUSTER_DOMAIN_ENV
+
+    raw_domain = args.cluster_domain or os.environ.get(CLUSTER_DOMAIN_ENV) or DEFAULT_CLUSTER_DOMAIN
+    try:
+        domain = check_cluster_domain(raw_domain)
+    except ValueError as exc:
+        print(f"--cluster-domain: {exc}", file=sys.stderr)
+        return 2
+    target = Target(name=meta["name"], namespace=namespace, spec=spec, cluster_domain=domain)
     objects = desired_objects(target, list(versions), route)
     sys.stdout.write(dump_yaml(objects))
     return 0

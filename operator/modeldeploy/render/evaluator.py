@@ -66,7 +66,7 @@ def config(target: Target, versions: list[VersionPlan]) -> dict:
         "modelDeployment": target.name,
         "modelName": target.spec.model.name,
         "signatureName": target.spec.model.signature_name,
-        "endpoint": f"http://{names.service_host(target.name, target.namespace)}:{HTTP_PORT}",
+        "endpoint": f"http://{names.service_host(target.name, target.namespace, target.cluster_domain)}:{HTTP_PORT}",
         "previewHeader": names.PREVIEW_HEADER,
         "goldenSet": {"uri": golden_set_path(target), "labels": ev.golden_set.labels},
         "interval": ev.interval,

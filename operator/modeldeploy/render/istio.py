@@ -42,8 +42,12 @@ def _meta(target: Target, name: str) -> dict:
     return meta
 
 
+def _version_host(target: Target, version: int) -> str:
+    return names.version_service_host(target.name, target.namespace, version, target.cluster_domain)
+
+
 def _destination(target: Target, version: int, weight: int | None = None) -> dict:
-    dest: dict = {"destination": {"host": names.version_service_host(target.name, target.namespace, version)}}
+    dest: dict = {"destination": {"host": _version_host(target, version)}}
     if weight is not None:
         dest["weight"] = weight
     return dest
@@ -122,7 +126,7 @@ def http_routes(target: Target, route: RoutePlan) -> list[dict]:
     mirror = {}
     if route.canary is not None and route.mirror_percent > 0:
         mirror = {
-            "mirror": {"host": names.version_service_host(target.name, target.namespace, route.canary)},
+            "mirror": {"host": _version_host(target, route.canary)},
             "mirrorPercentage": {"value": float(route.mirror_percent)},
         }
     if cohort is not None and route.canary is not None and (weight > 0 or mirror):
@@ -139,7 +143,7 @@ def http_routes(target: Target, route: RoutePlan) -> list[dict]:
 
 
 def virtual_service(target: Target, route: RoutePlan) -> dict:
-    host = names.service_host(target.name, target.namespace)
+    host = names.service_host(target.name, target.namespace, target.cluster_domain)
     traffic = target.spec.traffic if target.spec is not None else None
     spec: dict = {"hosts": [host, *(h for h in (traffic.hosts if traffic else ()) if h != host)]}
     if traffic is not None and traffic.gateways:

@@ -48,9 +48,9 @@ SOURCE_HEADER = "x-source-workload"
 LOCAL_REPLY_LATENCY_MS = 0.2  # what a client sidecar's own 404/503 answer costs
 
 
-def service_host(namespace: str, service: str) -> str:
+def service_host(namespace: str, service: str, cluster_domain: str = "cluster.local") -> str:
     """The Service's cluster-local FQDN (what the VirtualService's hosts resolve to)."""
-    return f"{service}.{namespace}.svc.cluster.local"
+    return f"{service}.{namespace}.svc.{cluster_domain}"
 
 
 def workload_name(service: str, version: str) -> str:
@@ -61,10 +61,11 @@ def workload_name(service: str, version: str) -> str:
 class IstioTelemetry:
     """The two Istio request metric families for the workloads behind one Service."""
 
-    def __init__(self, namespace: str, service: str) -> None:
+    def __init__(self, namespace: str, service: str, cluster_domain: str = "cluster.local") -> None:
         self.namespace = namespace
         self.service = service
-        self.service_host = service_host(namespace, service)
+        self.cluster_domain = cluster_domain
+        self.service_host = service_host(namespace, service, cluster_domain)
         self.requests_total = CounterFamily(
             "istio_requests_total", "Total requests handled by an Istio proxy.", ISTIO_LABELS
         )
@@ -99,7 +100,7 @@ class IstioTelemetry:
         client had no sidecar (plain text)."""
         ns, app = self.namespace, self.service
         svc = service or self.service
-        host = service_host(ns, svc)
+        host = service_host(ns, svc, self.cluster_domain)
         if version is None:
             dest = [UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, host, svc, ns, UNKNOWN, UNKNOWN, UNKNOWN]
         else:

@@ -104,8 +104,10 @@ class SimulatedFleet:
         source_workload: str = "loadgen",
         pod_labels: Callable[[str], Mapping[str, str]] | None = None,
         version_label_key: str = "version",
+        cluster_domain: str = mesh_routing.DEFAULT_CLUSTER_DOMAIN,
     ) -> None:
         self.namespace = namespace
+        self.cluster_domain = cluster_domain  # kubelet's --cluster-domain: Services are <svc>.<ns>.svc.<domain>
         self.service = service
         self.model_name = model_name
         self.golden = golden or GoldenSet()
@@ -130,7 +132,7 @@ class SimulatedFleet:
         }
         self.totals = {"generated": 0, "no_route": 0, "no_cluster": 0, "unavailable": 0,
                        "mirror_dropped": 0, "other_hosts": 0}  # fmt: skip
-        self.telemetry = IstioTelemetry(namespace, service)
+        self.telemetry = IstioTelemetry(namespace, service, cluster_domain)
         self.rest_api = TFServingRestApi(self)
         self._runner: web.AppRunner | None = None
         self._task: asyncio.Task[None] | None = None
@@ -211,14 +213,18 @@ class SimulatedFleet:
             return
         self.routing = mesh_routing.RoutingTable(
             virtual_service, destination_rule, namespace=self.namespace, version_label_key=self.version_label_key,
-            services=self.services,
+            services=self.services, cluster_domain=self.cluster_domain,
         )  # fmt: skip
         self.routing_specs = (virtual_service, destination_rule)
 
     def set_services(self, services: list[Mapping[str, Any]] | None) -> None:
         """The namespace's Services (manifests) from now on: destinations and kube-proxy clients resolve
         through their selectors, and the server sidecars name them in destination_service_name."""
-        self.services = None if services is None else [mesh_routing.ServiceInfo.from_manifest(s) for s in services]
+        self.services = (
+            None
+            if services is None
+            else [mesh_routing.ServiceInfo.from_manifest(s, self.cluster_domain) for s in services]
+        )
         if self.routing_specs is not None:
             self.set_routing(*self.routing_specs)
 
@@ -313,9 +319,9 @@ class SimulatedFleet:
 
     def is_our_host(self, host: str) -> bool:
         if self.services is not None:
-            canonical = mesh_routing.canonical_host(host, self.namespace)
+            canonical = mesh_routing.canonical_host(host, self.namespace, self.cluster_domain)
             return any(canonical == s.host for s in self.services if s.namespace == self.namespace)
-        return mesh_routing.same_host(host, self.service_host, self.namespace)
+        return mesh_routing.same_host(host, self.service_host, self.namespace, self.cluster_domain)
 
     def entry_labels(self) -> dict[str, str] | None:
         """Pod labels the Service clients call (`service`) selects: what kube-proxy, a sidecar without
@@ -354,7 +360,7 @@ class SimulatedFleet:
         traffic generator's (reporter="source")."""
         code, flags = 503, mesh_routing.FLAG_NO_HEALTHY_UPSTREAM
         endpoints: list[tuple[str, int]] = []
-        if self.routing is None or not self.routing.applies():
+        if self.routing is None or not self.routing.applies(host=self.service_host):
             entry = self.entry_labels()
             endpoints = self.endpoints(entry) if entry is not None else []
         else:

@@ -168,7 +168,7 @@ class TrafficGenerator:
         source = self.source_workload
         if n <= 0:
             return
-        if fleet.routing is None or not fleet.routing.applies():
+        if fleet.routing is None or not fleet.routing.applies(host=fleet.service_host):
             self._to_service(n, now, source, CLIENT_MESH)
             return
         uri = PREDICT_URI.format(model=fleet.model_name)
