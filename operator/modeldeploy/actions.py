@@ -1,13 +1,19 @@
 """Manual rollout actions, asked for through the ModelDeployment's annotations (one code path for every client).
 
-A client sets two annotations in ONE merge patch:
+A client sets the annotations in ONE merge patch:
 
     modeldeploy.io/action:     promote | promote-full | abort | pause | resume | retry
     modeldeploy.io/action-by:  who asks (recorded in status.history and the Event: "manual abort by alice")
+    modeldeploy.io/action-id:  the request's idempotency key (optional: the operator stamps one on a request
+                               without it before acting)
 
-The operator acts on its next pass, records the action in status.history and removes both
-annotations. `kubectl modeldeploy <action>` and the dashboard's buttons both call `request()`;
-plain `kubectl annotate` works the same. Who may ask is Kubernetes RBAC's business (patch on
+The operator acts on its next pass, records the action in status.history and removes the
+annotations. Exactly once: the action's effect and its key (status.rollout.handledAction and
+handledActionId) go into ONE status write, and the annotations are removed only after the children,
+Events and audit records; a pass that fails in between leaves the annotations, and the next pass,
+seeing the same key, only removes them (no second step, no second history record).
+`kubectl modeldeploy <action>` and the dashboard's buttons both call `request()`; plain
+`kubectl annotate` works the same. Who may ask is Kubernetes RBAC's business (patch on
 modeldeployments); the `action-by` value is what the CLIENT says: the plugin sends the authenticated
 user name (SelfSubjectReview; --by overrides), the dashboard the identity it was configured to trust
 (docs/dashboard.md "Identity") plus `modeldeploy.io/action-via`, its own user name. The chart's
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any, Protocol
 
 from modeldeploy import names
@@ -44,12 +51,18 @@ def clean_actor(who: str) -> str:
     return text[:ACTOR_MAX_LENGTH]
 
 
-def action_patch(action: str, who: str, via: str | None = None) -> dict[str, Any]:
+def action_patch(action: str, who: str, via: str | None = None, request_id: str | None = None) -> dict[str, Any]:
     """The merge patch that asks the operator for `action` on behalf of `who` (through the trusted
-    proxy `via`, whose own authenticated user name it must be: the chart's admission policy checks)."""
+    proxy `via`, whose own authenticated user name it must be: the chart's admission policy checks).
+    `request_id` (default: a fresh random one) is the request's idempotency key: the operator applies
+    each (key, action) once, even when a write after the action's effect fails and it sees it again."""
     if action not in MANUAL_ACTIONS:
         raise ActionError(f"unknown action {action!r}; use one of {', '.join(MANUAL_ACTIONS)}")
-    annotations = {names.ANNOTATION_ACTION: action, names.ANNOTATION_ACTION_BY: clean_actor(who)}
+    annotations = {
+        names.ANNOTATION_ACTION: action,
+        names.ANNOTATION_ACTION_BY: clean_actor(who),
+        names.ANNOTATION_ACTION_ID: request_id or uuid.uuid4().hex,
+    }
     if via:
         annotations[names.ANNOTATION_ACTION_VIA] = clean_actor(via)
     return {"metadata": {"annotations": annotations}}

@@ -19,6 +19,7 @@ ANNOTATION_CONFIG_HASH = "modeldeploy.io/config-hash"
 ANNOTATION_ACTION = "modeldeploy.io/action"  # a manual action (modeldeploy.actions)
 ANNOTATION_ACTION_BY = "modeldeploy.io/action-by"  # who asked for it, for the audit trail
 ANNOTATION_ACTION_VIA = "modeldeploy.io/action-via"  # the trusted proxy (dashboard) that asked on their behalf
+ANNOTATION_ACTION_ID = "modeldeploy.io/action-id"  # the request's idempotency key (status.rollout.handledActionId)
 LABEL_VARIANT = "modeldeploy.io/variant"
 VARIANT_PRIMARY = "primary"  # the Deployment as specified (GPU pods unless gpu.count is 0)
 VARIANT_CPU_FALLBACK = "cpu-fallback"  # CPU replicas while GPU pods cannot be scheduled

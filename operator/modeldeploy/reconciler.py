@@ -29,6 +29,7 @@ import datetime
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -195,10 +196,14 @@ class Reconciler:
 
         annotations = meta.get("annotations") or {}
         action = annotations.get(names.ANNOTATION_ACTION)
+        action_id = annotations.get(names.ANNOTATION_ACTION_ID)
+        if action and not action_id:  # asked without a key (plain kubectl annotate): give the request one first
+            action_id = await self._key_action_request(mem, meta)
         observation = Observation(
             deployments=self._deployments(index, namespace, name),
             action=action,
             action_by=annotations.get(ACTION_BY),
+            action_id=action_id,
         )
         observation = await self._measure(spec, body, status, observation, mem, now, logger)
         answers, mem.gate_answers = tuple(mem.gate_answers), []
@@ -239,6 +244,7 @@ class Reconciler:
                             names.ANNOTATION_ACTION: None,
                             ACTION_BY: None,
                             names.ANNOTATION_ACTION_VIA: None,
+                            names.ANNOTATION_ACTION_ID: None,
                         }
                     }
                 },
@@ -248,6 +254,25 @@ class Reconciler:
         return min(decision.wake_in, self.settings.resync_seconds)
 
     # ---- helpers -------------------------------------------------------------------------------
+
+    async def _key_action_request(self, mem: _Memory, meta: Mapping[str, Any]) -> str:
+        """Give a manual action asked for without an idempotency key (plain `kubectl annotate`; the plugin and
+        the dashboard send one) its key, modeldeploy.io/action-id, BEFORE acting on it: the key recorded with
+        the action's effect is then the one a retry sees. Preconditioned on the resourceVersion: a request
+        changed meanwhile is a 409, and the next pass looks at it afresh."""
+        key = uuid.uuid4().hex
+        result = await self.kube.patch_modeldeployment(
+            meta["namespace"],
+            meta["name"],
+            {
+                "metadata": {
+                    "resourceVersion": meta.get("resourceVersion"),
+                    "annotations": {names.ANNOTATION_ACTION_ID: key},
+                }
+            },
+        )
+        mem.written_rv = (result.get("metadata") or {}).get("resourceVersion")
+        return key
 
     async def _routing_api_served(
         self, mem: _Memory, body: dict, status: dict, now: datetime.datetime, logger: kopf.Logger
@@ -448,9 +473,9 @@ class Reconciler:
         if kind == "failFast":
             mem.last_fail_fast = time.monotonic()
             logger.debug("fail-fast check: %s", result.summary())
-            return Observation(obs.deployments, None, result, obs.action, obs.action_by)
+            return dataclasses.replace(obs, analysis=None, fail_fast=result)
         logger.info("analysis (%s): %s", result.verdict, result.summary())
-        return Observation(obs.deployments, result, None, obs.action, obs.action_by)
+        return dataclasses.replace(obs, analysis=result, fail_fast=None)
 
     def _audit_pending(
         self,
@@ -465,7 +490,8 @@ class Reconciler:
         """Audit records of this decision (and any still pending), put into decision.status.audit.pending."""
         meta = body["metadata"]
         entries = audit.new_history_entries(old.get("history") or [], decision.status.get("history") or [])
-        if obs.action and decision.action_handled and not entries:  # an action without a history record
+        if obs.action and decision.action_handled and not decision.action_replayed and not entries:
+            # an action without a history record (a replayed one was recorded by the pass that applied it)
             entries = [{
                 "action": "manualAction", "at": to_timestamp(now), "version": decision.status.get("canaryVersion")
                 or decision.status.get("stableVersion"), "request": obs.action.strip(),

@@ -153,6 +153,7 @@ class Observation:
     fail_fast: AnalysisResult | None = None  # a fail-fast check, when one ran
     action: str | None = None  # value of the modeldeploy.io/action annotation
     action_by: str | None = None  # who asked (modeldeploy.io/action-by), for the audit trail
+    action_id: str | None = None  # the request's idempotency key (modeldeploy.io/action-id)
     gate_answers: tuple[gates.GateAnswer, ...] = ()  # webhook gate calls that finished since the last pass
 
 
@@ -169,7 +170,8 @@ class Decision:
     versions: tuple[VersionPlan, ...]
     route: RoutePlan
     events: tuple[Event, ...] = ()
-    action_handled: bool = False
+    action_handled: bool = False  # the action annotation may be removed (applied now, or before)
+    action_replayed: bool = False  # ... applied by an earlier pass already (same action-id): not again
     wake_in: float = RESYNC_SECONDS
 
 
@@ -358,10 +360,16 @@ def decide(
         ro.strategy = spec.strategy.type
         ctx.event("Normal", "Deploying", f"deploying model version {target} (first version)")
 
-    handled = False
+    handled = replayed = False
     if observation.action:
         handled = True
-        _manual_action(ctx, observation.action.strip(), observation)
+        action = observation.action.strip()
+        if ctx.ro.already_handled(action, observation.action_id):
+            replayed = True  # its effect is in the status; a later write of that pass failed: exactly once
+        else:
+            _manual_action(ctx, action, observation)
+            if observation.action_id is not None:  # recorded in the same status write as the effect
+                ctx.ro.handled_action, ctx.ro.handled_action_id = action, observation.action_id
 
     _follow_spec_version(ctx)
     _gate_answers(ctx, observation)
@@ -400,6 +408,7 @@ def decide(
         route=route,
         events=tuple(ctx.events),
         action_handled=handled,
+        action_replayed=replayed,
         wake_in=min(ctx.wake),
     )
 

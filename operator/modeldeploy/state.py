@@ -93,6 +93,8 @@ _ROLLOUT_KEYS = {
     "previous_stable": "previousStable",
     "scale_down_at": "scaleDownAt",
     "stalled": "stalled",
+    "handled_action": "handledAction",
+    "handled_action_id": "handledActionId",
 }
 _KNOWN_ROLLOUT_KEYS = frozenset(_ROLLOUT_KEYS.values()) | {"state", "failedHold"}
 
@@ -142,6 +144,11 @@ class RolloutStatus:
     previous_stable: int | None = None  # the stable before the last promotion (kept at 0 replicas)
     scale_down_at: str | None = None  # the previous stable drains until then (phase Promoting)
     stalled: list[str] | None = None  # "v<version>:<reason>" of the pods PodsStalled reported
+    # The last manual action applied and its request's idempotency key (modeldeploy.io/action-id), written
+    # in the same status write as the action's effect: a pass that sees the same request again (its later
+    # writes failed, so the annotation is still there) does not apply it a second time. Outlives rollouts.
+    handled_action: str | None = None
+    handled_action_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # unknown status.rollout keys, kept as they are
 
     # ---- wire ------------------------------------------------------------------------------------
@@ -172,6 +179,8 @@ class RolloutStatus:
             previous_stable=_int(rollout.get("previousStable")),
             scale_down_at=rollout.get("scaleDownAt"),
             stalled=list(rollout["stalled"]) if rollout.get("stalled") else None,
+            handled_action=rollout.get("handledAction"),
+            handled_action_id=rollout.get("handledActionId"),
             extra={k: v for k, v in rollout.items() if k not in _KNOWN_ROLLOUT_KEYS},
         )
         out.state = cls._stored_state(rollout.get("state"), out) or derive_state(status)
@@ -190,6 +199,10 @@ class RolloutStatus:
         if state is RolloutState.ROLLED_BACK and parsed.rolled_back_version is None:
             return None
         return state
+
+    def already_handled(self, action: str, request_id: str | None) -> bool:
+        """Is this the request whose effect is already in the status (same idempotency key, same action)?"""
+        return request_id is not None and (self.handled_action_id, self.handled_action) == (request_id, action)
 
     def write(self, status: MutableMapping[str, Any]) -> None:
         """Put the fields into `status` under their wire names (absent = unset); other keys stay."""

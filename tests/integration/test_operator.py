@@ -353,3 +353,69 @@ def test_canary_gets_no_traffic_before_its_pods_are_available(cluster):
     waited = shifted_at - ready_at
     assert waited >= min_ready - 0.5, f"canary traffic {waited:.2f}s after its pods were Ready (minReadySeconds {min_ready})"
     assert available_when_shifted[0] >= available_when_shifted[1], available_when_shifted
+
+
+def test_a_manual_action_is_applied_exactly_once_when_a_later_write_fails(cluster):
+    """Issue 11 point 9: the pass that applies `promote` writes its effect (and the request's key) to the status,
+    then applies the VirtualService, emits Events and only then removes the action annotation. With Istio's
+    validating webhook down (every VirtualService write answers 500) that pass fails after the status write and is
+    retried, seeing the same annotation again: the step must still be taken ONCE (one audit record), both for a
+    request of the plugin (which sends modeldeploy.io/action-id) and for a plain annotation without a key."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from modeldeploy import audit
+
+    plugin = shutil.which("kubectl-modeldeploy", path=os.path.dirname(sys.executable))
+    env = dict(os.environ, KUBECONFIG=str(cluster.api.kubeconfig), USER="dr-jones")
+
+    def plug(*args: str) -> str:
+        proc = subprocess.run([plugin, *args, "-n", cluster.namespace], env=env, capture_output=True, text=True, timeout=90)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    def manual_audit_records() -> list[dict]:
+        records = [json.loads(cm["data"][audit.RECORD_KEY]) for cm in cluster.list(CM)
+                   if (cm["metadata"].get("labels") or {}).get(audit.LABEL_AUDIT_OF) == "cxr"]
+        return [r for r in records if "manual promote" in json.dumps(r)]
+
+    def pending_action() -> str | None:
+        return (cluster.md("cxr")["metadata"].get("annotations") or {}).get("modeldeploy.io/action")
+
+    def promote_while_virtualservice_writes_fail(ask) -> None:
+        cluster.api.set_faults(errorRate=1.0, statuses=[500], verbs=["patch"], resources=["virtualservices"],
+                               namespaces=[cluster.namespace])  # fmt: skip
+        try:
+            weight = cluster.status("cxr")["canaryWeight"]
+            ask()
+            cluster.wait(lambda: cluster.status("cxr").get("canaryWeight") != weight, timeout=20, what="promote applied")
+            time.sleep(4.0)  # the failed pass is retried about every second, each time seeing the annotation again
+            assert pending_action() == "promote"  # the removal comes after the VirtualService: it never ran
+        finally:
+            cluster.api.clear_faults()
+        cluster.wait(lambda: pending_action() is None, timeout=20, what="action annotation removed")
+
+    cluster.operator.start()
+    cluster.apply_md(small_md(version=1, strategy={"type": "Canary", "canary": {"steps": [10, 25, 50, 75, 100]}},
+                              analysis={"interval": "1m", "metrics": [{"name": "errors", "builtin": "errorRate", "max": 1}]}))
+    cluster.wait_phase("cxr", "Stable", timeout=30)
+    cluster.patch_md("cxr", {"spec": {"model": {"version": 2}}})
+    cluster.wait(lambda: read_weights(cluster.get(VS, "cxr") or {}) == {"v1": 90, "v2": 10}, timeout=30, what="canary at 10%")
+
+    promote_while_virtualservice_writes_fail(lambda: plug("promote", "cxr", "--no-wait"))
+    st = cluster.status("cxr")
+    assert (st["canaryWeight"], st["phase"]) == (25, "Progressing"), st
+    cluster.wait(lambda: read_weights(cluster.get(VS, "cxr")) == {"v1": 75, "v2": 25}, timeout=20, what="VirtualService 75/25")
+    assert len(manual_audit_records()) == 1
+
+    # plain `kubectl annotate` sends no key: the operator gives the request one before acting on it
+    promote_while_virtualservice_writes_fail(lambda: cluster.patch_md("cxr", {"metadata": {"annotations": {
+        "modeldeploy.io/action": "promote", "modeldeploy.io/action-by": "dr-jones"}}}))
+    st = cluster.status("cxr")
+    assert st["canaryWeight"] == 50, st
+    cluster.wait(lambda: read_weights(cluster.get(VS, "cxr")) == {"v1": 50, "v2": 50}, timeout=20, what="VirtualService 50/50")
+    assert len(manual_audit_records()) == 2
+    assert st["rollout"]["handledAction"] == "promote" and st["rollout"]["handledActionId"]

@@ -11,10 +11,16 @@ from modeldeploy.rollout import MANUAL_ACTIONS
 
 
 @pytest.mark.parametrize("action", MANUAL_ACTIONS)
-def test_every_manual_action_is_one_merge_patch_of_both_annotations(action):
-    assert actions.action_patch(action, "alice") == {
-        "metadata": {"annotations": {"modeldeploy.io/action": action, "modeldeploy.io/action-by": "alice"}}
+def test_every_manual_action_is_one_merge_patch_of_its_annotations(action):
+    assert actions.action_patch(action, "alice", request_id="r1") == {
+        "metadata": {"annotations": {"modeldeploy.io/action": action, "modeldeploy.io/action-by": "alice",
+                                     "modeldeploy.io/action-id": "r1"}}
     }
+
+
+def test_every_request_gets_its_own_idempotency_key():
+    keys = {actions.action_patch("promote", "alice")["metadata"]["annotations"]["modeldeploy.io/action-id"] for _ in range(50)}
+    assert len(keys) == 50 and all(len(k) == 32 for k in keys)
 
 
 @pytest.mark.parametrize(
@@ -60,17 +66,20 @@ def test_request_then_wait_until_the_operator_removed_the_annotation():
         return await actions.wait_handled(kube, "radiology", "resnet50", timeout=5, poll=0.01)
 
     body = asyncio.run(go())
-    assert kube.patches == [("radiology", "resnet50", actions.action_patch("abort", "alice"))]
+    ((ns, name, patch),) = kube.patches
+    key = patch["metadata"]["annotations"]["modeldeploy.io/action-id"]
+    assert (ns, name, patch) == ("radiology", "resnet50", actions.action_patch("abort", "alice", request_id=key))
     assert body is not None and actions.pending_action(body) is None and kube.reads == 3
 
 
 def test_a_proxy_names_itself_in_action_via():
     from modeldeploy import actions as acts
 
-    patch = acts.action_patch("abort", "alice (via dashboard)", via="system:serviceaccount:md:dashboard")
+    patch = acts.action_patch("abort", "alice (via dashboard)", via="system:serviceaccount:md:dashboard", request_id="r")
     assert patch["metadata"]["annotations"] == {
         "modeldeploy.io/action": "abort",
         "modeldeploy.io/action-by": "alice (via dashboard)",
         "modeldeploy.io/action-via": "system:serviceaccount:md:dashboard",
+        "modeldeploy.io/action-id": "r",
     }
     assert "modeldeploy.io/action-via" not in acts.action_patch("abort", "alice")["metadata"]["annotations"]

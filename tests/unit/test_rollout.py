@@ -800,3 +800,42 @@ def test_blue_green_with_preview_traffic_is_not_cut_short():
     canary = make_spec(version=2)
     d = decide(canary, progressing(canary), Observation(deployments=ready(1, 2), analysis=nodata(4000)), at(4000), generation=2)
     assert d.status["phase"] == "Progressing" and "previewDeadlineAt" not in d.status["rollout"]  # Canary: no such deadline
+
+
+# ---- a manual action applied exactly once (issue 11 point 9): its idempotency key goes with its effect -----
+
+# (id, action of the first pass, (action, key) the next pass sees, canary weight after it, "manual" records in
+# history: a manual step is an Event, pause/resume/abort/promote-full are history records)
+REPLAYS = [
+    ("same-request-again", ("promote", "k1"), ("promote", "k1"), 50, 0),  # the first pass's later writes failed
+    ("new-request", ("promote", "k1"), ("promote", "k2"), 100, 0),  # asked twice: two steps
+    ("other-action-same-key", ("promote", "k1"), ("pause", "k1"), 50, 1),  # the annotation was changed: a new request
+    ("no-key", ("promote", None), ("promote", None), 100, 0),  # without a key decide() cannot tell (the reconciler gives one)
+    ("pause-again", ("pause", "k1"), ("pause", "k1"), 10, 1),
+    ("abort-again", ("abort", "k1"), ("abort", "k1"), 100, 1),
+]
+
+
+@pytest.mark.parametrize("first, again, weight, records", [r[1:] for r in REPLAYS], ids=[r[0] for r in REPLAYS])
+def test_a_manual_action_seen_again_with_its_key_is_not_applied_twice(first, again, weight, records):
+    spec = make_spec(2, strategy={"type": "Canary", "canary": {"steps": [10, 50, 100]}})
+    d1 = decide(spec, ANALYSING, obs(1, 2, action=first[0], action_by="alice", action_id=first[1]), at(7), generation=2)
+    assert d1.action_handled and not d1.action_replayed
+    if first[1] is not None:  # the key is in the same status as the effect
+        assert (d1.status["rollout"]["handledAction"], d1.status["rollout"]["handledActionId"]) == first
+    d2 = decide(spec, d1.status, obs(1, 2, action=again[0], action_by="alice", action_id=again[1]), at(8), generation=2)
+    assert d2.action_handled  # the annotation is removed either way
+    assert d2.action_replayed is (first == again and first[1] is not None)
+    st = d2.status
+    assert (st.get("canaryWeight") if st.get("canaryVersion") else 100) == weight
+    assert sum("manual" in (h.get("reason") or "") for h in st["history"]) == records
+    if d2.action_replayed:
+        assert d2.events == () or all(e.reason not in ("StepAdvanced", "Paused", "Promoted") for e in d2.events)
+
+
+def test_the_handled_key_outlives_the_rollout_it_ended():
+    """promote-full and abort end the rollout (the per-rollout bookkeeping is reset): the key must stay."""
+    for action in ("promote-full", "abort"):
+        d1 = decide(make_spec(2), ANALYSING, obs(1, 2, action=action, action_id="k9"), at(7), generation=2)
+        d2 = decide(make_spec(2), d1.status, obs(1, 2, action=action, action_id="k9"), at(8), generation=2)
+        assert d2.action_replayed and d2.status["history"] == d1.status["history"]
