@@ -8,11 +8,14 @@ What a cluster does for the evaluator pod, done here on 127.0.0.1:
 * the golden-set volume: a ``sandbox://golden?...`` goldenSet uri is replaced in that file by a
   folder the sandbox wrote the synthetic set to (`synthetic_golden.materialize`), as a kubelet
   mounts a PVC and the operator passes the mount path: the evaluator knows no ``sandbox://``;
-* the container: ``python -m modeldeploy.cli evaluator run --config FILE --endpoint-override
-  <fleet url> --metrics-host 127.0.0.1 --metrics-port <free port>`` — the Service endpoint in the
-  config (``http://<svc>.<ns>.svc.cluster.local:8501``) is replaced by the simulated fleet's URL;
-  its requests carry ``x-source-workload: <name>-evaluator`` so the fleet reports them in Istio's
-  metrics with the source_workload a mesh would give the evaluator pod;
+* the container: ``python -m modeldeploy.cli evaluator run --config FILE --connect-to <fleet url>
+  --metrics-host 127.0.0.1 --metrics-port <free port>`` — the URLs in the config (each version's
+  own Service ``http://<name>-v<N>.<ns>.svc.<domain>:8501``) stay as the operator wrote them: every
+  connection goes to the simulated fleet with that host in the Host header, and the fleet routes by
+  it as the mesh would (a host of another cluster domain resolves to nothing); its requests carry
+  ``x-source-workload: <name>-evaluator`` so the fleet reports them in Istio's metrics with the
+  source_workload a mesh would give the evaluator pod, and ``x-sandbox-sidecar: false`` when the
+  evaluator pod is modelled without a sidecar (``sidecar=False``);
 * Prometheus' pod scrape: `scrape_target()` (job ``evaluator``), which the runner adds to the
   real Prometheus.
 
@@ -33,7 +36,7 @@ from typing import Any, Protocol
 import yaml
 
 from kubeemu.childprocess import LISTEN_HOST, ChildProcess, atomic_write, free_port
-from mdsandbox.fleet.istio_metrics import SOURCE_HEADER
+from mdsandbox.fleet.istio_metrics import SIDECAR_HEADER, SOURCE_HEADER
 from mdsandbox.prometheus_process import ScrapeTarget
 from mdsandbox.synthetic_golden import materialize
 from modeldeploy import names
@@ -67,8 +70,10 @@ class EvaluatorProcess(ChildProcess):
         log_path: str | os.PathLike[str] | None = None,
         port: int | None = None,
         sync_interval: float = SYNC_INTERVAL,
+        sidecar: bool = True,
     ) -> None:
         super().__init__(log_path=log_path)
+        self.sidecar = sidecar  # False: the evaluator pod is not in the mesh (no VirtualService routes it)
         self.api = api
         self.namespace = namespace
         self.fleet_url = fleet_url
@@ -127,10 +132,11 @@ class EvaluatorProcess(ChildProcess):
     # ------------------------------------------------------------------ lifecycle
     def command(self) -> list[str]:
         return [sys.executable, "-m", "modeldeploy.cli", "evaluator", "run", "--config", str(self.config_path),
-                "--endpoint-override", self.fleet_url, "--metrics-host", LISTEN_HOST,
+                "--connect-to", self.fleet_url, "--metrics-host", LISTEN_HOST,
                 "--metrics-port", str(self.port),
                 # the fleet's convention for Istio's source_workload: the evaluator Deployment's name, as in a mesh
-                "--header", f"{SOURCE_HEADER}={self.configmap_name}"]  # fmt: skip
+                "--header", f"{SOURCE_HEADER}={self.configmap_name}",
+                *(() if self.sidecar else ("--header", f"{SIDECAR_HEADER}=false"))]  # fmt: skip
 
     def start(self, timeout: float = 20.0) -> EvaluatorProcess:
         """Start the ConfigMap sync and the process; return once /healthz answers (blocking)."""

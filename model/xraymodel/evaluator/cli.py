@@ -3,8 +3,11 @@
     modeldeploy evaluator run --config /etc/evaluator/evaluator.yaml --metrics-host 0.0.0.0 --metrics-port 9090
     modeldeploy evaluator run --config evaluator.yaml --once          # evaluate every listed version once, print JSON
 
-``--endpoint-override URL`` replaces the config's TF Serving endpoint (the sandbox points it at the
-simulated fleet; useful with ``kubectl port-forward`` too); ``--header NAME=VALUE`` adds a header to
+``--endpoint-override URL`` replaces the config's TF Serving endpoints, the shared one and each
+version's own (useful with ``kubectl port-forward``: every version at that URL, named by the preview
+header and the URL); ``--connect-to URL`` keeps the config's URLs but opens every connection to URL
+with the URL's host in the Host header, as a sidecar would route it (the sandbox points it at the
+simulated fleet, which routes by that Host); ``--header NAME=VALUE`` adds a header to
 every predict request. Imports stay light: numpy, httpx,
 prometheus-client, PyYAML — never TensorFlow.
 """
@@ -30,7 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--config", required=True, help="evaluator.yaml (the operator's ConfigMap; re-read every round)")
     run.add_argument("--metrics-host", default="127.0.0.1", help="address for /metrics and /healthz (default 127.0.0.1)")
     run.add_argument("--metrics-port", type=int, default=9090, help="port for /metrics and /healthz (0 = any free port)")
-    run.add_argument("--endpoint-override", default=None, help="TF Serving REST base URL to use instead of the config's")
+    run.add_argument("--endpoint-override", default=None,
+                     help="TF Serving REST base URL to use instead of the config's (every version)")
+    run.add_argument("--connect-to", default=None, metavar="URL",
+                     help="send every request to this address, keeping the config's host in the Host header")
     run.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
                      help="extra header on every predict request (repeatable), e.g. for a gateway's auth")
     run.add_argument("--once", action="store_true", help="evaluate every listed version once, print JSON, exit 0 if all succeeded")
@@ -69,7 +75,7 @@ async def _once(args: argparse.Namespace) -> int:
     from xraymodel.evaluator.service import Evaluator
 
     evaluator = Evaluator(args.config, endpoint_override=args.endpoint_override, first_publish_wait=0,
-                          extra_headers=args.headers)  # fmt: skip
+                          extra_headers=args.headers, connect_to=args.connect_to)  # fmt: skip
     try:
         outcomes = await evaluator.evaluate_all()
     except (ConfigError, GoldenSetError) as exc:
@@ -102,7 +108,8 @@ async def _serve(args: argparse.Namespace) -> int:
 
     log = logging.getLogger("xraymodel.evaluator")
     metrics = EvaluatorMetrics()
-    evaluator = Evaluator(args.config, metrics, endpoint_override=args.endpoint_override, extra_headers=args.headers)
+    evaluator = Evaluator(args.config, metrics, endpoint_override=args.endpoint_override, extra_headers=args.headers,
+                          connect_to=args.connect_to)  # fmt: skip
     server = MetricsServer(metrics, args.metrics_host, args.metrics_port, evaluator.health).start()
     host, port = server.address
     log.info("metrics on http://%s:%d/metrics, health on /healthz", host, port)

@@ -1,8 +1,13 @@
 """TF Serving REST predict client for the evaluator: one version at a time, strict about what comes back.
 
-Reaching one version: ``POST {endpoint}/v1/models/{model}/versions/{N}:predict`` with the header
-``{previewHeader}: v{N}`` (Istio's per-version route sends it to that version's subset; TF Serving
-itself also selects the version by the URL). Body (row format, DT_STRING input of the
+Reaching one version: ``POST {its endpoint}/v1/models/{model}/versions/{N}:predict``, its endpoint
+being its own Service ``http://<name>-v<N>.<ns>.svc.<domain>:8501`` (selects that version's pods
+only, so no header and no VirtualService are involved). A version without an endpoint of its own
+(the config of an older operator) goes to the shared endpoint with the header ``{previewHeader}:
+v{N}`` (Istio's preview route; only a client in the mesh gets it). TF Serving itself also selects
+the version by the URL: a pod of another version answers 404. ``connect_to`` (the sandbox) sends
+every request to that address with the URL's host in the Host header, as a sidecar intercepting
+the connection would route it by its authority. Body (row format, DT_STRING input of the
 ``serving_default`` signature): ``{"signature_name": ..., "instances": [{"b64": "..."}, ...]}``;
 answer ``{"predictions": [[14 probabilities], ...]}`` (rows may also be ``{"probabilities": [...]}``
 objects, as TF Serving writes them for multi-output signatures).
@@ -83,8 +88,10 @@ class TFServingClient:
         width: int = len(FINDINGS),
         on_request_error: Callable[[int, str], None] | None = None,
         extra_headers: dict[str, str] | None = None,
+        connect_to: str | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
+        self.connect_to = connect_to.rstrip("/") if connect_to else None
         self.model_name = model_name
         self.signature_name = signature_name
         self.preview_header = preview_header
@@ -109,8 +116,19 @@ class TFServingClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def url(self, version: int) -> str:
-        return f"{self.endpoint}/v1/models/{self.model_name}/versions/{int(version)}:predict"
+    def url(self, version: int, endpoint: str | None = None) -> str:
+        """The predict URL of `version` at its own `endpoint` (None: the shared endpoint)."""
+        return f"{(endpoint or self.endpoint).rstrip('/')}/v1/models/{self.model_name}/versions/{int(version)}:predict"
+
+    def request_target(self, version: int, endpoint: str | None = None) -> tuple[str, dict[str, str]]:
+        """(URL to send to, headers) for one predict call of `version` (module docstring)."""
+        url = self.url(version, endpoint)
+        headers = {} if endpoint else {self.preview_header: f"v{int(version)}"}
+        if self.connect_to:
+            parts = httpx.URL(url)
+            headers["Host"] = parts.netloc.decode()
+            url = str(httpx.URL(self.connect_to).copy_with(path=parts.path, query=parts.query or None))
+        return url, headers
 
     def body(self, b64_images: list[str] | tuple[str, ...]) -> bytes:
         return json.dumps({"signature_name": self.signature_name,
@@ -120,15 +138,17 @@ class TFServingClient:
         if self.on_request_error is not None:
             self.on_request_error(version, reason)
 
-    async def predict_batch(self, version: int, b64_images: list[str] | tuple[str, ...]) -> np.ndarray:
-        """[len(b64_images), width] probabilities from one version, with retries (module docstring)."""
+    async def predict_batch(self, version: int, b64_images: list[str] | tuple[str, ...],
+                            endpoint: str | None = None) -> np.ndarray:  # fmt: skip
+        """[len(b64_images), width] probabilities from one version (at its own `endpoint`, else the
+        shared one with the preview header), with retries (module docstring)."""
         body = self.body(b64_images)
-        headers = {self.preview_header: f"v{int(version)}"}
+        url, headers = self.request_target(version, endpoint)
         attempt = 0
         while True:
             try:
                 async with self._semaphore:
-                    resp = await self._http.post(self.url(version), content=body, headers=headers)
+                    resp = await self._http.post(url, content=body, headers=headers)
                 failure = None
                 if resp.status_code == 429 or resp.status_code >= 500:
                     failure = PredictFailure("http_5xx", f"HTTP {resp.status_code}: {resp.text[:200]}")
@@ -152,17 +172,18 @@ class TFServingClient:
             delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (attempt - 1)) * (0.75 + 0.5 * random.random())
             await asyncio.sleep(delay)
 
-    async def predict_golden(self, version: int, golden: GoldenData, batch_size: int = 16) -> np.ndarray:
+    async def predict_golden(self, version: int, golden: GoldenData, batch_size: int = 16,
+                             endpoint: str | None = None) -> np.ndarray:  # fmt: skip
         """[N, width] probabilities for the whole golden set; the first failing batch fails it all.
 
         The first batch goes alone (a probe): a version that is down costs one batch and its
         retries, not one request per batch; the rest then go concurrently."""
         b64 = golden.b64
-        first = await self.predict_batch(version, b64[:batch_size])
+        first = await self.predict_batch(version, b64[:batch_size], endpoint)
         starts = range(batch_size, len(b64), batch_size)
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self.predict_batch(version, b64[s : s + batch_size])) for s in starts]
+                tasks = [group.create_task(self.predict_batch(version, b64[s : s + batch_size], endpoint)) for s in starts]
         except* PredictFailure as failures:
             raise failures.exceptions[0] from None
         return np.concatenate([first, *(t.result() for t in tasks)], axis=0)

@@ -5,14 +5,20 @@ and updates it as versions come and go during a rollout; the evaluator re-reads 
 no restart is needed. Fields (the operator writes all of the first group):
 
     namespace, modelDeployment, modelName, signatureName    identity (metric labels) and the signature
-    endpoint            http://<svc>.<ns>.svc.cluster.local:8501 (TF Serving REST through the mesh)
+    endpoint            http://<name>.<ns>.svc.<cluster domain>:8501, the Service clients call (stable pods
+                        only); used, with previewHeader, for a version listed without its own endpoint
     previewHeader       header naming the version for Istio's per-version route (x-modeldeploy-version)
     goldenSet           {uri, labels}: folder / pvc mount, http(s)://, s3://, gs:// (the sandbox passes a folder)
     interval            Go duration between evaluations of one version ("60s")
     timeoutSeconds      per predict request
     concurrency         predict requests in flight at once, over all versions
     operatingThreshold  probability threshold for sensitivity/specificity; null = Youden point per finding
-    versions            [{version: 3, role: stable}, {version: 4, role: canary}]; a version may carry
+    versions            [{version: 3, role: stable, endpoint: http://<name>-v3.<ns>.svc.<domain>:8501}, ...]:
+                        each version's own Service (selects that version's pods only), called directly,
+                        no preview header, no VirtualService involved: works with or without a sidecar.
+                        Without `endpoint` (an operator before it rendered one) the version is reached
+                        through `endpoint` + previewHeader, which needs the evaluator in the mesh.
+                        A version may carry
                         operatingThresholds {finding: threshold} from its model card (chosen on the
                         validation split at training time), used before operatingThreshold and
                         instead of a Youden point fitted on the golden set itself
@@ -44,6 +50,7 @@ class VersionEntry:
     version: int
     role: str
     operating_thresholds: tuple[tuple[str, float], ...] = ()  # (finding, threshold) from the model card
+    endpoint: str | None = None  # its own Service's TF Serving REST base URL; None: the shared endpoint + header
 
     @property
     def label(self) -> str:
@@ -82,11 +89,14 @@ class EvaluatorConfig:
         return next((v for v in self.versions if v.role == "stable"), None)
 
     def with_endpoint(self, endpoint: str | None) -> "EvaluatorConfig":
+        """Every version reached at `endpoint` instead (e.g. `kubectl port-forward`): the shared endpoint
+        and each version's own are replaced; the preview header then names the version."""
         if not endpoint:
             return self
         from dataclasses import replace
 
-        return replace(self, endpoint=endpoint.rstrip("/"))
+        versions = tuple(replace(v, endpoint=None) for v in self.versions)
+        return replace(self, endpoint=endpoint.rstrip("/"), versions=versions)
 
 
 def _require(raw: dict, key: str, kind: type | tuple[type, ...]) -> object:
@@ -162,7 +172,10 @@ def parse_config(raw: object) -> EvaluatorConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ConfigError(f"{where}: expected a number within 0..1, got {value!r}")
             thresholds.append((str(finding), float(value)))
-        versions.append(VersionEntry(int(number), str(role), tuple(thresholds)))
+        own = entry.get("endpoint")
+        if own is not None and (not isinstance(own, str) or not own.startswith(("http://", "https://"))):
+            raise ConfigError(f"versions[{i}].endpoint: expected an http(s) URL, got {own!r}")
+        versions.append(VersionEntry(int(number), str(role), tuple(thresholds), own.rstrip("/") if own else None))
     return EvaluatorConfig(
         namespace=str(raw.get("namespace") or "default"),
         model_deployment=str(raw.get("modelDeployment") or model_name),

@@ -84,8 +84,10 @@ class Evaluator:
         first_publish_wait: float | None = None,
         golden_loader: Callable[[str, str], Awaitable[GoldenData]] = load_golden_set,
         extra_headers: dict[str, str] | None = None,
+        connect_to: str | None = None,
     ) -> None:
         self.config_path = Path(config_path)
+        self.connect_to = connect_to  # every request to this address, the URL's host in Host (the sandbox)
         self.metrics = metrics or EvaluatorMetrics()
         self.endpoint_override = endpoint_override
         self.poll_seconds = float(poll_seconds)
@@ -163,6 +165,7 @@ class Evaluator:
             config.endpoint, config.model_name, signature_name=config.signature_name,
             preview_header=config.preview_header, timeout_seconds=config.timeout_seconds,
             retries=config.retries, concurrency=config.concurrency, extra_headers=self.extra_headers,
+            connect_to=self.connect_to,
             on_request_error=lambda version, reason: self.metrics.request_error(f"v{version}", reason),
         )  # fmt: skip
 
@@ -211,7 +214,7 @@ class Evaluator:
         deadline = DEADLINE_FRACTION * config.interval_seconds
         try:
             async with asyncio.timeout(deadline):
-                predictions = await client.predict_golden(entry.version, golden, config.batch_size)
+                predictions = await client.predict_golden(entry.version, golden, config.batch_size, entry.endpoint)
             evaluation = await asyncio.to_thread(
                 compute.evaluate_version, golden.labels, predictions, golden.findings,
                 operating_threshold=config.operating_threshold,
@@ -318,7 +321,8 @@ class Evaluator:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("evaluator: config %s%s", self.config_path,
-                 f", endpoint override {self.endpoint_override}" if self.endpoint_override else "")  # fmt: skip
+                 (f", endpoint override {self.endpoint_override}" if self.endpoint_override else "")
+                 + (f", connecting to {self.connect_to}" if self.connect_to else ""))  # fmt: skip
         try:
             while not stop.is_set():
                 await self.step()

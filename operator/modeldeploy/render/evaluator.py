@@ -7,8 +7,11 @@ rollout analysis reads (builtins accuracy, accuracyDrift, predictionPSI).
 
 Which versions are live changes during a rollout; the ConfigMap (file `evaluator.yaml`) lists them
 and the evaluator re-reads it every round, so no restart is needed. Reaching one version: POST
-<endpoint>/v1/models/<model>/versions/<N>:predict with the preview header `x-modeldeploy-version: vN`
-(Istio routes it to that version's Service).
+<its endpoint>/v1/models/<model>/versions/<N>:predict, its endpoint being its own Service
+`http://<name>-v<N>.<ns>.svc.<cluster domain>:8501` (that version's pods only): no preview header,
+no VirtualService, so it works whether or not the evaluator pod has a sidecar. The shared `endpoint`
+and `previewHeader` stay in the file for evaluators older than per-version endpoints (a pinned
+spec.evaluation.image), which reach a version through Istio's preview route.
 """
 
 from __future__ import annotations
@@ -56,6 +59,11 @@ def golden_set_path(target: Target) -> str:
     return uri
 
 
+def _version_endpoint(target: Target, version: int) -> str:
+    """TF Serving REST base URL of one version's own Service."""
+    return f"http://{names.version_service_host(target.name, target.namespace, version, target.cluster_domain)}:{HTTP_PORT}"
+
+
 def config(target: Target, versions: list[VersionPlan]) -> dict:
     """The evaluator's configuration (evaluator.yaml): where to send what, and which versions are live."""
     ev = target.spec.evaluation
@@ -73,7 +81,10 @@ def config(target: Target, versions: list[VersionPlan]) -> dict:
         "timeoutSeconds": ev.timeout_seconds,
         "concurrency": ev.concurrency,
         "operatingThreshold": ev.operating_threshold,
-        "versions": [{"version": v.version, "role": v.role} for v in sorted(live, key=lambda p: p.version)],
+        "versions": [
+            {"version": v.version, "role": v.role, "endpoint": _version_endpoint(target, v.version)}
+            for v in sorted(live, key=lambda p: p.version)
+        ],
     }
 
 

@@ -8,8 +8,9 @@ sidecar (`mesh`) — to per-version Services `<name>-v<N>` (each selects one ver
 - a version is a plain Service, which is also what Gateway API HTTPRoute backendRefs need.
 No DestinationRule subsets: a subset of `<name>` could only hold stable pods.
 http routes, in Istio's first-match order:
-  1. preview routes: header `x-modeldeploy-version: v<N>` reaches version N directly (the online
-     evaluator and smoke checks use it; never live traffic);
+  1. preview routes: header `x-modeldeploy-version: v<N>` reaches version N directly (BlueGreen
+     preview and smoke checks, evaluators older than per-version endpoints; never live traffic;
+     the online evaluator calls each version's Service `<name>-v<N>` instead);
   2. ABTest: requests matching the configured headers/cookie go 100% to the canary;
   3. stickiness (Canary): keyed requests whose key bucket is below the weight -> canary, other keyed
      requests -> stable (render/stickiness.py: a study reaches one version);

@@ -45,6 +45,7 @@ ISTIO_LABELS: tuple[str, ...] = (
 )  # fmt: skip
 UNKNOWN = "unknown"
 SOURCE_HEADER = "x-source-workload"
+SIDECAR_HEADER = "x-sandbox-sidecar"  # "false": the caller has no sidecar (kube-proxy balances its requests)
 LOCAL_REPLY_LATENCY_MS = 0.2  # what a client sidecar's own 404/503 answer costs
 
 
@@ -138,6 +139,7 @@ __all__ = [
     "ISTIO_DURATION_BUCKETS_MS",
     "ISTIO_LABELS",
     "IstioTelemetry",
+    "SIDECAR_HEADER",
     "SOURCE_HEADER",
     "UNKNOWN",
     "service_host",

@@ -377,6 +377,33 @@ class SimulatedFleet:
         version = endpoints[int(self.rng.choice(len(endpoints), p=weights / weights.sum()))][0]
         return version, 0, ""
 
+    def host_pick(self, host: str, headers: Mapping[str, str], *, uri: str, method: str, query: Mapping[str, str],
+                  sidecar: bool = True, record: bool = False,
+                  source: str | None = None) -> tuple[str | None, int, str]:  # fmt: skip
+        """Route ONE request for the cluster host `host` (its Host header): (version, 0, "") or (None, code, flags).
+
+        The host resolves only to a Service of this namespace under the fleet's cluster domain (else
+        flags "DNS": the name does not resolve). The Service clients call, from a sidecar, is routed
+        by the VirtualService when it applies (`mesh_pick`, e.g. a preview header); any other Service,
+        or any Service from a client without a sidecar (kube-proxy), balances over the pods its
+        selector picks. Which version's pod answers is decided here; TF Serving in that pod serves
+        only its own version (the caller checks the URL's version against it)."""
+        if self.services is None:
+            raise ValueError("host_pick needs the namespace's Services (set_services)")
+        canonical = mesh_routing.canonical_host(host.rsplit(":", 1)[0], self.namespace, self.cluster_domain)
+        svc = next((s for s in self.services if s.host == canonical), None)
+        if svc is None:
+            return None, 503, "DNS"
+        if svc.name == self.service and sidecar:
+            return self.mesh_pick(headers, uri=uri, method=method, query=query, record=record, source=source)
+        endpoints = self.endpoints(svc.selector) if svc.selector else []
+        if not endpoints:
+            if record and sidecar:
+                self.telemetry.local_reply(1, 503, mesh_routing.FLAG_NO_HEALTHY_UPSTREAM, source, service=svc.name)
+            return None, 503, mesh_routing.FLAG_NO_HEALTHY_UPSTREAM
+        weights = np.array([r for _, r in endpoints], dtype=float)
+        return endpoints[int(self.rng.choice(len(endpoints), p=weights / weights.sum()))][0], 0, ""
+
     def _record_tfserving(self, version: str, n_ok: int, n_err: int, latencies_ms: np.ndarray,
                           status_err: str = "INTERNAL") -> None:  # fmt: skip
         pods = self.pod_names(version)[: self.ready_replicas(version)] or self.pod_names(version)

@@ -12,6 +12,14 @@ Routes (`TFServingRestApi.routes`), as TF Serving documents them:
   through the MESH, routed by the current VirtualService using the request's headers (e.g. the
   preview header ``x-modeldeploy-version``); the client sidecar's own replies (404 NR, 503 NC/UH)
   are counted for predict calls.
+* The per-version routes, with a cluster Host (``<svc>.<ns>.svc.<domain>[:port]``, as a client
+  sends through a sidecar or kube-proxy; the evaluator's ``--connect-to``) while the fleet models
+  the namespace's Services: the Host picks the pods (`SimulatedFleet.host_pick`: a version's own
+  Service -> its pods; the Service clients call -> the VirtualService from a sidecar, the stable
+  pods without one, header ``x-sandbox-sidecar: false``), and a pod of another version answers
+  TF Serving's 404 for the URL's version. A Host that is no Service of the fleet's cluster domain
+  does not resolve (503). Without a cluster Host (a direct call to 127.0.0.1) the URL's version
+  answers, as when calling a pod directly.
 
 Images map to golden-set ids through `synthetic_golden.GoldenSet` (the PNG's first row encodes the
 id), so the online evaluator measures exactly each version's configured accuracy and drift.
@@ -32,8 +40,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from aiohttp import web
 
+from kubeemu.childprocess import LISTEN_HOST
 from mdsandbox.fleet.behaviour import VersionBehaviour
-from mdsandbox.fleet.istio_metrics import SOURCE_HEADER
+from mdsandbox.fleet.istio_metrics import SIDECAR_HEADER, SOURCE_HEADER
 from mdsandbox.mesh_routing import FLAG_NO_HEALTHY_UPSTREAM
 from mdsandbox.synthetic_golden import InvalidImage
 
@@ -71,11 +80,37 @@ class TFServingRestApi:
         what = f"Specific({model}, {version})" if version else f"Latest({model})"
         return tf_error(404, f"Servable not found for request: {what}")
 
-    def _check_version(self, request: web.Request) -> tuple[str | None, web.Response | None]:
+    @staticmethod
+    def cluster_host(request: web.Request) -> str | None:
+        """The request's Host when it names a cluster host, None for a direct call (127.0.0.1, localhost)."""
+        host = (request.host or "").rsplit(":", 1)[0].strip("[]").lower()
+        return None if host in ("", LISTEN_HOST, "localhost", "::1") else host
+
+    @staticmethod
+    def has_sidecar(request: web.Request) -> bool:
+        return request.headers.get(SIDECAR_HEADER, "true").strip().lower() != "false"
+
+    def _check_version(self, request: web.Request, record: bool = False) -> tuple[str | None, web.Response | None]:
         fleet = self.fleet
         model, version = request.match_info["model"], request.match_info["version"]
         if model != fleet.model_name:
             return None, tf_error(404, f"Servable not found for request: Specific({model}, {version})")
+        host = self.cluster_host(request)
+        if host is not None and fleet.services is not None:
+            source = request.headers.get(SOURCE_HEADER) if record else None
+            reached, code, flags = fleet.host_pick(
+                host, dict(request.headers), uri=request.path, method=request.method, query=dict(request.query),
+                sidecar=self.has_sidecar(request), record=record, source=source,
+            )  # fmt: skip
+            if reached is None:
+                if flags == "DNS":
+                    return None, web.Response(status=503, text=f"could not resolve host {host}: no such Service "
+                                                               f"in cluster domain {fleet.cluster_domain}\n")  # fmt: skip
+                if code == 503 and flags == FLAG_NO_HEALTHY_UPSTREAM:
+                    return None, no_healthy_upstream()
+                return None, web.Response(status=code, text="")
+            if reached != version:  # a pod of another version: its TF Serving does not have this one
+                return None, self._servable_not_found(version)
         if version not in fleet.versions or fleet.versions[version].pods == 0:
             return None, self._servable_not_found(version)
         if fleet.ready_replicas(version) == 0:
@@ -116,10 +151,13 @@ class TFServingRestApi:
 
     # ------------------------------------------------------------------ predict
     async def _h_version_predict(self, request: web.Request) -> web.Response:
-        version, err = self._check_version(request)
+        version, err = self._check_version(request, record=True)
         if err is not None:
             return err
-        return await self._predict(request, version, via_mesh=False)  # type: ignore[arg-type]
+        via_mesh = (
+            self.cluster_host(request) is not None and self.fleet.services is not None and self.has_sidecar(request)
+        )
+        return await self._predict(request, version, via_mesh=via_mesh)  # type: ignore[arg-type]
 
     async def _h_mesh_predict(self, request: web.Request) -> web.Response:
         version, err = self._mesh_route(request, record=True)
