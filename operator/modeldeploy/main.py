@@ -45,7 +45,10 @@ class _QuietWakeups(logging.Filter):
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    config = Settings.from_env()
+    try:
+        config = Settings.from_env()
+    except ValueError as exc:  # a bad MODELDEPLOY_* value: stop at start (kopf retries anything else forever)
+        raise kopf.PermanentError(f"operator settings: {exc}") from None
     for name in ("kopf.objects", "kopf.activities"):
         logging.getLogger(name).addFilter(_QuietWakeups())
     # We post our own Events with distinct reasons; kopf's per-handler log Events would be noise

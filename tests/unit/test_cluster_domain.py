@@ -194,3 +194,18 @@ def test_a_canary_on_a_cluster_with_its_own_domain_gets_its_share(domain):
         fleet.generate(8000)
         served = fleet.stats()["clients"]["mesh"]["served"]
         assert served.get("3", 0) == 0 and served.get("2", 0) > 7000, served
+
+
+def test_a_bad_setting_fails_the_startup_permanently(monkeypatch):
+    """kopf retries a startup handler's ordinary exception forever (errors=TEMPORARY); PermanentError
+    fails the startup activity, and the operator exits with the message."""
+    import asyncio
+    import logging
+
+    import kopf
+
+    from modeldeploy import main
+
+    monkeypatch.setenv("MODELDEPLOY_CLUSTER_DOMAIN", "corp_example")
+    with pytest.raises(kopf.PermanentError, match="MODELDEPLOY_CLUSTER_DOMAIN: cluster domain 'corp_example'"):
+        asyncio.run(main.startup(settings=kopf.OperatorSettings(), memo=kopf.Memo(), logger=logging.getLogger("t")))
