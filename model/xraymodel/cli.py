@@ -171,7 +171,10 @@ def _quantize(args: argparse.Namespace) -> int:
     from xraymodel.quantize import MODES, quantize
 
     modes = MODES if args.mode == "both" else (args.mode,)
-    report = quantize(args.model, args.out, modes=modes, data_dir=args.data, calibration_images=args.calibration_images)
+    report = quantize(
+        args.model, args.out, modes=modes, data_dir=args.data, calibration_data_dir=args.calibration_data,
+        calibration_images=args.calibration_images, cut=args.cut,
+    )
     _print_json(
         {
             "out": args.out,
@@ -182,6 +185,10 @@ def _quantize(args: argparse.Namespace) -> int:
                     for key in (
                         "bytes", "mean_auroc", "mean_auroc_delta_vs_fp32", "mean_auroc_delta_vs_fp32_ci", "batch1_latency_ms"
                     )
+                }
+                | {
+                    "min_distinct_scores": min(variant["distinct_scores_per_label"].values()),
+                    "fp32_min_distinct_scores": min(report["fp32"]["distinct_scores_per_label"].values()),
                 }
                 for mode, variant in report["variants"].items()
             },
@@ -281,6 +288,16 @@ def register(subparsers) -> None:
     quantize.add_argument("--mode", default="both", choices=("int8", "dynamic", "both"))
     quantize.add_argument("--data", help="calibration + evaluation images (default: the run's train/test splits)")
     quantize.add_argument("--calibration-images", type=int, default=100)
+    quantize.add_argument(
+        "--calibration-data",
+        help="calibration images from this folder (patients must differ from the evaluated ones); default: the run's "
+        "train split, or patients of --data set aside",
+    )
+    quantize.add_argument(
+        "--cut", default="float-logits", choices=("float-logits", "logits", "probabilities"),
+        help="end of the int8 graph: float-logits (int8 up to fc256; logits, sigmoid and calibrator in float in the "
+        "server), logits (int8 logits), probabilities (int8 sigmoid: ties rare findings)",
+    )
     quantize.set_defaults(func=_report_errors("quantize", _quantize))
 
     gradcam = commands.add_parser("gradcam", help="Grad-CAM heatmap overlay PNG for one image and finding")

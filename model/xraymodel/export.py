@@ -180,9 +180,7 @@ def export_saved_model(
     if final.exists():
         raise OutputExistsError(f"{final} already exists: versions are immutable, export a new one")
     sample_png = _warmup_image_png(input_size)
-    calibration = (training_record or {}).get("calibration")
-    vectors = calibration_vectors(calibration, list(labels)) if head == "multilabel" else None
-    validation = (training_record or {}).get("validation", {})
+    vectors = served_calibration(training_record, labels, head)
     with staged_directory(final) as staging:
         module, signatures = build_serving_module(model, input_size, vectors)
         tf.saved_model.save(module, str(staging), signatures=signatures)
@@ -215,21 +213,7 @@ def export_saved_model(
                     "outputs": {OUTPUT_PROBABILITIES: {"dtype": "DT_FLOAT", "shape": [-1, len(labels)]}},
                 },
             },
-            # On the scale the signatures serve (calibrated when the calibrator is in the graph).
-            "operating_thresholds": _served_thresholds(validation.get("youden_thresholds"), calibration, vectors),
-            "operating_thresholds_source": "Youden's J on the validation split" if training_record else None,
-            "operating_thresholds_scale": "calibrated" if vectors is not None else "model output",
-            "operating_thresholds_uncalibrated": validation.get("youden_thresholds") if vectors is not None else None,
-            "operating_points_target_sensitivity": _served_points(validation.get("target_sensitivity_points"), calibration, vectors),
-            "calibration": None
-            if calibration is None
-            else {
-                **calibration,
-                "applied_in_serving_graph": vectors is not None,
-                "served_output": "sigmoid(slope * clip(logits, +-16.12) + intercept) per finding"
-                if vectors is not None
-                else "uncalibrated model output",
-            },
+            **served_scale_fields(training_record, vectors),
             "training": None
             if training_record is None
             else {
@@ -270,6 +254,36 @@ def _metrics_summary(evaluation: dict) -> dict:
                 "ece": entry["ece"],
             }
             for name, entry in evaluation["per_label"].items()
+        },
+    }
+
+
+def served_calibration(training_record: dict | None, labels: list[str], head: str):
+    """Calibration vectors the serving graph applies (multilabel head with a fitted calibrator), else None."""
+    if head != "multilabel":
+        return None
+    return calibration_vectors((training_record or {}).get("calibration"), list(labels))
+
+
+def served_scale_fields(training_record: dict | None, vectors) -> dict:
+    """Model card fields that depend on the served scale: thresholds, operating points, calibration."""
+    calibration = (training_record or {}).get("calibration")
+    validation = (training_record or {}).get("validation", {})
+    return {
+        # On the scale the signatures serve (calibrated when the calibrator is in the graph).
+        "operating_thresholds": _served_thresholds(validation.get("youden_thresholds"), calibration, vectors),
+        "operating_thresholds_source": "Youden's J on the validation split" if training_record else None,
+        "operating_thresholds_scale": "calibrated" if vectors is not None else "model output",
+        "operating_thresholds_uncalibrated": validation.get("youden_thresholds") if vectors is not None else None,
+        "operating_points_target_sensitivity": _served_points(validation.get("target_sensitivity_points"), calibration, vectors),
+        "calibration": None
+        if calibration is None
+        else {
+            **calibration,
+            "applied_in_serving_graph": vectors is not None,
+            "served_output": "sigmoid(slope * clip(logits, +-16.12) + intercept) per finding"
+            if vectors is not None
+            else "uncalibrated model output",
         },
     }
 
