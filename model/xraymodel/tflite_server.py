@@ -49,14 +49,11 @@ _PATH = re.compile(
 
 
 def make_interpreter(flatbuffer: bytes, threads: int):
-    """LiteRT's interpreter when ai_edge_litert is installed, else TensorFlow's tf.lite.Interpreter."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import tensorflow as tf
+    """TensorFlow's tf.lite.Interpreter (XNNPACK delegate by default); bench/model_inference.py also
+    times LiteRT's ai_edge_litert interpreter, which is not a declared dependency."""
+    import tensorflow as tf
 
-        Interpreter = tf.lite.Interpreter
-    interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
+    interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=threads)
     interpreter.allocate_tensors()
     return interpreter
 
