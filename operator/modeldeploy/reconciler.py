@@ -179,6 +179,7 @@ class Reconciler:
         mem = self._mem(namespace, name)
         status = dict(body.get("status") or {})
         now = now or now_utc()
+        written_before = mem.written_rv  # our writes in this pass move it: the object's latest resourceVersion
 
         validation = self._validate(mem, body)
         if not validation.ok:
@@ -235,17 +236,22 @@ class Reconciler:
         self._notify(body, spec, status, decision, now)
         self._ask_gates(mem, body, spec, decision.status, observation, now)
         if decision.action_handled:
+            # Preconditioned on the object as this pass last wrote or read it: a NEW request set meanwhile (the
+            # pass took a while: slow children) is a 409 here instead of being wiped unseen; the next pass
+            # looks at it (and at the old one again: same key, nothing applied twice).
+            latest = mem.written_rv if mem.written_rv != written_before else meta.get("resourceVersion")
             result = await self.kube.patch_modeldeployment(
                 namespace,
                 name,
                 {
                     "metadata": {
+                        "resourceVersion": latest,
                         "annotations": {
                             names.ANNOTATION_ACTION: None,
                             ACTION_BY: None,
                             names.ANNOTATION_ACTION_VIA: None,
                             names.ANNOTATION_ACTION_ID: None,
-                        }
+                        },
                     }
                 },
             )

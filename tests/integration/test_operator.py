@@ -419,3 +419,32 @@ def test_a_manual_action_is_applied_exactly_once_when_a_later_write_fails(cluste
     cluster.wait(lambda: read_weights(cluster.get(VS, "cxr")) == {"v1": 50, "v2": 50}, timeout=20, what="VirtualService 50/50")
     assert len(manual_audit_records()) == 2
     assert st["rollout"]["handledAction"] == "promote" and st["rollout"]["handledActionId"]
+
+
+def test_a_request_made_while_the_previous_one_is_being_handled_is_not_wiped(cluster):
+    """The annotations of a handled action are removed at the END of the pass. A new request set while that pass
+    is still busy (here: Istio's webhook answers a VirtualService write after 2.5 s) must not be removed with it
+    unseen: the removal is preconditioned on the resourceVersion, so it fails (409) and the next pass applies the
+    new request (and does not re-apply the old one: same key)."""
+    from modeldeploy import actions
+
+    cluster.operator.start()
+    cluster.apply_md(small_md(version=1, strategy={"type": "Canary", "canary": {"steps": [10, 25, 50, 100]}},
+                              analysis={"interval": "1m", "metrics": [{"name": "errors", "builtin": "errorRate", "max": 1}]}))
+    cluster.wait_phase("cxr", "Stable", timeout=30)
+    cluster.patch_md("cxr", {"spec": {"model": {"version": 2}}})
+    cluster.wait(lambda: read_weights(cluster.get(VS, "cxr") or {}) == {"v1": 90, "v2": 10}, timeout=30, what="canary at 10%")
+    cluster.api.set_faults(latencyMs=[2500, 2500], verbs=["patch"], resources=["virtualservices"], namespaces=[cluster.namespace])
+    try:
+        cluster.patch_md("cxr", actions.action_patch("promote", "dr-jones"))
+        cluster.wait(lambda: cluster.status("cxr").get("canaryWeight") == 25, timeout=20, what="promote applied")
+        cluster.patch_md("cxr", actions.action_patch("pause", "dr-jones"))  # while the promote's pass still runs
+    finally:
+        cluster.api.clear_faults()
+    st = cluster.wait(lambda: cluster.status("cxr") if cluster.status("cxr").get("phase") == "Paused" else None,
+                      timeout=20, what="the pause asked for during the promote's pass applied")
+    cluster.wait(lambda: "modeldeploy.io/action" not in (cluster.md("cxr")["metadata"].get("annotations") or {}),
+                 timeout=20, what="annotations removed")
+    st = cluster.status("cxr")
+    assert st["canaryWeight"] == 25 and st["phase"] == "Paused", st
+    assert [h["action"] for h in st["history"]].count("paused") == 1
