@@ -15,6 +15,7 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import signal
 import pathlib
 import statistics
 import sys
@@ -53,6 +54,15 @@ def cpu_info() -> dict:
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """utime + stime of a process so far (CPU time is far less noisy than latency on a shared machine)."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     k = (len(ordered) - 1) * q
@@ -78,8 +88,18 @@ def children_names(i: int) -> list[tuple[str, str]]:
             ("services", f"{name}-v1"), ("virtualservices", name)]
 
 
-def run(count: int, resync: float, idle_periods: int, pace: float = 0.0) -> dict:
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="bench-cp-"))
+def code_env(code: str | None) -> dict[str, str]:
+    """Run the operator from another checkout (e.g. a `git worktree` of the baseline commit): PYTHONPATH
+    comes before the editable install's finder, so that checkout's modeldeploy is the one imported."""
+    if not code:
+        return {}
+    dirs = [str(pathlib.Path(code).resolve() / d) for d in ("operator", "common")]
+    return {"PYTHONPATH": os.pathsep.join(dirs + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+
+
+def run(count: int, resync: float, idle_periods: int, pace: float = 0.0, profile: str | None = None,
+        code: str | None = None) -> dict:
+    workdir = pathlib.Path(os.environ.get("BENCH_WORKDIR") or tempfile.mkdtemp(prefix="bench-cp-"))
     crds = [ROOT / "crds" / "modeldeployment.yaml", ROOT / "tests/data/thirdparty-crds/istio-virtualservice.yaml",
             ROOT / "tests/data/thirdparty-crds/istio-destinationrule.yaml"]
     with ApiServerProcess(crd_files=crds, workdir=workdir) as api:
@@ -89,10 +109,21 @@ def run(count: int, resync: float, idle_periods: int, pace: float = 0.0) -> dict
         controller = DeploymentController(api_url=api.url, namespace=NS, ready_delay=0.2, poll_interval=0.2)
         asyncio.run_coroutine_threadsafe(controller.start(), loop).result(10)
         op = OperatorProcess(kubeconfig=api.kubeconfig, namespaces=[NS], log_path=workdir / "operator.log",
-                             env={"MODELDEPLOY_RESYNC_SECONDS": str(resync)})
+                             env={"MODELDEPLOY_RESYNC_SECONDS": str(resync), **code_env(code)})
         op.start()
         op.wait_metrics(30)
         time.sleep(1.0)
+        spy = None
+        if profile:  # py-spy samples the operator process (pip install py-spy); speedscope/flamegraph output
+            import shutil
+            import subprocess
+
+            spy_bin = shutil.which("py-spy") or str(pathlib.Path(sys.executable).with_name("py-spy"))
+            gil = ["--gil"] if os.environ.get("BENCH_PROFILE_GIL") else []
+            spy = [subprocess.Popen([spy_bin, "record", "--pid", str(pid), "--rate", "250", "--nonblocking", *gil,
+                                     "--format", "raw", "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   for pid, out in ((op.proc.pid, profile), (api.proc.pid, profile + ".apiserver"))]
+            time.sleep(1.0)
 
         created_at: dict[int, float] = {}
         done_at: dict[int, float] = {}
@@ -101,6 +132,7 @@ def run(count: int, resync: float, idle_periods: int, pace: float = 0.0) -> dict
             api.put_object("modeldeploy.io", "v1alpha1", "modeldeployments", NS, manifest(i))
             created_at[i] = time.monotonic()
 
+        cpu0 = {"operator": cpu_seconds(op.proc.pid), "apiserver": cpu_seconds(api.proc.pid)}
         t0 = time.monotonic()
         if pace > 0:  # one ModelDeployment every `pace` seconds (GitOps sync of many small changes)
             def paced() -> None:
@@ -130,6 +162,23 @@ def run(count: int, resync: float, idle_periods: int, pace: float = 0.0) -> dict
                 break
             time.sleep(0.2)
         stable_s = time.monotonic() - t0
+        burst_stats = api.stats(NS)
+        cpu_ms = {k: round((cpu_seconds(pid) - cpu0[k]) * 1000 / count, 2)
+                  for k, pid in (("operator", op.proc.pid), ("apiserver", api.proc.pid))}
+        operator_calls = {}
+        try:
+            import urllib.request
+
+            for line in urllib.request.urlopen(op.metrics_url, timeout=5).read().decode().splitlines():
+                if line.startswith("modeldeploy_kubernetes_api_calls_total{"):
+                    labels, value = line.rsplit(" ", 1)
+                    operator_calls[labels[labels.index("{"):]] = float(value)
+        except OSError:
+            pass
+        for sampler in spy or []:
+            sampler.send_signal(signal.SIGINT)
+        for sampler in spy or []:
+            sampler.wait(20)
         time.sleep(resync + 1.0)
         before = api.stats(NS)["writes"]
         time.sleep(resync * idle_periods)
@@ -149,6 +198,7 @@ def run(count: int, resync: float, idle_periods: int, pace: float = 0.0) -> dict
         "benchmark": "control_plane",
         "date": time.strftime("%Y-%m-%d"),
         "modeldeployments": count,
+        "code": code or str(ROOT),
         "mode": f"paced, one every {pace}s" if pace > 0 else "burst, all at once",
         "children_present": len(done_at),
         "children_latency_s": {
@@ -164,6 +214,15 @@ def run(count: int, resync: float, idle_periods: int, pace: float = 0.0) -> dict
         "idle_writes_total": idle_writes,
         "writes_per_idle_resync_per_modeldeployment": idle_writes / (idle_periods * count),
         "operator_peak_rss_mb": round(rss_kb / 1024, 1),
+        # CPU time from the first create to all Stable, per ModelDeployment, of each process
+        "operator_cpu_ms_per_modeldeployment": cpu_ms["operator"],
+        "apiserver_cpu_ms_per_modeldeployment": cpu_ms["apiserver"],
+        # API requests until all were Stable, per ModelDeployment (everyone's: operator, controller, bench)
+        "requests_per_modeldeployment": round(burst_stats["requests"] / count, 2),
+        "writes_per_modeldeployment": round(burst_stats["writes"] / count, 2),
+        "writes_by_verb_resource": dict(burst_stats["writes_by_verb_resource"]),
+        "requests_by_verb": dict(burst_stats["requests_by_verb"]),
+        "operator_calls_by_verb_kind": operator_calls,  # our client's calls (kopf's own are not counted)
         **cpu_info(),
     }
 
@@ -174,16 +233,47 @@ def main() -> int:
     parser.add_argument("--resync", type=float, default=2.0)
     parser.add_argument("--idle-periods", type=int, default=3)
     parser.add_argument("--pace", type=float, default=None, help="seconds between applies (default: run burst and paced 0.1s)")
+    parser.add_argument("--profile", default=None, help="py-spy raw (collapsed) samples of the operator to this file")
+    parser.add_argument("--baseline", default=None,
+                        help="checkout of the baseline commit (git worktree): runs alternate baseline/this code")
+    parser.add_argument("--rounds", type=int, default=1, help="with --baseline: alternating rounds per mode")
     args = parser.parse_args()
     modes = [args.pace] if args.pace is not None else [0.0, 0.1]
-    results = [run(args.count, args.resync, args.idle_periods, pace) for pace in modes]
-    print(json.dumps(results, indent=2))
+    codes = [args.baseline, None] if args.baseline else [None]
+    results = []
+    for pace in modes:
+        for _ in range(args.rounds if args.baseline else 1):
+            for code in codes:
+                results.append(run(args.count, args.resync, args.idle_periods, pace, args.profile, code))
+    comparisons = []
+    if args.baseline:
+        for pace in modes:
+            mode = [r for r in results if r["mode"] == results[modes.index(pace) * len(codes) * args.rounds]["mode"]]
+            base = [r for r in mode if r["code"] != str(ROOT)]
+            new = [r for r in mode if r["code"] == str(ROOT)]
+            row: dict = {"mode": mode[0]["mode"], "rounds": args.rounds}
+            for key, get in (("p50", lambda r: r["children_latency_s"]["p50"]),
+                             ("p95", lambda r: r["children_latency_s"]["p95"]),
+                             ("all_stable_seconds", lambda r: r["all_stable_seconds"]),
+                             ("operator_cpu_ms", lambda r: r["operator_cpu_ms_per_modeldeployment"]),
+                             ("apiserver_cpu_ms", lambda r: r["apiserver_cpu_ms_per_modeldeployment"]),
+                             ("writes_per_md", lambda r: r["writes_per_modeldeployment"]),
+                             ("requests_per_md", lambda r: r["requests_per_modeldeployment"])):
+                b, n = statistics.median(get(r) for r in base), statistics.median(get(r) for r in new)
+                row[key] = {"baseline_median": b, "new_median": n, "ratio": round(n / b, 3) if b else None}
+            comparisons.append(row)
+    print(json.dumps({"runs": results, "comparisons": comparisons}, indent=2))
+    for row in comparisons:
+        print(f"SUMMARY control_plane vs baseline ({row['mode']}, {row['rounds']} rounds, medians): "
+              + ", ".join(f"{k} {v['baseline_median']} -> {v['new_median']} (x{v['ratio']})"
+                          for k, v in row.items() if isinstance(v, dict)))
     for result in results:
         lat = result["children_latency_s"]
         ok = result["children_present"] == args.count and (lat["p95"] or 99) <= 0.5 and result["idle_writes_total"] == 0
-        print(f"SUMMARY control_plane ({result['mode']}): {args.count} ModelDeployments -> children p50 {lat['p50']}s "
+        print(f"SUMMARY control_plane ({result['mode']}{', baseline' if result['code'] != str(ROOT) else ''}): {args.count} ModelDeployments -> children p50 {lat['p50']}s "
               f"p90 {lat['p90']}s p95 {lat['p95']}s (goal p95 <= 0.5s), idle writes {result['idle_writes_total']} over "
-              f"{args.idle_periods} resyncs (goal 0), operator peak RSS {result['operator_peak_rss_mb']} MB: {'PASS' if ok else 'MISS'}")
+              f"{args.idle_periods} resyncs (goal 0), operator CPU {result['operator_cpu_ms_per_modeldeployment']} ms/MD "
+              f"(API server {result['apiserver_cpu_ms_per_modeldeployment']}), operator peak RSS {result['operator_peak_rss_mb']} MB: {'PASS' if ok else 'MISS'}")
     return 0
 
 

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 import socket
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -24,7 +24,7 @@ from modeldeploy.analysis.prometheus import PrometheusClient
 from modeldeploy.kube import Kube
 from modeldeploy.metrics import OperatorMetrics
 from modeldeploy.notifier import Notifier
-from modeldeploy.reconciler import Reconciler, deployment_summary, pod_health
+from modeldeploy.reconciler import Reconciler, deployment_summary, pod_health, warm_up
 from modeldeploy.settings import Settings, replica_priority
 
 OWNED = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
@@ -43,6 +43,21 @@ class _QuietWakeups(logging.Filter):
         )
 
 
+class StatuslessDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's annotation diff-base, built without deep-copying the status first.
+
+    kopf builds an object's "essence" on every event it processes: a deepcopy of the whole body, from
+    which it then drops the status. Our status (conditions, history, audit, analysis) is most of the
+    body, and every status write comes back as an event. Leaving the status out before the copy gives
+    the same essence (kopf removes it anyway unless a handler asks for status fields: then this falls
+    back to kopf's own build)."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        if not extra_fields and "status" in body:
+            body = kopf.Body(cast(kopf.RawBody, {k: v for k, v in body.items() if k != "status"}))
+        return super().build(body=body, extra_fields=extra_fields)
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     try:
@@ -56,7 +71,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
     settings.posting.enabled = False
     settings.persistence.finalizer = "modeldeploy.io/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modeldeploy.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = StatuslessDiffBaseStorage(
         prefix="modeldeploy.io", key="last-handled-configuration"
     )
     # Events of one object arriving within this window are handled together; kopf's default 0.1 s
@@ -81,13 +96,22 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
         logger.info("peering %r as %s with priority %d", config.peering, identity, settings.peering.priority)
     else:
         settings.peering.standalone = True
+    warm_up()
     kube = Kube(workers=config.kube_workers)
     prometheus = (
         PrometheusClient(config.prometheus_url, timeout=config.prometheus_timeout) if config.prometheus_url else None
     )
     metrics = OperatorMetrics()
     metrics.serve(config.metrics_host, config.metrics_port)
-    kube.on_call = lambda verb, kind: metrics.api_calls.labels(verb, kind).inc()
+    api_call_counters: dict[tuple[str, str], Any] = {}  # labels() validates and locks on every call: keep the children
+
+    def count_api_call(verb: str, kind: str) -> None:
+        counter = api_call_counters.get((verb, kind))
+        if counter is None:
+            counter = api_call_counters[(verb, kind)] = metrics.api_calls.labels(verb, kind)
+        counter.inc()
+
+    kube.on_call = count_api_call
     if prometheus is not None:
         prometheus.on_query = lambda failed: metrics.prometheus_queries.labels("error" if failed else "ok").inc()
     try:

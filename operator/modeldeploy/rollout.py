@@ -1038,10 +1038,12 @@ def _phase_and_conditions(ctx: _Ctx, obs: Observation) -> None:
             conds, "Available", True, "StableAvailable", f"version {stable} ready ({detail})", gen, now
         )
     else:
+        # Not created yet (this pass creates it): the text it will have once it exists with no pod ready, so a
+        # new ModelDeployment's second pass writes no status (one patch and one watch event less per object).
         detail = (
             f"{stable_dep.ready}/{stable_dep.desired} pods ready"
             if stable_dep and stable_dep.exists
-            else "Deployment not created yet"
+            else f"0/{spec.serving.replicas} pods ready"
         )
         conds = set_condition(conds, "Available", False, "StableNotReady", f"version {stable}: {detail}", gen, now)
     health = gitops_health(
