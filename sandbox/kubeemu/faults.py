@@ -30,15 +30,17 @@ class RequestStats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: collections.Counter[tuple[str, str, str, int, bool]] = collections.Counter()
+        self._counts: collections.Counter[tuple[str, str, str, int, bool, str]] = collections.Counter()
 
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
 
-    def record(self, *, namespace: str | None, verb: str, resource: str, status: int, injected: bool = False) -> None:
+    def record(
+        self, *, namespace: str | None, verb: str, resource: str, status: int, injected: bool = False, user: str = ""
+    ) -> None:
         with self._lock:
-            self._counts[(namespace or "", verb, resource, status, injected)] += 1
+            self._counts[(namespace or "", verb, resource, status, injected, user)] += 1
 
     def snapshot(self, namespace: str | None = None) -> dict[str, Any]:
         """
@@ -46,7 +48,10 @@ class RequestStats:
 
         ``requests``/``requests_by_verb`` count every request; ``write_requests`` every write
         attempt; ``writes``/``writes_by_*`` only the writes answered 2xx (i.e. applied, no-ops
-        included); ``faults_injected`` the answers replaced by injected errors.
+        included); ``faults_injected`` the answers replaced by injected errors. ``requests_by_user`` and
+        ``writes_by_user`` map each authenticated user to {namespace: count} ("" = cluster-scoped), and
+        ``forbidden_by_user`` counts the 403 answers per user: who touched what (e.g. each operator
+        shard only its own namespaces).
         """
         with self._lock:
             items = list(self._counts.items())
@@ -63,10 +68,18 @@ class RequestStats:
             "writes_by_verb_resource": collections.Counter(),
             "responses_by_status": collections.Counter(),
             "faults_by_status": collections.Counter(),
+            "forbidden_by_user": collections.Counter(),
         }
-        for (ns, verb, resource, status, injected), count in items:
+        by_user: dict[str, collections.Counter[str]] = {}
+        writes_by_user: dict[str, collections.Counter[str]] = {}
+        for (ns, verb, resource, status, injected, user), count in items:
             if namespace is not None and ns != namespace:
                 continue
+            by_user.setdefault(user, collections.Counter())[ns] += count
+            if status == 403:
+                result["forbidden_by_user"][user] += count
+            if verb in WRITE_VERBS and 200 <= status < 300:
+                writes_by_user.setdefault(user, collections.Counter())[ns] += count
             result["requests"] += count
             result["requests_by_verb"][verb] += count
             result["responses_by_status"][str(status)] += count
@@ -81,7 +94,10 @@ class RequestStats:
                     result["writes_by_resource"][resource] += count
                     result["writes_by_namespace"][ns] += count
                     result["writes_by_verb_resource"][f"{verb} {resource}"] += count
-        return {key: dict(value) if isinstance(value, collections.Counter) else value for key, value in result.items()}
+        out = {key: dict(value) if isinstance(value, collections.Counter) else value for key, value in result.items()}
+        out["requests_by_user"] = {user: dict(c) for user, c in by_user.items()}
+        out["writes_by_user"] = {user: dict(c) for user, c in writes_by_user.items()}
+        return out
 
 
 @dataclass
