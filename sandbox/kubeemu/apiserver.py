@@ -486,7 +486,11 @@ class ApiServer(kmock.KubernetesEmulator):
     def _record(self, route: _Route, status: int, injected: bool = False) -> None:
         route.recorded = True
         self.request_stats.record(
-            namespace=route.namespace, verb=route.verb, resource=route.resource, status=status, injected=injected,
+            namespace=route.namespace,
+            verb=route.verb,
+            resource=route.resource,
+            status=status,
+            injected=injected,
             user=route.user.name,
         )
 
