@@ -112,7 +112,12 @@ def evaluate(
     if isinstance(policy, dict):
         report["headline"]["threshold_source"] = "validation split (Youden's J at training time)"
     report["model"] = {"path": str(model_path.resolve()), "kind": kind}
-    report["dataset"] = {"description": description, "fingerprint": fingerprint, "images": len(data)}
+    from xraymodel.model_card import is_synthetic_root
+
+    report["dataset"] = {
+        "description": description, "fingerprint": fingerprint, "images": len(data),
+        "synthetic": is_synthetic_root(data.root),
+    }
     with staged_directory(out_dir) as staging:
         (staging / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
         report_plots.plot_roc_curves(data.labels, probabilities, labels, report, staging / "roc_curves.png")

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xraymodel import model_card
 from xraymodel.staging import OutputExistsError, staged_directory
 
 MODEL_CARD_FILE = "model_card.json"
@@ -226,14 +227,19 @@ def export_saved_model(
                 "created": training_record["created"],
                 "validation_mean_auroc": training_record["validation"]["mean_auroc"],
             },
+            "data_provenance": model_card.data_provenance(training_record),
+            "preprocessing": model_card.preprocessing_spec(input_size),
             "metrics": None if evaluation is None else _metrics_summary(evaluation),
+            "synthetic_evaluation": None if evaluation is None else (evaluation.get("dataset") or {}).get("synthetic"),
+            "subgroups": model_card.subgroups_section(evaluation),
+            "hashes": {"weights_sha256": model_card.weights_sha256(model), "code": model_card.code_sha256()},
             "verification": {**verification, "warmup_requests": warmup},
-            "artifact_bytes": directory_size(staging),
             "software": {"tensorflow": tf.__version__, "keras": keras.__version__},
             "intended_use": "Research and rollout testing of a chest X-ray finding classifier; "
             "not a medical device. Decisions need the per-finding AUROC CIs and operating points below.",
         }
-        (staging / MODEL_CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+        card["artifact_bytes"] = directory_size(staging)  # SavedModel + warm-up (the card files come after)
+        model_card.write_card(staging, card)
     return final
 
 
@@ -243,7 +249,11 @@ def _metrics_summary(evaluation: dict) -> dict:
         "cases": evaluation["cases"],
         "mean_auroc": evaluation["headline"]["mean_auroc"],
         "mean_auroc_ci": evaluation["headline"]["mean_auroc_ci"],
+        "ci_method": evaluation["headline"].get("ci_method"),
         "mean_ece": evaluation["headline"]["mean_ece"],
+        "mean_ece_calibrated": evaluation["headline"].get("mean_ece_calibrated"),
+        "mean_brier": evaluation["headline"].get("mean_brier"),
+        "mean_brier_calibrated": evaluation["headline"].get("mean_brier_calibrated"),
         "threshold_source": evaluation["headline"]["threshold_source"],
         "per_label": {
             name: {

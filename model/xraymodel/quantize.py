@@ -26,6 +26,7 @@ entry), quantization_report.json.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import statistics
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xraymodel import datasets, evaluation_report, metrics
+from xraymodel import datasets, evaluation_report, metrics, model_card
 from xraymodel.staging import staged_directory
 
 MODE_INT8 = "int8"
@@ -121,8 +122,15 @@ def load_pixels_array(data: datasets.LabelledImages, input_size: int) -> np.ndar
     return np.stack([load_file_pixels(path, input_size).numpy() for path in data.paths])
 
 
-def convert(model, mode: str, calibration_pixels: np.ndarray | None = None, cut: str = CUT_FLOAT_LOGITS) -> bytes:
-    """TFLite flatbuffer for ``mode``; raises QuantizationError when the weights are missing."""
+def convert(
+    model, mode: str, calibration_pixels: np.ndarray | None = None, cut: str = CUT_FLOAT_LOGITS, *,
+    float_input: bool = False, per_tensor: bool = False,
+) -> bytes:
+    """TFLite flatbuffer for ``mode``; raises QuantizationError when the weights are missing.
+
+    ``float_input`` (full INT8): float32 pixels in, quantised by the model's first op instead of by
+    the caller; ``per_tensor``: one weight scale per tensor instead of per output channel (bench only).
+    """
     import tensorflow as tf
 
     if mode not in MODES:
@@ -140,8 +148,10 @@ def convert(model, mode: str, calibration_pixels: np.ndarray | None = None, cut:
 
         converter.representative_dataset = representative_dataset
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
+        converter.inference_input_type = tf.float32 if float_input else tf.uint8
         converter.inference_output_type = tf.float32
+        if per_tensor:
+            converter._experimental_disable_per_channel = True
     with contextlib.redirect_stdout(io.StringIO()):  # Keras prints every captured variable while exporting
         flatbuffer = converter.convert()
     check_has_weights(flatbuffer, model.count_params())
@@ -249,7 +259,7 @@ def quantize(
     """Convert, check, evaluate against FP32 and write ``out_dir`` (models + card + report) atomically."""
     from xraymodel import keras_runtime
     from xraymodel.evaluation import is_export_dir, resolve_evaluation_data
-    from xraymodel.export import MODEL_CARD_FILE, calibration_vectors, served_calibration, served_scale_fields
+    from xraymodel.export import calibration_vectors, served_calibration, served_scale_fields
 
     keras_runtime.configure()
     model_path = Path(model_path)
@@ -278,6 +288,10 @@ def quantize(
             "parameters": int(model.count_params()),
             **served_scale_fields(record, vectors),
             "training": {"run": str(model_path.resolve()), "data_fingerprint": record["data"]["fingerprint"]},
+            "data_provenance": model_card.data_provenance(record),
+            "preprocessing": model_card.preprocessing_spec(int(record["input_size"])),
+            "subgroups": model_card.subgroups_section(None),
+            "intended_use": "Research and rollout testing of a chest X-ray finding classifier; not a medical device.",
         }
     if calibration_data_dir:
         calibration_data = datasets.load_dataset(calibration_data_dir, labels)
@@ -389,7 +403,13 @@ def quantize(
                     "mean_auroc", "mean_auroc_delta_vs_fp32", "mean_auroc_delta_vs_fp32_ci", "delta_ci_method", "bytes")}},
             },
         }
-        (staging / MODEL_CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+        card["variant"]["quantization"]["synthetic"] = model_card.is_synthetic_root(evaluation_data.root)
+        if "version" not in source_card:  # a run's variant: its only metrics are the quantisation's
+            card["synthetic_evaluation"] = card["variant"]["quantization"]["synthetic"]
+        card["hashes"] = {**(source_card.get("hashes") or {}), "source_weights_sha256": model_card.weights_sha256(model),
+                          "tflite_sha256": "sha256:" + hashlib.sha256((staging / card["variant"]["file"]).read_bytes()).hexdigest(),
+                          "code": model_card.code_sha256()}
+        model_card.write_card(staging, card)
     return report
 
 

@@ -195,4 +195,14 @@ def write_chestxray14_layout(
         writer = csv.DictWriter(handle, fieldnames=CHESTXRAY14_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
+    _write_synthetic_marker(root, {"generator": "xraymodel.synthetic.write_chestxray14_layout", "images": count, "seed": seed})
     return root
+
+
+def _write_synthetic_marker(root: Path, facts: dict) -> None:
+    """The marker the model card reads to flag a synthetic training or evaluation set."""
+    import json
+
+    from xraymodel.model_card import SYNTHETIC_MARKER
+
+    (Path(root) / SYNTHETIC_MARKER).write_text(json.dumps(facts) + "\n")

@@ -52,12 +52,16 @@ def test_int8_is_written_as_a_servable_version_with_weights_and_card(int8_versio
     assert size == variant["bytes"] and 0.9 * report["parameters"] <= size <= 1.5 * report["parameters"]
     assert variant["input_dtype"] == "uint8" and variant["output"] == "float-logits" == report["cut"]
     assert sorted(p.name for p in int8_version.iterdir()) == [
-        "logits_layer.npz", "model_card.json", "model_int8.tflite", "quantization_report.json"]
+        "logits_layer.npz", "model_card.json", "model_card.md", "model_int8.tflite", "quantization_report.json"]
     card = json.loads((int8_version / "model_card.json").read_text())
     record = json.loads((trained_run[0] / "training_record.json").read_text())
     assert card["labels"] == record["labels"] and card["calibration"]["applied_in_serving_graph"] is True
     assert card["variant"]["cut"] == "float-logits" and card["variant"]["file"] == "model_int8.tflite"
     assert card["operating_thresholds_scale"] == "calibrated"
+    assert card["synthetic_evaluation"] is True and card["variant"]["quantization"]["shared_patients"] == 0
+    assert card["hashes"]["tflite_sha256"].startswith("sha256:") and card["hashes"]["source_weights_sha256"].startswith("sha256:")
+    markdown = (int8_version / "model_card.md").read_text()
+    assert "## Quantisation" in markdown and "0 shared" in markdown and "Synthetic evaluation" in markdown
 
 
 def test_calibration_patients_are_not_evaluated_and_the_delta_has_a_paired_patient_ci(int8_version, trained_run):

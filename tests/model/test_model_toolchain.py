@@ -95,11 +95,60 @@ def test_export_layout_model_card_and_immutability(exported_version, trained_run
     assert card["verification"]["reload_max_abs_diff"] <= 1e-4
     assert card["artifact_bytes"] >= 4 * card["parameters"]
     assert set(card["signatures"]) == {"serving_default", "predict_float"}
+    assert (exported_version / "model_card.md").is_file()
     # versions are immutable: exporting onto version 1 is refused and leaves nothing behind
     base = exported_version.parent
     before = sorted(p.name for p in base.iterdir())
     assert run_model_cli(["model", "export", "--model", str(run_dir), "--base", str(base), "--version", "1"]) == 2
     assert sorted(p.name for p in base.iterdir()) == before == ["1"]
+
+
+def test_model_card_of_the_ci_model(exported_version, trained_run, trained_model, test_evaluation):
+    """Issue 16 item 8: JSON + Markdown card with provenance, preprocessing, metrics with CIs,
+    subgroups, calibration, operating points, weight and code hashes, and the synthetic flag."""
+    from xraymodel import model_card
+    from xraymodel.export import load_keras_from_export
+
+    card = json.loads((exported_version / "model_card.json").read_text())
+    markdown = (exported_version / model_card.MODEL_CARD_MARKDOWN).read_text()
+    _, report = test_evaluation
+    provenance = card["data_provenance"]
+    assert provenance["synthetic"] is True and provenance["split_unit"].startswith("patient")
+    assert card["synthetic_evaluation"] is True and "Synthetic evaluation" in markdown
+    assert card["preprocessing"]["resize"] == {"size": [CI_INPUT_SIZE, CI_INPUT_SIZE], "method": "bilinear",
+                                              "antialias": True, "aspect_ratio": "not preserved (stretched to square)"}
+    assert card["metrics"]["mean_auroc_ci"] == report["headline"]["mean_auroc_ci"]
+    assert card["metrics"]["ci_method"] == report["headline"]["ci_method"]
+    assert card["metrics"]["mean_ece_calibrated"] == report["headline"]["mean_ece_calibrated"]
+    assert card["subgroups"]["status"] in ("computed", "not computed")
+    assert set(card["calibration"]["per_label"]) == set(card["labels"])
+    assert set(card["operating_points_target_sensitivity"]) == set(card["labels"])
+    # the weights hash identifies the exported weights: recomputed from the run and from the export itself
+    assert card["hashes"]["weights_sha256"] == model_card.weights_sha256(trained_model)
+    assert card["hashes"]["weights_sha256"] == model_card.weights_sha256(load_keras_from_export(exported_version)[0])
+    assert card["hashes"]["code"]["xraymodel_sources_sha256"] == model_card.code_sha256()["xraymodel_sources_sha256"]
+    # the Markdown is rendered from the same JSON
+    assert f"Mean AUROC **{card['metrics']['mean_auroc']:.3f}**" in markdown
+    assert card["hashes"]["weights_sha256"] in markdown
+    for name in card["labels"]:
+        assert f"| {name} |" in markdown
+    print(markdown[:1500])
+
+
+def test_model_card_provenance_and_rendering_without_metrics(tmp_path):
+    from xraymodel import model_card
+
+    record = {"data": {"root": str(tmp_path), "fingerprint": "f", "split": "stratified-patient",
+                       "images": {"train": 3}, "patients": {"train": 2}}}
+    provenance = model_card.data_provenance(record)
+    assert provenance["synthetic"] is False and "text-mined" in provenance["labels"]
+    (tmp_path / model_card.SYNTHETIC_MARKER).write_text("{}")
+    assert model_card.data_provenance(record)["synthetic"] is True
+    markdown = model_card.render_markdown({"model_name": "m", "labels": ["A"], "head": "multilabel", "input_size": 64,
+                                           "data_provenance": provenance, "subgroups": model_card.subgroups_section(None)})
+    assert "No evaluation was attached" in markdown and "text-mined" in markdown
+    assert "filled in by `evaluate`" in markdown  # the subgroup placeholder says who fills it
+    assert "Synthetic evaluation" not in markdown
 
 
 def test_next_version_ignores_staging_and_non_numeric_folders(tmp_path):
