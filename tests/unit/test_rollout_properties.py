@@ -5,7 +5,7 @@ keeps a spec and the status decide() wrote last, and every rule is one reconcile
 moves (also big jumps and small jumps backwards), the Deployments' readiness flaps, pods crash, an
 interval analysis runs when `analysis_due` says so (passing, failing or without data, per metric),
 a fail-fast check runs when `fail_fast_applies`, a human sets a manual action (any of them, in any
-order, also a bogus one), the spec's version changes mid-rollout (a new one, back to stable, an
+order, also a bogus one, each with its request's idempotency key), the spec's version changes mid-rollout (a new one, back to stable, an
 old one), pause toggles, the strategy or rollback.automatic changes. Specs are random over every
 strategy, onNoData policy, failFast on/off, paused, rollback.automatic/onPodFailure, stickiness and
 cohort; each is validated by the operator's own validation first (validate_spec).
@@ -268,7 +268,8 @@ class RolloutMachine(RuleBasedStateMachine):
         if fail_fast_applies(spec, self.status):
             fail_fast = fail_fast_of(self.spec_dict, breach, self.now)
         self._pass(Observation(deployments=deployments, analysis=analysis, fail_fast=fail_fast, action=action,
-                               action_by="alice" if action else None))  # fmt: skip
+                               action_by="alice" if action else None,
+                               action_id=f"request-{self.transitions}" if action else None))  # fmt: skip
 
     # ---- spec changes (each followed by the pass its generation change triggers) ----
 
@@ -449,6 +450,26 @@ class DeterministicAndIdempotent(RolloutMachine):
             assert (second.versions, second.route) == (t.decision.versions, t.decision.route)
 
 
+class ManualActionAppliedOnce(RolloutMachine):
+    """A manual action seen again with its idempotency key (the pass that applied it failed after its status write,
+    so the annotation is still there) changes nothing: same status, no Event, the same children; only the
+    annotation's removal is asked for (issue 11 point 9)."""
+
+    @invariant()
+    def applied_once(self):
+        for t in self.pending:
+            if not t.observation.action:
+                continue
+            replay = Observation(deployments=t.observation.deployments, action=t.observation.action,
+                                 action_by=t.observation.action_by, action_id=t.observation.action_id)  # fmt: skip
+            again = decide(t.spec, t.after, replay, t.now, generation=1)
+            assert again.action_handled and again.action_replayed
+            assert again.status == t.after, _diff(t.after, again.status)
+            assert not again.events, again.events
+            assert (again.versions, again.route) == (t.decision.versions, t.decision.route)
+            event(f"replayed: {t.observation.action.strip()}")
+
+
 class StatusMatchesTheCrd(RolloutMachine):
     """Every status decide() writes validates against the CRD's status schema (the operator's own validator)."""
 
@@ -469,3 +490,4 @@ TestFailFastBreachEndsAtZero = FailFastBreachEndsAtZero.TestCase
 TestHistoryAppendOnly = HistoryAppendOnly.TestCase
 TestDeterministicAndIdempotent = DeterministicAndIdempotent.TestCase
 TestStatusMatchesTheCrd = StatusMatchesTheCrd.TestCase
+TestManualActionAppliedOnce = ManualActionAppliedOnce.TestCase
