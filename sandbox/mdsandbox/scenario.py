@@ -77,11 +77,15 @@ class VersionBehaviour(_Strict):
     findingAccuracy: FindingAccuracy | None = None  # extra: these findings' AUROCs; the mean stays `accuracy`
     outputShift: Annotated[float, Field(ge=-1, le=1)] = 0.0
     ready: bool = True
+    # extra: the version's model card thresholds, served by its model_card signature; absent = an export without it
+    operatingThresholds: dict[str, Annotated[float, Field(ge=0, le=1)]] | None = None
     changes: list[Change] = []
 
     @model_validator(mode="after")
     def _findings(self) -> VersionBehaviour:
         _check_findings(self.findingAccuracy)
+        for finding in self.operatingThresholds or {}:
+            _check_findings({finding: 0.0})
         return self
 
 

@@ -4,7 +4,8 @@ The fleet (mdsandbox.fleet.SimulatedFleet, aiohttp on 127.0.0.1) answers TF Serv
 REST predict API with predictions whose mean AUROC on the sandbox golden set is each version's
 configured `accuracy`; `latencyMs` and `errorRate` give real slowness and real 500s. The
 `ChaosProxy` (also aiohttp on 127.0.0.1) sits in front of it and, per version, can answer garbage
-or fail the first N requests — for what the fleet cannot do. Both are stopped by their fixtures.
+or fail the first N requests — for what the fleet cannot do (model_card signature calls pass through,
+counted apart). Both are stopped by their fixtures.
 """
 
 from __future__ import annotations
@@ -125,14 +126,24 @@ class ChaosProxy:
     requests: int = 0
     headers_seen: list[dict] = field(default_factory=list)
     url: str = ""
+    card_requests: int = 0  # model_card signature calls: forwarded as they are, not counted in `requests`
 
     async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            card_call = json.loads(body).get("signature_name") == "model_card"
+        except (ValueError, AttributeError):
+            card_call = False
+        if card_call:
+            self.card_requests += 1
+            async with self._session.post(f"{self.upstream}{request.path}", data=body, headers={
+                    "Content-Type": "application/json"}) as resp:  # fmt: skip
+                return web.Response(status=resp.status, body=await resp.read(), content_type="application/json")
         self.requests += 1
         self.inflight += 1
         self.max_inflight = max(self.max_inflight, self.inflight)
         try:
             version = request.match_info["version"]
-            body = await request.read()
             self.headers_seen.append(dict(request.headers))
             if self.fail_first.get(version, 0) > 0:
                 self.fail_first[version] -= 1

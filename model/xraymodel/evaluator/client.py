@@ -43,12 +43,13 @@ BACKOFF_MAX = 2.0
 
 
 class PredictFailure(Exception):
-    """A version could not be evaluated; `reason` is one of REASONS."""
+    """A version could not be evaluated; `reason` is one of REASONS (`status`: the HTTP status of a 4xx)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, status: int | None = None) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
+        self.status = status
 
 
 def _rows(body: object, expected: int, width: int) -> np.ndarray:
@@ -171,6 +172,39 @@ class TFServingClient:
             attempt += 1
             delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (attempt - 1)) * (0.75 + 0.5 * random.random())
             await asyncio.sleep(delay)
+
+    async def model_card(self, version: int, endpoint: str | None = None) -> object:
+        """The JSON answer of the version's ``model_card`` signature (xraymodel.served_card), one request.
+
+        Same route, timeout and retries as a predict call; failures raise PredictFailure (a version
+        exported without the signature: http_4xx with status 400, TF Serving's "not found in signature
+        def") and are NOT counted in request_errors (they are reported as the card's status)."""
+        from xraymodel.served_card import rest_request_body
+
+        body = json.dumps(rest_request_body()).encode()
+        url, headers = self.request_target(version, endpoint)
+        attempt = 0
+        while True:
+            try:
+                async with self._semaphore:
+                    resp = await self._http.post(url, content=body, headers=headers)
+                if resp.status_code == 429 or resp.status_code >= 500:
+                    failure = PredictFailure("http_5xx", f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code)
+                elif resp.status_code != 200:
+                    raise PredictFailure("http_4xx", f"HTTP {resp.status_code}: {resp.text[:300]}", resp.status_code)
+                else:
+                    try:
+                        return resp.json()
+                    except ValueError:
+                        raise PredictFailure("garbage", f"not JSON: {resp.text[:200]!r}") from None
+            except httpx.TimeoutException as exc:
+                failure = PredictFailure("timeout", f"no answer within {self.timeout_seconds:g}s ({type(exc).__name__})")
+            except httpx.TransportError as exc:
+                failure = PredictFailure("connect", f"{type(exc).__name__}: {exc}"[:300])
+            if attempt >= self.retries:
+                raise failure
+            attempt += 1
+            await asyncio.sleep(min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (attempt - 1)) * (0.75 + 0.5 * random.random()))
 
     async def predict_golden(self, version: int, golden: GoldenData, batch_size: int = 16,
                              endpoint: str | None = None) -> np.ndarray:  # fmt: skip

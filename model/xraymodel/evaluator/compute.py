@@ -65,7 +65,7 @@ class VersionEvaluation:
     auroc_mean: float | None
     auroc_mean_ci: tuple[float, float] | None  # bootstrap percentile interval, None when off
     ece_mean: float
-    threshold_source: str  # "model card" | "configured" | "youden"
+    threshold_source: str  # "model card (served)" | "model card" (config) | "configured" | "youden"
 
     def auroc_by_finding(self) -> dict[str, float]:
         return {f.finding: f.auroc for f in self.findings if f.auroc is not None}
@@ -129,6 +129,7 @@ def evaluate_version(
     *,
     operating_threshold: float | None = None,
     operating_thresholds: Mapping[str, float] | None = None,
+    operating_thresholds_source: str = "model card",
     bootstrap_resamples: int = 200,
     ece_bins: int = 10,
     seed: int = 0,
@@ -137,7 +138,8 @@ def evaluate_version(
 
     Threshold per finding: `operating_thresholds[finding]` (the version's model card: chosen on its
     validation split, out of sample here) when given, else `operating_threshold`, else the Youden
-    point on these very images (optimistic).
+    point on these very images (optimistic). `operating_thresholds_source` names where the card's
+    thresholds came from: "model card" (evaluator.yaml) or "model card (served)" (its model_card signature).
     """
     y = np.asarray(labels)
     p = check_predictions(probabilities, y.shape[0], len(findings))
@@ -182,7 +184,7 @@ def evaluate_version(
         auroc_mean=mean,
         auroc_mean_ci=ci,
         ece_mean=float(np.mean([f.ece for f in per_finding])),
-        threshold_source="model card"
+        threshold_source=operating_thresholds_source
         if operating_thresholds
         else ("configured" if operating_threshold is not None else "youden"),
     )

@@ -9,7 +9,9 @@ per-version series add ``version`` ("v<N>"). Names (docs/evaluator.md has the fu
     modeldeploy_evaluator_auroc{version, finding}
     modeldeploy_evaluator_sensitivity{version, finding}        at the operating threshold
     modeldeploy_evaluator_specificity{version, finding}
-    modeldeploy_evaluator_threshold{version, finding}          the threshold used (configured or Youden)
+    modeldeploy_evaluator_threshold{version, finding}          the threshold used (model card, configured or Youden)
+    modeldeploy_evaluator_threshold_source_info{version, source}  1; source "model card (served)" | "model card"
+                                                               (evaluator.yaml) | "configured" | "youden"
     modeldeploy_evaluator_ece{version, finding}, modeldeploy_evaluator_ece_mean{version}
     modeldeploy_evaluator_prediction_mean{version, finding}
     modeldeploy_evaluator_prediction_quantile{version, finding, quantile}
@@ -29,6 +31,9 @@ per-version series add ``version`` ("v<N>"). Names (docs/evaluator.md has the fu
     modeldeploy_evaluator_last_success_timestamp_seconds{version}
     modeldeploy_evaluator_last_evaluation_ok{version}          1 or 0
     modeldeploy_evaluator_evaluation_duration_seconds{version} of the last attempt
+    modeldeploy_evaluator_model_card_info{version, status, sha256}  1; what the last round's model_card call
+      gave: served | config (evaluator.yaml's thresholds win, not asked) | no_signature (older export) |
+      no_thresholds | invalid | unavailable; sha256 = the served card's content_sha256 ("" without one)
   evaluator-wide:
     modeldeploy_evaluator_golden_set_images, modeldeploy_evaluator_golden_set_positives{finding},
     modeldeploy_evaluator_golden_set_info{source, fingerprint} (1), modeldeploy_evaluator_golden_set_errors_total,
@@ -76,6 +81,7 @@ class _VersionSeries:
     last_success: float | None = None
     last_ok: bool | None = None
     last_duration: float | None = None
+    card: tuple[str, str] | None = None  # (status, sha256) of the last model_card round
 
 
 class EvaluatorMetrics:
@@ -169,6 +175,12 @@ class EvaluatorMetrics:
             if series is not None:
                 series.request_errors[reason] = series.request_errors.get(reason, 0.0) + 1
 
+    def set_model_card(self, label: str, status: str, sha256: str | None) -> None:
+        with self._lock:
+            series = self._versions.get(label)
+            if series is not None:
+                series.card = (status, sha256 or "")
+
     def set_golden(self, golden: GoldenData | None) -> None:
         with self._lock:
             self._golden = golden
@@ -237,6 +249,9 @@ class EvaluatorMetrics:
             last_success = gauge("last_success_timestamp_seconds", "Unix time of the last successful evaluation.", ("version",))
             last_ok = gauge("last_evaluation_ok", "1 if the last evaluation of the version succeeded, else 0.", ("version",))
             duration = gauge("evaluation_duration_seconds", "Duration of the last evaluation attempt.", ("version",))
+            card_info = gauge("model_card_info", "What the version's model_card signature gave in the last round (1).",
+                              ("version", "status", "sha256"))  # fmt: skip
+            source_info = gauge("threshold_source_info", "Where the operating thresholds came from (1).", ("version", "source"))
 
             for label, s in sorted(versions.items()):
                 vl = [*base, label]
@@ -251,8 +266,11 @@ class EvaluatorMetrics:
                     last_ok.add_metric(vl, 1.0 if s.last_ok else 0.0)
                 if s.last_duration is not None:
                     duration.add_metric(vl, s.last_duration)
+                if s.card is not None:
+                    card_info.add_metric([*vl, *s.card], 1)
                 ev = s.evaluation
                 if ev is not None:
+                    source_info.add_metric([*vl, ev.threshold_source], 1)
                     if ev.auroc_mean is not None:
                         auroc_mean.add_metric(vl, ev.auroc_mean)
                     if ev.auroc_mean_ci is not None:
@@ -304,7 +322,7 @@ class EvaluatorMetrics:
             listed.add_metric(base, len(versions))
         return [auroc_mean, auroc_ci, auroc, sens, spec, thr, ece, ece_mean, pmean, pq, psi, ks, psi_max, auroc_delta,
                 auroc_delta_se, sens_delta, sens_delta_se, samples, outcomes,
-                errors, last_success, last_ok, duration, golden_images, golden_pos, golden_info, golden_err, config_err, listed]
+                errors, last_success, last_ok, duration, card_info, source_info, golden_images, golden_pos, golden_info, golden_err, config_err, listed]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -40,6 +40,7 @@ from xraymodel.evaluator.client import PredictFailure, TFServingClient
 from xraymodel.evaluator.config import ConfigError, EvaluatorConfig, VersionEntry, parse_config_text, read_config_text
 from xraymodel.evaluator.exporter import EvaluatorMetrics
 from xraymodel.evaluator.golden import GoldenData, GoldenSetError, load_golden_set
+from xraymodel.served_card import ServedCard, ServedCardError, is_signature_missing, parse_served_card
 
 log = logging.getLogger("xraymodel.evaluator")
 POLL_SECONDS = 0.5
@@ -56,6 +57,10 @@ class VersionState:
     last_error: str | None = None
     evaluations: int = 0
     published_once: bool = False
+    card: ServedCard | None = None  # the last valid card the version served
+    card_status: str | None = None  # xraymodel.served_card.STATUSES, of the last round
+    card_reason: str | None = None
+    card_logged: tuple[str, str | None] | None = None
 
 
 @dataclass
@@ -104,6 +109,7 @@ class Evaluator:
         self.client: TFServingClient | None = None
         self._client_key: tuple | None = None
         self._retired: list[TFServingClient] = []
+        self._cards: dict[tuple[int, str], ServedCard] = {}  # (version, SHA-256 of the answer) -> validated card
         self.states: dict[str, VersionState] = {}
         self.heartbeat = time.monotonic()
         self.started = time.monotonic()
@@ -214,11 +220,18 @@ class Evaluator:
         deadline = DEADLINE_FRACTION * config.interval_seconds
         try:
             async with asyncio.timeout(deadline):
+                thresholds, source = dict(entry.operating_thresholds), "model card"
+                if not thresholds:  # evaluator.yaml gives none: the version's own card, through TF Serving
+                    card = await self._served_card(state, client, golden)
+                    if card is not None:
+                        thresholds, source = card.operating_thresholds, "model card (served)"
+                else:
+                    self._card_outcome(state, "config", None, "operatingThresholds given in evaluator.yaml")
                 predictions = await client.predict_golden(entry.version, golden, config.batch_size, entry.endpoint)
             evaluation = await asyncio.to_thread(
                 compute.evaluate_version, golden.labels, predictions, golden.findings,
                 operating_threshold=config.operating_threshold,
-                operating_thresholds=dict(entry.operating_thresholds) or None,
+                operating_thresholds=thresholds or None, operating_thresholds_source=source,
                 bootstrap_resamples=config.bootstrap_resamples,
                 ece_bins=config.ece_bins,
             )  # fmt: skip
@@ -257,6 +270,63 @@ class Evaluator:
                  "" if ci is None else f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})", evaluation.ece_mean, evaluation.samples,
                  seconds, "".join(f"; PSI max {d.psi_max:.3f} vs {b}" for b, d in mine.items()))  # fmt: skip
         return Outcome(entry.version, True, seconds, evaluation=evaluation, drift=mine)
+
+    async def _served_card(self, state: VersionState, client: TFServingClient, golden: GoldenData) -> ServedCard | None:
+        """The version's card from its ``model_card`` signature (validated, cached per version and
+        answer digest), or None with the reason in the card status: no such signature (an older
+        export), invalid, no thresholds in it, or unavailable (then the version's last valid card)."""
+        import hashlib
+        import json
+
+        entry = state.entry
+        try:
+            body = await client.model_card(entry.version, entry.endpoint)
+        except PredictFailure as exc:
+            if exc.status is not None and is_signature_missing(exc.status, exc.message):
+                self._card_outcome(state, "no_signature", None, f"exported without the model_card signature ({exc.message[:160]})")
+            elif exc.reason == "garbage":
+                self._card_outcome(state, "invalid", None, exc.message)
+            elif state.card is not None and state.card.version == entry.version:
+                self._card_outcome(state, "served", state.card.content_sha256, f"card unavailable ({exc}); using the one served before")
+                return state.card
+            else:
+                self._card_outcome(state, "unavailable", None, str(exc))
+            return None
+        key = (entry.version, hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest())
+        card = self._cards.get(key)
+        if card is None:
+            try:
+                card = parse_served_card(body, version=entry.version, labels=golden.findings)
+            except ServedCardError as exc:
+                self._card_outcome(state, exc.status, None, str(exc))
+                return None
+            if len(self._cards) > 64:
+                self._cards.clear()
+            self._cards[key] = card
+        if not card.thresholds:
+            self._card_outcome(state, "no_thresholds", card.content_sha256, "the served card has no operating thresholds")
+            return None
+        state.card = card
+        kinds = dict(card.threshold_kinds)
+        self._card_outcome(state, "served", card.content_sha256,
+                           f"{sum(k == 'target sensitivity' for k in kinds.values())} target-sensitivity points, "
+                           f"{sum(k == 'operating threshold' for k in kinds.values())} operating thresholds, "
+                           f"scale {card.scale}")  # fmt: skip
+        return card
+
+    def _card_outcome(self, state: VersionState, status: str, sha256: str | None, reason: str) -> None:
+        """Record (metric, health) what the version's card round gave; log it when it changed."""
+        label = state.entry.label
+        if status not in ("served", "unavailable"):
+            state.card = None
+        changed = (status, sha256) != state.card_logged
+        state.card_status, state.card_reason, state.card_logged = status, reason, (status, sha256)
+        self.metrics.set_model_card(label, status, sha256)
+        if changed:
+            level = logging.INFO if status in ("served", "config") else logging.WARNING
+            log.log(level, "%s: model card %s%s: %s%s", label, status, "" if sha256 is None else f" sha256 {sha256[:12]}",
+                    reason, "" if status in ("served", "config") else "; thresholds fall back (operatingThreshold, "
+                    "else the Youden point on the golden set)")  # fmt: skip
 
     def _fail(self, state: VersionState, config: EvaluatorConfig, started: float, error: str) -> None:
         state.predictions = state.evaluation = None
@@ -378,7 +448,9 @@ class Evaluator:
             "goldenSetError": self.golden_error,
             "versions": {
                 label: {"role": s.entry.role, "evaluations": s.evaluations, "ok": s.evaluation is not None,
-                        "aurocMean": None if s.evaluation is None else s.evaluation.auroc_mean, "error": s.last_error}
+                        "aurocMean": None if s.evaluation is None else s.evaluation.auroc_mean, "error": s.last_error,
+                        "modelCard": s.card_status, "modelCardReason": s.card_reason,
+                        "thresholdSource": None if s.evaluation is None else s.evaluation.threshold_source}
                 for label, s in self.states.items()
             },  # fmt: skip
         }

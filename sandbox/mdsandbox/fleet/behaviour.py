@@ -2,7 +2,8 @@
 
 `VersionBehaviour` holds latency (a lognormal fitted to p50/p95), errorRate (share of 500
 answers), accuracy (mean AUROC on the golden set), findingAccuracy (per-finding AUROCs pinned, the
-mean held), outputShift and ready, plus ``changes: [{after:
+mean held), outputShift, ready and operatingThresholds (the model card's thresholds its
+``model_card`` signature serves; none: an export without that signature), plus ``changes: [{after:
 s, ...}]`` applied ``after`` seconds after the version FIRST receives live or mirrored traffic
 (`effective`). Errors name the bad field (``versions["2"].changes[0].errorRate: ...``). Pure: no
 clock, no I/O; the fleet decides what "elapsed" is.
@@ -27,12 +28,14 @@ _SCENARIO_KEYS = {
     "ready",
     "changes",
     "replicas",
+    "operatingThresholds",
 }
 _SNAKE_TO_SCENARIO = {
     "latency_ms": "latencyMs",
     "error_rate": "errorRate",
     "output_shift": "outputShift",
     "finding_accuracy": "findingAccuracy",
+    "operating_thresholds": "operatingThresholds",
 }
 
 
@@ -57,6 +60,7 @@ class VersionBehaviour:
     finding_accuracy: tuple[tuple[str, float], ...] = ()  # sorted (finding, AUROC) pairs
     output_shift: float = 0.0
     ready: bool = True
+    operating_thresholds: tuple[tuple[str, float], ...] = ()  # sorted (finding, threshold) of its model card
     changes: tuple[BehaviourChange, ...] = ()
 
     def __post_init__(self) -> None:
@@ -74,6 +78,14 @@ class VersionBehaviour:
             from mdsandbox.synthetic_golden import finding_auc_targets
 
             finding_auc_targets(self.accuracy, finding_accuracy=dict(self.finding_accuracy))  # names, ranges
+        if self.operating_thresholds:
+            from xraymodel.findings import FINDINGS
+
+            for finding, threshold in self.operating_thresholds:
+                if finding not in FINDINGS:
+                    raise ValueError(f"operatingThresholds: unknown finding {finding!r}")
+                if not 0.0 <= threshold <= 1.0:
+                    raise ValueError(f"operatingThresholds.{finding} must be within 0..1, got {threshold}")
 
     # lognormal latency fitted to the two quantiles
     @property
@@ -117,7 +129,7 @@ class VersionBehaviour:
             if after < 0:
                 raise ValueError(f"{where}.changes[{i}].after must be >= 0")
             overrides = {k: v for k, v in ch.items() if k != "after"}
-            bad = set(overrides) - (_SCENARIO_KEYS - {"changes", "replicas"})
+            bad = set(overrides) - (_SCENARIO_KEYS - {"changes", "replicas", "operatingThresholds"})
             if bad:
                 raise ValueError(f"{where}.changes[{i}]: unknown field(s) {sorted(bad)}")
             base._apply(overrides, f"{where}.changes[{i}]")  # validate now, not when it fires
@@ -145,6 +157,11 @@ class VersionBehaviour:
                 kw["finding_accuracy"] = tuple(sorted((str(f), float(a)) for f, a in pins.items()))
             if "outputShift" in overrides:
                 kw["output_shift"] = float(overrides["outputShift"] or 0.0)
+            if "operatingThresholds" in overrides:
+                table = overrides["operatingThresholds"] or {}
+                if not isinstance(table, Mapping):
+                    raise ValueError("operatingThresholds must map findings to thresholds")
+                kw["operating_thresholds"] = tuple(sorted((str(f), float(t)) for f, t in table.items()))
             if "ready" in overrides:
                 if not isinstance(overrides["ready"], bool):
                     raise ValueError("ready must be true or false")

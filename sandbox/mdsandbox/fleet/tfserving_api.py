@@ -7,7 +7,10 @@ Routes (`TFServingRestApi.routes`), as TF Serving documents them:
 * ``GET  /v1/models/<m>/versions/<v>/metadata``: signature defs (``serving_default``: DT_STRING
   ``image_bytes``; ``predict_float``: DT_FLOAT [-1, 224, 224, 3]), 14 probabilities out;
 * ``POST /v1/models/<m>/versions/<v>:predict``: ``{"instances": [{"b64": ...}]}`` (row format)
-  or ``{"inputs": ...}`` (columnar);
+  or ``{"inputs": ...}`` (columnar); ``"signature_name": "model_card"`` answers the version's served
+  model card (xraymodel.served_card: one JSON string per instance) when its scenario entry has
+  ``operatingThresholds``, else TF Serving's 400 for a signature the SavedModel lacks (an older
+  export);
 * ``GET /v1/models/<m>``, ``GET /v1/models/<m>/metadata``, ``POST /v1/models/<m>:predict``:
   through the MESH, routed by the current VirtualService using the request's headers (e.g. the
   preview header ``x-modeldeploy-version``); the client sidecar's own replies (404 NR, 503 NC/UH)
@@ -45,6 +48,7 @@ from mdsandbox.fleet.behaviour import VersionBehaviour
 from mdsandbox.fleet.istio_metrics import SIDECAR_HEADER, SOURCE_HEADER
 from mdsandbox.mesh_routing import FLAG_NO_HEALTHY_UPSTREAM
 from mdsandbox.synthetic_golden import InvalidImage
+from xraymodel.served_card import INPUT_CARD, SIGNATURE_CARD, served_card_json
 
 if TYPE_CHECKING:
     from mdsandbox.fleet.simulated_fleet import SimulatedFleet
@@ -198,6 +202,8 @@ class TFServingRestApi:
         if "instances" in payload and "inputs" in payload:
             raise BadRequest("Request can't have both 'instances' and 'inputs' fields")
         signature = payload.get("signature_name") or "serving_default"
+        if signature == SIGNATURE_CARD and beh.operating_thresholds:
+            return self._model_card(version, beh, payload)
         if signature not in ("serving_default", "predict_float"):
             raise BadRequest(f'Serving signature name: "{signature}" not found in signature def')
         row_format = "instances" in payload
@@ -238,6 +244,46 @@ class TFServingRestApi:
                 probs = golden.predict_virtual(version, key, beh.accuracy, beh.output_shift, dict(beh.finding_accuracy))
             out.append([float(p) for p in probs])
         return {"predictions": out} if row_format else {"outputs": out}
+
+    def _model_card(self, version: str, beh: VersionBehaviour, payload: dict[str, Any]) -> dict[str, Any]:
+        """The model_card signature: DT_STRING input `request` (ignored), output `model_card_json` per instance."""
+        if "instances" in payload:
+            items = payload["instances"]
+            if not isinstance(items, list) or not items:
+                raise BadRequest("'instances' must be a non-empty JSON array")
+        elif "inputs" in payload:
+            items = payload["inputs"]
+            if isinstance(items, dict) and not set(items) <= {"b64"}:
+                if set(items) != {INPUT_CARD}:
+                    raise BadRequest(f"Missing named input: {INPUT_CARD} in 'inputs' object.")
+                items = items[INPUT_CARD]
+            items = items if isinstance(items, list) else [items]
+        else:
+            raise BadRequest("Missing 'inputs' or 'instances' key")
+        for item in items:
+            if isinstance(item, dict) and set(item) == {INPUT_CARD}:
+                item = item[INPUT_CARD]
+            decode_b64_item(item)
+        card = served_card_json(scenario_card(self.fleet.model_name, version, beh))
+        values = [card] * len(items)
+        return {"predictions": values} if "instances" in payload else {"outputs": values}
+
+
+def scenario_card(model_name: str, version: str, beh: VersionBehaviour) -> dict[str, Any]:
+    """The model card fields a simulated version was "exported" with (its scenario's operatingThresholds)."""
+    from xraymodel.findings import FINDINGS
+
+    return {
+        "model_name": model_name,
+        "version": int(version),
+        "labels": list(FINDINGS),
+        "head": "multilabel",
+        "operating_thresholds": dict(beh.operating_thresholds),
+        "operating_thresholds_source": "scenario operatingThresholds",
+        "operating_thresholds_scale": "calibrated",
+        "operating_points_target_sensitivity": None,
+        "calibration": None,
+    }
 
 
 def status_body(version: str) -> dict[str, Any]:
