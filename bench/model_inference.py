@@ -162,7 +162,8 @@ def print_summary(result: dict) -> None:
     if "bf16" in result:
         parts += [f"bf16 b{n} {result['bf16'][f'b{n}']['ratio_to_fp32_bound']:.2f}" for n in (8, 32)]
     if "int8_gemm_vs_fp32" in result:
-        parts.append(f"INT8/FP32 GEMM {result['int8_gemm_vs_fp32']['int8_over_fp32_best']:.1f}x")
+        gemm = result["int8_gemm_vs_fp32"]
+        parts.append(f"INT8/FP32 GEMM {gemm['int8_over_fp32_median']:.1f}x median ({gemm['int8_over_fp32_cpu_time']:.1f}x CPU time)")
     for name, variant in result.get("tflite_int8_b1", {}).items():
         parts.append(f"INT8 {name} b1 {1000 * variant['median_s']:.1f} ms {variant['speedup_vs_tf_fp32_b1']:.1f}x TF fp32")
     print("SUMMARY model_inference: " + "; ".join(parts))
