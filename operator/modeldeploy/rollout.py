@@ -102,6 +102,12 @@ class DeploymentState:
         """Serving: the primary pods are available, or (GPU shortage) the CPU twin's are."""
         return self.primary_ready or (self.exists and self.fallback_ready >= max(1, self.desired))
 
+    def pods_detail(self) -> str:
+        """'1/2 pods ready'; pods Ready but not yet available (serving.minReadySeconds) are told apart."""
+        if self.available >= self.ready:
+            return f"{self.ready}/{self.desired} pods ready"
+        return f"{self.available}/{self.desired} pods available ({self.ready} ready, not yet for minReadySeconds)"
+
     @classmethod
     def from_object(cls, version: int, obj: dict | None) -> DeploymentState:
         if obj is None:
@@ -710,7 +716,7 @@ def _await_ready(ctx: _Ctx, obs: Observation) -> None:
     elapsed = seconds_since(ro.started_at, ctx.now) or 0.0
     deadline = spec.analysis.progress_deadline_seconds
     if elapsed > deadline:
-        ready = f"{dep.ready}/{dep.desired} pods ready" if dep is not None and dep.exists else "no Deployment"
+        ready = dep.pods_detail() if dep is not None and dep.exists else "no Deployment"
         _rollback(
             ctx,
             reason=f"ProgressDeadlineExceeded: version {canary} not ready within {spec.analysis.progress_deadline} ({ready})",
@@ -1041,9 +1047,7 @@ def _phase_and_conditions(ctx: _Ctx, obs: Observation) -> None:
         # Not created yet (this pass creates it): the text it will have once it exists with no pod ready, so a
         # new ModelDeployment's second pass writes no status (one patch and one watch event less per object).
         detail = (
-            f"{stable_dep.ready}/{stable_dep.desired} pods ready"
-            if stable_dep and stable_dep.exists
-            else f"0/{spec.serving.replicas} pods ready"
+            stable_dep.pods_detail() if stable_dep and stable_dep.exists else f"0/{spec.serving.replicas} pods ready"
         )
         conds = set_condition(conds, "Available", False, "StableNotReady", f"version {stable}: {detail}", gen, now)
     health = gitops_health(

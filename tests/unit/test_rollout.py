@@ -839,3 +839,10 @@ def test_the_handled_key_outlives_the_rollout_it_ended():
         d1 = decide(make_spec(2), ANALYSING, obs(1, 2, action=action, action_id="k9"), at(7), generation=2)
         d2 = decide(make_spec(2), d1.status, obs(1, 2, action=action, action_id="k9"), at(8), generation=2)
         assert d2.action_replayed and d2.status["history"] == d1.status["history"]
+
+
+@pytest.mark.parametrize("ready_, available, text", [
+    (0, 0, "0/2 pods ready"), (2, 2, "2/2 pods ready"), (1, 0, "0/2 pods available (1 ready, not yet for minReadySeconds)"),
+])
+def test_pods_ready_but_not_yet_available_are_told_apart(ready_, available, text):
+    assert DeploymentState(version=2, desired=2, ready=ready_, available=available, updated=2).pods_detail() == text
