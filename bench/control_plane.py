@@ -50,8 +50,12 @@ def cpu_info() -> dict:
                 flags = line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return {"cpu_model": model, "cpu_flags": flags, "cpu_count": os.cpu_count(),
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "cpu_model": model,
+        "cpu_flags": flags,
+        "cpu_count": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -72,7 +76,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def manifest(i: int) -> dict:
     return {
-        "apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
+        "apiVersion": "modeldeploy.io/v1alpha1",
+        "kind": "ModelDeployment",
         "metadata": {"name": f"cxr-{i:03d}", "namespace": NS},
         "spec": {
             "model": {"name": "resnet50_chest_xray", "basePath": "s3://models/resnet50", "version": 1},
@@ -84,8 +89,13 @@ def manifest(i: int) -> dict:
 
 def children_names(i: int) -> list[tuple[str, str]]:
     name = f"cxr-{i:03d}"
-    return [("configmaps", f"{name}-v1-tfserving"), ("deployments", f"{name}-v1"), ("services", name),
-            ("services", f"{name}-v1"), ("virtualservices", name)]
+    return [
+        ("configmaps", f"{name}-v1-tfserving"),
+        ("deployments", f"{name}-v1"),
+        ("services", name),
+        ("services", f"{name}-v1"),
+        ("virtualservices", name),
+    ]
 
 
 def code_env(code: str | None) -> dict[str, str]:
@@ -97,19 +107,27 @@ def code_env(code: str | None) -> dict[str, str]:
     return {"PYTHONPATH": os.pathsep.join(dirs + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
 
 
-def run(count: int, resync: float, idle_periods: int, pace: float = 0.0, profile: str | None = None,
-        code: str | None = None) -> dict:
+def run(
+    count: int, resync: float, idle_periods: int, pace: float = 0.0, profile: str | None = None, code: str | None = None
+) -> dict:
     workdir = pathlib.Path(os.environ.get("BENCH_WORKDIR") or tempfile.mkdtemp(prefix="bench-cp-"))
-    crds = [ROOT / "crds" / "modeldeployment.yaml", ROOT / "tests/data/thirdparty-crds/istio-virtualservice.yaml",
-            ROOT / "tests/data/thirdparty-crds/istio-destinationrule.yaml"]
+    crds = [
+        ROOT / "crds" / "modeldeployment.yaml",
+        ROOT / "tests/data/thirdparty-crds/istio-virtualservice.yaml",
+        ROOT / "tests/data/thirdparty-crds/istio-destinationrule.yaml",
+    ]
     with ApiServerProcess(crd_files=crds, workdir=workdir) as api:
         api.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
         loop = asyncio.new_event_loop()
         threading.Thread(target=loop.run_forever, daemon=True).start()
         controller = DeploymentController(api_url=api.url, namespace=NS, ready_delay=0.2, poll_interval=0.2)
         asyncio.run_coroutine_threadsafe(controller.start(), loop).result(10)
-        op = OperatorProcess(kubeconfig=api.kubeconfig, namespaces=[NS], log_path=workdir / "operator.log",
-                             env={"MODELDEPLOY_RESYNC_SECONDS": str(resync), **code_env(code)})
+        op = OperatorProcess(
+            kubeconfig=api.kubeconfig,
+            namespaces=[NS],
+            log_path=workdir / "operator.log",
+            env={"MODELDEPLOY_RESYNC_SECONDS": str(resync), **code_env(code)},
+        )
         op.start()
         op.wait_metrics(30)
         time.sleep(1.0)
@@ -120,9 +138,27 @@ def run(count: int, resync: float, idle_periods: int, pace: float = 0.0, profile
 
             spy_bin = shutil.which("py-spy") or str(pathlib.Path(sys.executable).with_name("py-spy"))
             gil = ["--gil"] if os.environ.get("BENCH_PROFILE_GIL") else []
-            spy = [subprocess.Popen([spy_bin, "record", "--pid", str(pid), "--rate", "250", "--nonblocking", *gil,
-                                     "--format", "raw", "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                   for pid, out in ((op.proc.pid, profile), (api.proc.pid, profile + ".apiserver"))]
+            spy = [
+                subprocess.Popen(
+                    [
+                        spy_bin,
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--rate",
+                        "250",
+                        "--nonblocking",
+                        *gil,
+                        "--format",
+                        "raw",
+                        "-o",
+                        out,
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for pid, out in ((op.proc.pid, profile), (api.proc.pid, profile + ".apiserver"))
+            ]
             time.sleep(1.0)
 
         created_at: dict[int, float] = {}
@@ -135,10 +171,12 @@ def run(count: int, resync: float, idle_periods: int, pace: float = 0.0, profile
         cpu0 = {"operator": cpu_seconds(op.proc.pid), "apiserver": cpu_seconds(api.proc.pid)}
         t0 = time.monotonic()
         if pace > 0:  # one ModelDeployment every `pace` seconds (GitOps sync of many small changes)
+
             def paced() -> None:
                 for i in range(count):
                     create(i)
                     time.sleep(pace)
+
             threading.Thread(target=paced, daemon=True).start()
         else:  # all at once (a whole platform synced in one go)
             with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
@@ -163,8 +201,10 @@ def run(count: int, resync: float, idle_periods: int, pace: float = 0.0, profile
             time.sleep(0.2)
         stable_s = time.monotonic() - t0
         burst_stats = api.stats(NS)
-        cpu_ms = {k: round((cpu_seconds(pid) - cpu0[k]) * 1000 / count, 2)
-                  for k, pid in (("operator", op.proc.pid), ("apiserver", api.proc.pid))}
+        cpu_ms = {
+            k: round((cpu_seconds(pid) - cpu0[k]) * 1000 / count, 2)
+            for k, pid in (("operator", op.proc.pid), ("apiserver", api.proc.pid))
+        }
         operator_calls = {}
         try:
             import urllib.request
@@ -172,7 +212,7 @@ def run(count: int, resync: float, idle_periods: int, pace: float = 0.0, profile
             for line in urllib.request.urlopen(op.metrics_url, timeout=5).read().decode().splitlines():
                 if line.startswith("modeldeploy_kubernetes_api_calls_total{"):
                     labels, value = line.rsplit(" ", 1)
-                    operator_calls[labels[labels.index("{"):]] = float(value)
+                    operator_calls[labels[labels.index("{") :]] = float(value)
         except OSError:
             pass
         for sampler in spy or []:
@@ -232,10 +272,15 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=50)
     parser.add_argument("--resync", type=float, default=2.0)
     parser.add_argument("--idle-periods", type=int, default=3)
-    parser.add_argument("--pace", type=float, default=None, help="seconds between applies (default: run burst and paced 0.1s)")
+    parser.add_argument(
+        "--pace", type=float, default=None, help="seconds between applies (default: run burst and paced 0.1s)"
+    )
     parser.add_argument("--profile", default=None, help="py-spy raw (collapsed) samples of the operator to this file")
-    parser.add_argument("--baseline", default=None,
-                        help="checkout of the baseline commit (git worktree): runs alternate baseline/this code")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="checkout of the baseline commit (git worktree): runs alternate baseline/this code",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="with --baseline: alternating rounds per mode")
     args = parser.parse_args()
     modes = [args.pace] if args.pace is not None else [0.0, 0.1]
@@ -245,35 +290,47 @@ def main() -> int:
         for _ in range(args.rounds if args.baseline else 1):
             for code in codes:
                 results.append(run(args.count, args.resync, args.idle_periods, pace, args.profile, code))
-    comparisons = []
+    comparisons: list[dict] = []
+    print(json.dumps({"runs": results}, indent=2), flush=True)  # before the comparison: never lose the runs
     if args.baseline:
         for pace in modes:
             mode = [r for r in results if r["mode"] == results[modes.index(pace) * len(codes) * args.rounds]["mode"]]
             base = [r for r in mode if r["code"] != str(ROOT)]
             new = [r for r in mode if r["code"] == str(ROOT)]
             row: dict = {"mode": mode[0]["mode"], "rounds": args.rounds}
-            for key, get in (("p50", lambda r: r["children_latency_s"]["p50"]),
-                             ("p95", lambda r: r["children_latency_s"]["p95"]),
-                             ("all_stable_seconds", lambda r: r["all_stable_seconds"]),
-                             ("operator_cpu_ms", lambda r: r["operator_cpu_ms_per_modeldeployment"]),
-                             ("apiserver_cpu_ms", lambda r: r["apiserver_cpu_ms_per_modeldeployment"]),
-                             ("writes_per_md", lambda r: r["writes_per_modeldeployment"]),
-                             ("requests_per_md", lambda r: r["requests_per_modeldeployment"])):
-                b, n = statistics.median(get(r) for r in base), statistics.median(get(r) for r in new)
-                row[key] = {"baseline_median": b, "new_median": n, "ratio": round(n / b, 3) if b else None}
+            for key, get in (
+                ("p50", lambda r: r["children_latency_s"]["p50"]),
+                ("p95", lambda r: r["children_latency_s"]["p95"]),
+                ("all_stable_seconds", lambda r: r["all_stable_seconds"]),
+                ("operator_cpu_ms", lambda r: r["operator_cpu_ms_per_modeldeployment"]),
+                ("apiserver_cpu_ms", lambda r: r["apiserver_cpu_ms_per_modeldeployment"]),
+                ("writes_per_md", lambda r: r["writes_per_modeldeployment"]),
+                ("requests_per_md", lambda r: r["requests_per_modeldeployment"]),
+            ):
+                bs, ns = [get(r) for r in base if get(r) is not None], [get(r) for r in new if get(r) is not None]
+                b = statistics.median(bs) if bs else None  # None: no ModelDeployment got its children in time
+                n = statistics.median(ns) if ns else None
+                row[key] = {"baseline_median": b, "new_median": n, "ratio": round(n / b, 3) if b and n else None}
             comparisons.append(row)
-    print(json.dumps({"runs": results, "comparisons": comparisons}, indent=2))
+    print(json.dumps({"comparisons": comparisons}, indent=2))
     for row in comparisons:
-        print(f"SUMMARY control_plane vs baseline ({row['mode']}, {row['rounds']} rounds, medians): "
-              + ", ".join(f"{k} {v['baseline_median']} -> {v['new_median']} (x{v['ratio']})"
-                          for k, v in row.items() if isinstance(v, dict)))
+        print(
+            f"SUMMARY control_plane vs baseline ({row['mode']}, {row['rounds']} rounds, medians): "
+            + ", ".join(
+                f"{k} {v['baseline_median']} -> {v['new_median']} (x{v['ratio']})"
+                for k, v in row.items()
+                if isinstance(v, dict)
+            )
+        )
     for result in results:
         lat = result["children_latency_s"]
         ok = result["children_present"] == args.count and (lat["p95"] or 99) <= 0.5 and result["idle_writes_total"] == 0
-        print(f"SUMMARY control_plane ({result['mode']}{', baseline' if result['code'] != str(ROOT) else ''}): {args.count} ModelDeployments -> children p50 {lat['p50']}s "
-              f"p90 {lat['p90']}s p95 {lat['p95']}s (goal p95 <= 0.5s), idle writes {result['idle_writes_total']} over "
-              f"{args.idle_periods} resyncs (goal 0), operator CPU {result['operator_cpu_ms_per_modeldeployment']} ms/MD "
-              f"(API server {result['apiserver_cpu_ms_per_modeldeployment']}), operator peak RSS {result['operator_peak_rss_mb']} MB: {'PASS' if ok else 'MISS'}")
+        print(
+            f"SUMMARY control_plane ({result['mode']}{', baseline' if result['code'] != str(ROOT) else ''}): {args.count} ModelDeployments -> children p50 {lat['p50']}s "
+            f"p90 {lat['p90']}s p95 {lat['p95']}s (goal p95 <= 0.5s), idle writes {result['idle_writes_total']} over "
+            f"{args.idle_periods} resyncs (goal 0), operator CPU {result['operator_cpu_ms_per_modeldeployment']} ms/MD "
+            f"(API server {result['apiserver_cpu_ms_per_modeldeployment']}), operator peak RSS {result['operator_peak_rss_mb']} MB: {'PASS' if ok else 'MISS'}"
+        )
     return 0
 
 
