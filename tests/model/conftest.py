@@ -1,8 +1,9 @@
 """Fixtures for the model tool chain tests: one synthetic data set and one trained run per session.
 
 KERAS_HOME points at a temporary folder before anything imports Keras (it writes ~/.keras on
-import). The trained run is small (64 px, 600 synthetic images) and shared by every TF test; it
-is produced by an interrupted-then-resumed training, so resuming is exercised for free.
+import). The trained run is small (64 px, 600 synthetic images rendered for real ChestX-ray14 patients'
+label histories, see xraymodel/synthetic.py) and shared by every TF test; it is produced by an
+interrupted-then-resumed training, so resuming is exercised for free.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-from model_cli_runner import CI_IMAGES, CI_INPUT_SIZE, run_model_cli  # noqa: E402
+from model_cli_runner import CI_IMAGES, CI_IMAGES_PER_PATIENT, CI_INPUT_SIZE, CI_MIN_PREVALENCE, run_model_cli  # noqa: E402
 
 
 def _require_tensorflow():
@@ -23,11 +24,25 @@ def _require_tensorflow():
 
 
 @pytest.fixture(scope="session")
-def synthetic_root(tmp_path_factory):
-    """ChestX-ray14-layout synthetic data: 600 images (96 px) of ~300 patients."""
+def nih_label_rows():
+    """Rows of the real ChestX-ray14 label file (scripts/setup.sh fetches it), or a skip saying how to get it."""
+    from xraymodel.nih_labels import LabelFileError, read_label_rows
+
+    try:
+        return read_label_rows()
+    except LabelFileError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory, nih_label_rows):
+    """ChestX-ray14-layout synthetic data: 600 images (96 px) of ~180 real patients' label histories."""
     from xraymodel.synthetic import write_chestxray14_layout
 
-    return write_chestxray14_layout(tmp_path_factory.mktemp("cxr14") / "data", CI_IMAGES, size=96, seed=7)
+    return write_chestxray14_layout(
+        tmp_path_factory.mktemp("cxr14") / "data", CI_IMAGES, size=96, seed=7, source=nih_label_rows,
+        min_prevalence=CI_MIN_PREVALENCE, images_per_patient=CI_IMAGES_PER_PATIENT,
+    )
 
 
 class _InterruptAtFinetune:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 CI_INPUT_SIZE = 64  # px: the session's CI-sized model
-CI_IMAGES = 600  # synthetic images (~300 patients) in the session's data set
+CI_IMAGES = 600  # synthetic images (~180 real patients' label histories) in the session's data set
+CI_IMAGES_PER_PATIENT = 4  # at most this many consecutive follow-ups of each sampled patient
+CI_MIN_PREVALENCE = 0.06  # rare findings enriched (whole real patients added) so every split has positives
 
 
 def run_model_cli(argv: list[str]) -> int:

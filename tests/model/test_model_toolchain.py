@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_cli_runner import CI_INPUT_SIZE, run_model_cli
+from model_cli_runner import CI_IMAGES_PER_PATIENT, CI_INPUT_SIZE, CI_MIN_PREVALENCE, run_model_cli
 
 pytestmark = pytest.mark.tf
 tf = pytest.importorskip("tensorflow", reason="needs the 'ml' extra (TensorFlow)")
@@ -46,7 +46,7 @@ def test_interrupted_training_resumes_after_the_head_phase(trained_run):
     assert not (patients["train"] & patients["test"]) and not (patients["val"] & patients["test"])
 
 
-def test_ci_sized_training_reaches_mean_auroc_095_on_held_out_patients(test_evaluation, trained_run):
+def test_ci_sized_training_reaches_mean_auroc_08_to_09_on_held_out_patients(test_evaluation, trained_run):
     out, report = test_evaluation
     run_dir, _ = trained_run
     record = json.loads((run_dir / "training_record.json").read_text())
@@ -54,19 +54,22 @@ def test_ci_sized_training_reaches_mean_auroc_095_on_held_out_patients(test_eval
     print(f"CI fine-tune: test mean AUROC {headline['mean_auroc']:.4f} CI {headline['mean_auroc_ci']}")
     assert report["cases"] == record["data"]["images"]["test"] >= 100
     assert headline["labels_evaluated"] == 14
-    assert headline["mean_auroc"] >= 0.95
+    # the synthetic task is made hard on purpose (subtle lesions, noise, label noise, real label statistics):
+    # target 0.8-0.9, so a regression shows instead of hiding under a saturated 0.97 (test_controls.py: the
+    # pixel logistic-regression baseline it must beat, and shuffled-label controls)
+    assert 0.78 <= headline["mean_auroc"] <= 0.92
     assert headline["mean_auroc_ci"][0] <= headline["mean_auroc"] <= headline["mean_auroc_ci"][1]
     assert headline["threshold_source"].startswith("validation split")
     for name, entry in report["per_label"].items():
         assert entry["operating_point"]["threshold"] == pytest.approx(record["validation"]["youden_thresholds"][name])
-    assert headline["mean_sensitivity"] > 0.7 and headline["mean_specificity"] > 0.7
+    assert headline["mean_sensitivity"] > 0.6 and headline["mean_specificity"] > 0.6
     assert 0.0 <= headline["mean_ece"] < 0.3
     for png in ("roc_curves.png", "reliability.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG") and (out / png).stat().st_size > 10_000
 
 
 def test_untrained_model_scores_chance_on_the_same_evaluation(trained_run):
-    """Guards the 0.95 check: the same evaluation of an untrained network is far below it."""
+    """Guards the 0.78 floor: the same evaluation of an untrained network is far below it."""
     from xraymodel import evaluation_report, network
     from xraymodel.datasets import read_manifest
     from xraymodel.evaluation import predict_with_keras
@@ -76,7 +79,7 @@ def test_untrained_model_scores_chance_on_the_same_evaluation(trained_run):
     test = read_manifest(run_dir / "splits" / "test.csv", record["data"]["root"], record["labels"])
     untrained = network.build_classifier(14, CI_INPUT_SIZE)
     report = evaluation_report.build_report(test.labels, predict_with_keras(untrained, test), record["labels"], bootstrap_resamples=50)
-    assert report["headline"]["mean_auroc"] < 0.8
+    assert report["headline"]["mean_auroc"] < 0.65
 
 
 def test_export_layout_model_card_and_immutability(exported_version, trained_run, test_evaluation):
@@ -289,11 +292,14 @@ def test_serving_graph_rejects_non_image_bytes(serving_signatures):
 
 
 @pytest.fixture(scope="module")
-def fresh_synthetic(tmp_path_factory):
-    """New patients from the same generator (different seed): a second site's data."""
+def fresh_synthetic(tmp_path_factory, nih_label_rows):
+    """New patients from the same generator (different seed): a second batch of data."""
     from xraymodel.synthetic import write_chestxray14_layout
 
-    return write_chestxray14_layout(tmp_path_factory.mktemp("fresh") / "data", 160, size=96, seed=1234)
+    return write_chestxray14_layout(
+        tmp_path_factory.mktemp("fresh") / "data", 160, size=96, seed=1234, source=nih_label_rows,
+        min_prevalence=CI_MIN_PREVALENCE, images_per_patient=CI_IMAGES_PER_PATIENT,
+    )
 
 
 def test_evaluating_the_export_through_the_bytes_signature(exported_version, fresh_synthetic, tmp_path):
@@ -305,7 +311,7 @@ def test_evaluating_the_export_through_the_bytes_signature(exported_version, fre
     ) == 0
     report = json.loads((out / "metrics.json").read_text())
     assert report["model"]["kind"] == "export" and report["cases"] == 160
-    assert report["headline"]["mean_auroc"] >= 0.9  # generalises to new patients
+    assert report["headline"]["mean_auroc"] >= 0.75  # generalises to new patients (160 images: a wide CI)
     assert report["headline"]["threshold_source"].startswith("validation split")  # from the model card
 
 
@@ -324,7 +330,7 @@ def test_warm_start_from_exported_version(exported_version, fresh_synthetic, tmp
     assert record["warm_start"]["version"] == 1
     assert record["warm_start"]["data_fingerprint"] == card["training"]["data_fingerprint"]
     assert record["data"]["fingerprint"] != card["training"]["data_fingerprint"]
-    assert record["validation"]["mean_auroc"] >= 0.9  # 5 head epochs could not get there from scratch
+    assert record["validation"]["mean_auroc"] >= 0.7  # 32 validation images: a loose floor
 
 
 def _check_quantized(out, mode):
