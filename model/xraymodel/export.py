@@ -128,6 +128,23 @@ def build_serving_module(model, input_size: int, calibration: tuple[np.ndarray, 
     return module, {SIGNATURE_BYTES: serve_image_bytes, SIGNATURE_FLOAT: predict_float}
 
 
+def add_model_card_signature(module, signatures: dict, card_fields: dict) -> None:
+    """Third signature ``model_card`` (xraymodel.served_card): the card's operating points and calibrator,
+    served by TF Serving itself, so the online evaluator reads them from the version it evaluates."""
+    import tensorflow as tf
+
+    from xraymodel.served_card import INPUT_CARD, OUTPUT_CARD, SIGNATURE_CARD, served_card_json
+
+    text = served_card_json(card_fields)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_CARD)])
+    def serve_model_card(request):
+        return {OUTPUT_CARD: tf.fill(tf.shape(request), tf.constant(text))}
+
+    module.serve_model_card = serve_model_card
+    signatures[SIGNATURE_CARD] = serve_model_card
+
+
 def _warmup_image_png(input_size: int) -> bytes:
     from xraymodel.synthetic import encode_png, render_case
 
@@ -184,6 +201,8 @@ def export_saved_model(
     vectors = served_calibration(training_record, labels, head)
     with staged_directory(final) as staging:
         module, signatures = build_serving_module(model, input_size, vectors)
+        add_model_card_signature(module, signatures, {"model_name": model_name, "version": version, "labels": list(labels),
+                                                      "head": head, **served_scale_fields(training_record, vectors)})  # fmt: skip
         tf.saved_model.save(module, str(staging), signatures=signatures)
         warmup = _write_warmup_requests(staging, model_name, sample_png)
         verification = verify_export(staging, calibrated_model(model, vectors), sample_png, input_size)

@@ -70,6 +70,39 @@ def rest_response_body(probabilities) -> dict:
     return {"predictions": [[float(p) for p in row] for row in probabilities]}
 
 
+def _json_value(value, as_bytes: bool):
+    if isinstance(value, list):
+        return [_json_value(v, as_bytes) for v in value]
+    if isinstance(value, (bytes, bytearray)):  # DT_STRING
+        if as_bytes:
+            return {"b64": base64.b64encode(bytes(value)).decode("ascii")}
+        return bytes(value).decode("utf-8")
+    return value
+
+
+def rest_outputs_body(outputs: dict, row_format: bool = True) -> dict:
+    """TF Serving's JSON for a signature's named outputs, each given as ``tensor.numpy().tolist()``.
+
+    As tensorflow_serving/util/json_tensor.cc writes it: row format ("instances" request) ->
+    {"predictions": [...]}, the rows being the values themselves for a single output, else
+    {name: value} objects; columnar ("inputs") -> {"outputs": value or {name: value}}. A DT_STRING
+    value is a plain JSON string, or {"b64": ...} when its output's name ends in "_bytes"."""
+    converted = {name: _json_value(value, name.endswith("_bytes")) for name, value in outputs.items()}
+    if not row_format:
+        return {"outputs": next(iter(converted.values())) if len(converted) == 1 else converted}
+    sizes = set()
+    for name, value in converted.items():
+        if not isinstance(value, list):
+            raise RestBodyError(f"Tensor name: {name} has no shape information ")
+        sizes.add(len(value))
+    if len(sizes) > 1:
+        raise RestBodyError(f"Tensor outputs have inconsistent batch sizes {sorted(sizes)}")
+    if len(converted) == 1:
+        return {"predictions": next(iter(converted.values()))}
+    n = sizes.pop() if sizes else 0
+    return {"predictions": [{name: value[i] for name, value in converted.items()} for i in range(n)]}
+
+
 def parse_rest_predictions(body: dict) -> list[list[float]]:
     """Probabilities per instance from a TF Serving REST response (raises on an error body)."""
     if "error" in body:

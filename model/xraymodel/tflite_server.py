@@ -11,6 +11,7 @@ the sandbox clients and the operator's readiness probes work unchanged:
     POST /v1/models/<name>[/versions/<v>|/labels/<l>]:predict
          {"signature_name": "serving_default", "instances": [{"b64": ...}]}  ->  {"predictions": [[...]]}
          {"signature_name": "predict_float", "instances": [[[[r, g, b], ...]]]}
+         {"signature_name": "model_card", "instances": [""]}  ->  {"predictions": ["<served card JSON>"]}
 
 The version folder is what ``modeldeploy model quantize`` writes: model_<mode>.tflite and a
 model_card.json with a ``variant`` entry (cut, calibration). Outputs are computed as the FP32 graph
@@ -38,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xraymodel.served_card import INPUT_CARD, SIGNATURE_CARD, served_card_json
 from xraymodel.serving_rest import RestBodyError, decode_rest_instances, rest_response_body
 
 SIGNATURE_BYTES = "serving_default"
@@ -254,6 +256,11 @@ class _Handler(BaseHTTPRequestHandler):
             signature = body.get("signature_name") or SIGNATURE_BYTES
             if signature == SIGNATURE_BYTES:
                 probabilities = variant.predict_bytes(decode_rest_instances(body))
+            elif signature == SIGNATURE_CARD:  # as the SavedModel's: the card's operating points (xraymodel.served_card)
+                count = len(decode_rest_instances(body, INPUT_CARD))
+                # the version it is served as (a variant's card keeps its FP32 source's `version`)
+                text = served_card_json({**variant.card, "version": variant.version})
+                return self._send(200, {"predictions" if "instances" in body else "outputs": [text] * count})
             elif signature == SIGNATURE_FLOAT:
                 rows = body.get("instances", body.get("inputs"))
                 if isinstance(rows, dict):

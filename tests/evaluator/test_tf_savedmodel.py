@@ -23,6 +23,7 @@ from evaluator_testkit import write_config
 from xraymodel.evaluator.client import PredictFailure, TFServingClient
 from xraymodel.evaluator.exporter import EvaluatorMetrics
 from xraymodel.evaluator.service import Evaluator
+from xraymodel.serving_rest import rest_outputs_body
 
 pytestmark = pytest.mark.tf
 os.environ.setdefault("KERAS_HOME", tempfile.mkdtemp(prefix="keras-home-"))
@@ -67,8 +68,8 @@ class TFServingREST:
             outputs = fn(**{input_name: tf.constant(values)})
         except (tf.errors.InvalidArgumentError, ValueError) as exc:
             return 400, {"error": str(getattr(exc, "message", exc)).splitlines()[0]}
-        (probabilities,) = outputs.values()  # single-output signature: rows are plain lists
-        return 200, {"predictions": probabilities.numpy().tolist()}
+        # single-output signature: rows are plain lists; a DT_STRING output is a plain JSON string
+        return 200, rest_outputs_body({name: t.numpy().tolist() for name, t in outputs.items()})
 
     async def handle(self, request: web.Request) -> web.Response:
         if request.match_info["version"] != self.version:
@@ -80,8 +81,25 @@ class TFServingREST:
         return self.loaded.signatures["serving_default"](image_bytes=tf.constant(images))["probabilities"].numpy()
 
 
-@pytest.fixture
-async def tf_server(export_dir):
+@pytest.fixture(scope="module")
+def export_dir_without_card(tmp_path_factory):
+    """The same kind of export as an older `modeldeploy model export` wrote it: no model_card signature."""
+    from xraymodel import export, keras_runtime
+
+    keras_runtime.configure(seed=0)
+    from xraymodel.findings import FINDINGS
+    from xraymodel.network import build_classifier
+
+    real = export.add_model_card_signature
+    export.add_model_card_signature = lambda module, signatures, card_fields: None
+    try:
+        return export.export_saved_model(build_classifier(len(FINDINGS), 32), tmp_path_factory.mktemp("old") / "m",
+                                         labels=list(FINDINGS), head="multilabel", model_name="resnet50_chest_xray")  # fmt: skip
+    finally:
+        export.add_model_card_signature = real
+
+
+async def _serve(export_dir):
     server = TFServingREST(export_dir)
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post(r"/v1/models/{model}/versions/{version:[0-9]+}:predict", server.handle)
@@ -90,10 +108,36 @@ async def tf_server(export_dir):
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     server.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    return server, runner
+
+
+@pytest.fixture
+async def tf_server(export_dir):
+    server, runner = await _serve(export_dir)
     try:
         yield server
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("which", ["current export (no training record)", "older export (no signature)"])
+async def test_a_version_without_served_thresholds_falls_back_and_says_why(tmp_path, which, export_dir, export_dir_without_card):
+    served = export_dir if which.startswith("current") else export_dir_without_card
+    server, runner = await _serve(served)
+    cfg = write_config(tmp_path / "evaluator.yaml", [(1, "stable")], golden=GOLDEN, batchSize=20)
+    ev = Evaluator(cfg, EvaluatorMetrics(), endpoint_override=server.url, first_publish_wait=0)
+    try:
+        outcome = (await ev.evaluate_all())["v1"]
+        health = ev.health()[1]["versions"]["v1"]
+    finally:
+        await ev.close()
+        await runner.cleanup()
+    assert outcome.ok, outcome.error
+    assert outcome.evaluation.threshold_source == "youden"
+    if which.startswith("current"):  # the card is served, but the run had no operating points
+        assert health["modelCard"] == "no_thresholds"
+    else:  # TF Serving's 400 for the signature the SavedModel lacks
+        assert health["modelCard"] == "no_signature" and "not found in signature def" in health["modelCardReason"]
 
 
 async def test_evaluator_round_trip_through_the_exported_savedmodel(tmp_path, tf_server):

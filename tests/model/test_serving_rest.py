@@ -56,3 +56,26 @@ def test_response_round_trip_and_error_body():
     assert parse_rest_predictions(body) == [[0.25, 0.5], [1.0, 0.0]]
     with pytest.raises(RestBodyError, match="Could not parse"):
         parse_rest_predictions({"error": "Could not parse example input"})
+
+
+@pytest.mark.parametrize(
+    ("outputs", "row_format", "expected"),
+    [
+        ({"probabilities": [[0.25, 0.5]]}, True, {"predictions": [[0.25, 0.5]]}),  # one output: rows are the values
+        ({"model_card_json": [b'{"a":1}', b'{"a":1}']}, True, {"predictions": ['{"a":1}', '{"a":1}']}),  # plain string
+        ({"card_bytes": [b"\x00\xff"]}, True, {"predictions": [{"b64": "AP8="}]}),  # "_bytes": base64
+        ({"p": [[0.5]], "model_card_json": [b"x"]}, True, {"predictions": [{"p": [0.5], "model_card_json": "x"}]}),
+        ({"model_card_json": [b"x"]}, False, {"outputs": ["x"]}),  # columnar
+    ],
+)
+def test_outputs_are_written_as_tf_serving_writes_them(outputs, row_format, expected):
+    from xraymodel.serving_rest import rest_outputs_body
+
+    assert rest_outputs_body(outputs, row_format) == expected
+
+
+def test_a_scalar_output_has_no_row_format():
+    from xraymodel.serving_rest import rest_outputs_body
+
+    with pytest.raises(RestBodyError, match="no shape information"):
+        rest_outputs_body({"model_card_json": b"x"})
