@@ -146,3 +146,34 @@ async def test_the_evaluator_uses_the_served_cards_thresholds_not_the_golden_set
     for finding, threshold in expected.items():
         assert used[finding] == pytest.approx(threshold, abs=1e-12), finding
     assert rest_server.calls["model_card"] == 1  # once per round, not per batch
+
+
+async def test_the_int8_runtime_answers_the_same_signature_from_its_card(exported_version):
+    """xraymodel.tflite_server (the served INT8 variant) answers model_card from the variant's model_card.json,
+    as the version it serves (a variant's card keeps its FP32 source's `version`); the interpreter is not
+    involved in this signature, so the real server runs here with the CI card and no .tflite."""
+    import threading
+
+    from xraymodel.evaluator.client import PredictFailure, TFServingClient
+    from xraymodel.findings import FINDINGS
+    from xraymodel.served_card import parse_served_card
+    from xraymodel.tflite_server import LoadedVariant, VariantServer
+
+    card = {**_card(exported_version), "variant": {"cut": "float-logits", "source_version": 1}}
+    variant = LoadedVariant(name=card["model_name"], version=2, card=card, labels=list(card["labels"]),
+                            input_size=int(card["input_size"]), cut="float-logits", head=card["head"], calibration=None,
+                            logits_layer=None, interpreter=None, lock=threading.Lock())  # fmt: skip
+    server = VariantServer(("127.0.0.1", 0), {2: variant}, {})
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        async with TFServingClient(f"http://127.0.0.1:{server.server_address[1]}", card["model_name"], retries=0) as client:
+            body = await client.model_card(2)
+            with pytest.raises(PredictFailure) as unknown:
+                await client.model_card(1)
+    finally:
+        server.shutdown()
+        server.server_close()
+    served = parse_served_card(body, version=2, labels=FINDINGS)
+    assert served.operating_thresholds == pytest.approx(_expected_thresholds(card))
+    assert served.document["version"] == 2 and unknown.value.status == 404
