@@ -191,6 +191,12 @@ def _metadata(variant: LoadedVariant) -> dict:
                         "inputs": {"images": {"dtype": "DT_FLOAT", "tensor_shape": {"dim": [{"size": "-1"}, {"size": str(s)}, {"size": str(s)}, {"size": "3"}]}, "name": "images"}},
                         "outputs": output, "method_name": "tensorflow/serving/predict",
                     },
+                    SIGNATURE_CARD: {
+                        "inputs": {INPUT_CARD: {"dtype": "DT_STRING", "tensor_shape": {"dim": [{"size": "-1"}]}, "name": INPUT_CARD}},
+                        "outputs": {"model_card_json": {"dtype": "DT_STRING", "tensor_shape": {"dim": [{"size": "-1"}]},
+                                                        "name": "model_card_json"}},
+                        "method_name": "tensorflow/serving/predict",
+                    },
                 }
             }
         },

@@ -167,6 +167,14 @@ async def test_the_fleet_answers_the_signature_like_tf_serving(card_fleet):
     assert card.operating_thresholds == V2_THRESHOLDS and card.scale == "calibrated"
     assert old.value.status == 400 and json.loads(old.value.message.split(": ", 1)[1]) == {"error": NOT_FOUND}
     assert unknown.value.status == 404 and "Servable not found" in unknown.value.message
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:  # the metadata lists the signature only where the export has it
+        listed = {}
+        for v in ("1", "2"):
+            async with http.get(f"{card_fleet.url}/v1/models/{MODEL}/versions/{v}/metadata") as resp:
+                listed[v] = set((await resp.json())["metadata"]["signature_def"]["signature_def"])
+    assert listed == {"1": {"serving_default", "predict_float"}, "2": {"serving_default", "predict_float", "model_card"}}
 
 
 async def test_the_evaluator_uses_the_served_thresholds_and_says_why_not_when_it_cannot(tmp_path, card_fleet):

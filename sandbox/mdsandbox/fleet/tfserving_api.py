@@ -147,11 +147,14 @@ class TFServingRestApi:
 
     async def _h_version_metadata(self, request: web.Request) -> web.Response:
         version, err = self._check_version(request)
-        return err or web.json_response(metadata_body(self.fleet.model_name, version))  # type: ignore[arg-type]
+        return err or web.json_response(metadata_body(self.fleet.model_name, version, self._has_card(version)))  # type: ignore[arg-type]
 
     async def _h_mesh_metadata(self, request: web.Request) -> web.Response:
         version, err = self._mesh_route(request)
-        return err or web.json_response(metadata_body(self.fleet.model_name, version))  # type: ignore[arg-type]
+        return err or web.json_response(metadata_body(self.fleet.model_name, version, self._has_card(version)))  # type: ignore[arg-type]
+
+    def _has_card(self, version: str | None) -> bool:
+        return version is not None and bool(self.fleet.behaviour(version).operating_thresholds)
 
     # ------------------------------------------------------------------ predict
     async def _h_version_predict(self, request: web.Request) -> web.Response:
@@ -292,15 +295,15 @@ def status_body(version: str) -> dict[str, Any]:
                                       "status": {"error_code": "OK", "error_message": ""}}]}  # fmt: skip
 
 
-def metadata_body(model_name: str, version: str) -> dict[str, Any]:
-    """GET .../metadata: the exported model's two signatures."""
+def metadata_body(model_name: str, version: str, model_card: bool = False) -> dict[str, Any]:
+    """GET .../metadata: the exported model's signatures (model_card: an export with that third signature)."""
 
     def tensor(name: str, dtype: str, dims: list[int]) -> dict[str, Any]:
         return {"dtype": dtype, "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in dims],
                                                  "unknown_rank": False}, "name": name}  # fmt: skip
 
     probs = tensor("StatefulPartitionedCall:0", "DT_FLOAT", [-1, N_FINDINGS])
-    return {
+    body: dict[str, Any] = {
         "model_spec": {"name": model_name, "signature_name": "", "version": version},
         "metadata": {"signature_def": {"signature_def": {
             "serving_default": {"inputs": {"image_bytes": tensor("serving_default_image_bytes:0", "DT_STRING", [-1])},
@@ -309,6 +312,13 @@ def metadata_body(model_name: str, version: str) -> dict[str, Any]:
                               "outputs": {"probabilities": probs}, "method_name": "tensorflow/serving/predict"},
         }}},
     }  # fmt: skip
+    if model_card:
+        body["metadata"]["signature_def"]["signature_def"][SIGNATURE_CARD] = {
+            "inputs": {INPUT_CARD: tensor(f"{SIGNATURE_CARD}_{INPUT_CARD}:0", "DT_STRING", [-1])},
+            "outputs": {"model_card_json": tensor("StatefulPartitionedCall_2:0", "DT_STRING", [-1])},
+            "method_name": "tensorflow/serving/predict",
+        }
+    return body
 
 
 def decode_b64_item(item: Any) -> bytes:
