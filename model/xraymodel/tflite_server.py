@@ -6,8 +6,9 @@ probabilities. This runtime stands beside it and speaks the same REST API, so th
 the sandbox clients and the operator's readiness probes work unchanged:
 
     GET  /v1/models/<name>                          {"model_version_status": [{"version", "state": "AVAILABLE", ...}]}
-    GET  /v1/models/<name>/versions/<v>             the same, for one version (the operator's readiness probe)
+    GET  /v1/models/<name>/versions/<v>             the same, for one version (the operator's startup probe)
     GET  /v1/models/<name>[/versions/<v>]/metadata  signature_def of serving_default / predict_float
+                                                    (the operator's readiness probe)
     POST /v1/models/<name>[/versions/<v>|/labels/<l>]:predict
          {"signature_name": "serving_default", "instances": [{"b64": ...}]}  ->  {"predictions": [[...]]}
          {"signature_name": "predict_float", "instances": [[[[r, g, b], ...]]]}

@@ -749,7 +749,7 @@ def _pod_health(version: int, labels: dict, status: dict, created: str | None = 
         return PodHealth(version, variant, stuck_reason=reason, stuck_since=since,
                          stuck_message=f"container {container}: {message}".rstrip(": "))  # fmt: skip
     if status.get("phase") == "Running":
-        message = "running, but the readiness probe fails: TF Serving has not loaded the model version"
+        message = "running, but the readiness probe fails: TF Serving has the model version not loaded (not AVAILABLE)"
         return PodHealth(version, variant, stuck_reason="NotReady", stuck_since=since, stuck_message=message)
     if scheduled.get("status") == "True":
         return PodHealth(version, variant, stuck_reason="Pending", stuck_since=since, stuck_message="")

@@ -14,8 +14,11 @@ operator shows up here as it would in a cluster):
   shortage. `set_gpu_capacity()` adds or removes capacity at run time;
 - a kubelet model: scheduled pods become Ready `ready_delay` seconds later, unless the readiness
   policy says their model never loads. The model version a pod must have loaded is the one its
-  readiness (or startup) probe asks TF Serving for, ``GET /v1/models/<model>/versions/<v>``, the
-  same thing a kubelet probes;
+  readiness (or startup) probe asks TF Serving for, ``GET /v1/models/<model>/versions/<v>[/metadata]``,
+  the same thing a kubelet probes; a Ready pod stays Ready only while its readiness probe passes for the
+  version's current TF Serving state (`model_state_policy`, the scenario's ``modelState``) as TF Serving
+  answers that path (`readiness_probe_succeeds`: the status path passes in every state, /metadata only
+  when AVAILABLE);
 - a crash policy (the scenario's `versions.<v>.crash: {after, reason}`) makes a version's TF Serving
   container crash `after` seconds after its pod became Ready, as a kubelet reports it: the pod is not
   Ready, `containerStatuses[tfserving]` has a growing `restartCount`, `lastState.terminated` with
@@ -57,7 +60,9 @@ CrashPolicy = Callable[[str, str, "int | None"], "tuple[str, float] | None"]
 RESTART_EVERY_SECONDS = 2.0  # how often a crashing container is restarted (kubelet back-off, compressed)
 MERGE = {"Content-Type": "application/merge-patch+json"}
 POD_TEMPLATE_HASH = "pod-template-hash"  # what the ReplicaSet controller adds to its pods' labels
-_VERSION_PATH = re.compile(r"^/v1/models/(?P<model>[^/:]+)/versions/(?P<version>[0-9]+)$")
+_VERSION_PATH = re.compile(r"^/v1/models/(?P<model>[^/:]+)/versions/(?P<version>[0-9]+)(?P<metadata>/metadata)?$")
+# (namespace, Deployment name, model version) -> TF Serving's state of that version in its pods
+ModelStatePolicy = Callable[[str, str, "int | None"], str]
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,20 @@ def served_model_version(template: Mapping[str, Any]) -> tuple[str | None, int |
             if m:
                 return m["model"], int(m["version"])
     return None, None
+
+
+def readiness_probe_succeeds(template: Mapping[str, Any], state: str) -> bool:
+    """Does the readiness probe pass while TF Serving holds the version in `state`?
+
+    As TF Serving answers the probe's path: GetModelStatus (``/versions/<v>``) is 200 for every state of a
+    version it knows (START..END); GetModelMetadata (``/versions/<v>/metadata``) needs a servable handle,
+    which only an AVAILABLE version has (404 otherwise). Any other probe is not about the model."""
+    for container in (template.get("spec") or {}).get("containers") or []:
+        path = (((container.get("readinessProbe") or {}).get("httpGet")) or {}).get("path") or ""
+        m = _VERSION_PATH.match(path)
+        if m and m["metadata"]:
+            return state == "AVAILABLE"
+    return True
 
 
 def _now_ts() -> str:
@@ -223,6 +242,7 @@ class DeploymentController:
     namespace: str
     ready_policy: ReadyPolicy = lambda ns, name, version: True
     crash_policy: CrashPolicy = lambda ns, name, version: None
+    model_state_policy: ModelStatePolicy = lambda ns, name, version: "AVAILABLE"
     ready_delay: float = 1.0  # seconds from a pod being scheduled until it is Ready
     poll_interval: float = 0.2
     on_change: Callable[[WorkloadPods], None] | None = None  # a workload's ready pods changed
@@ -300,6 +320,10 @@ class DeploymentController:
             model, version = served_model_version(template)
             gpu_per_pod = _gpus(template)
             becomes_ready = self.ready_policy(self.namespace, meta["name"], version)
+            # once loaded, the readiness probe keeps asking TF Serving about the version (it may be unloaded)
+            probe_passes = readiness_probe_succeeds(
+                template, self.model_state_policy(self.namespace, meta["name"], version)
+            )
             owned = [
                 p for p in pods_by_owner.get(meta.get("uid") or "", []) if selects(p["metadata"].get("labels") or {})
             ]
@@ -322,6 +346,7 @@ class DeploymentController:
                     sim.scheduled_at is not None
                     and becomes_ready
                     and time.monotonic() - sim.scheduled_at >= self.ready_delay
+                    and probe_passes
                 )
                 crash = None
                 if is_ready:

@@ -146,6 +146,7 @@ class Platform:
             namespace=self.ns,
             ready_policy=self._ready_policy,
             crash_policy=self._crash_policy,
+            model_state_policy=self._model_state_policy,
             ready_delay=1.0,
             poll_interval=0.1,
             on_change=self._on_pods,
@@ -253,6 +254,12 @@ class Platform:
         behaviour = None if version is None else self.scenario.versions.get(str(version))
         crash = None if behaviour is None else behaviour.crash
         return None if crash is None else (crash.reason, crash.after / self.speed)
+
+    def _model_state_policy(self, namespace: str, deployment: str, version: int | None) -> str:
+        """TF Serving's state of the version in its pods: the fleet's behaviour now (a change's modelState)."""
+        if self.fleet is None or version is None or str(version) not in self.fleet.versions:
+            return "AVAILABLE"
+        return self.fleet.behaviour(version).model_state
 
     def _on_pods(self, workload: WorkloadPods) -> None:
         if self.fleet is not None and workload.model == self.spec.model.name and workload.version is not None:

@@ -55,6 +55,8 @@ class Change(_Strict):
     findingAccuracy: FindingAccuracy | None = None
     outputShift: Annotated[float, Field(ge=-1, le=1)] | None = None
     ready: bool | None = None
+    # extra: TF Serving's state of the version from then on (END: it was unloaded or failed after loading)
+    modelState: Literal["START", "LOADING", "AVAILABLE", "UNLOADING", "END"] | None = None
 
     @model_validator(mode="after")
     def _findings(self) -> Change:

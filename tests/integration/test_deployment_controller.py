@@ -16,7 +16,13 @@ import uuid
 import numpy as np
 import pytest
 
-from mdsandbox.controllers import DeploymentController, WorkloadPods, selector_string, served_model_version
+from mdsandbox.controllers import (
+    DeploymentController,
+    WorkloadPods,
+    readiness_probe_succeeds,
+    selector_string,
+    served_model_version,
+)
 from mdsandbox.fleet import SimulatedFleet
 
 DEPLOY = ("apps", "v1", "deployments")
@@ -137,6 +143,65 @@ async def test_available_counts_pods_ready_for_min_ready_seconds_with_the_contro
         await controller.stop()
 
 
+async def test_a_canary_whose_model_is_unloaded_after_ready_becomes_not_ready(apiserver):
+    """Audit finding 11. The operator's own rendered canary Deployment, and beside it the same pods probing
+    TF Serving's status path: once the version goes to END (unloaded/failed after loading), TF Serving still
+    answers 200 on /versions/<v> (the status pods stay Ready: such a probe cannot notice) and 404 on
+    /versions/<v>/metadata, so the operator's pods turn NotReady and the operator no longer counts the canary
+    as ready/available."""
+    import pathlib
+
+    import yaml
+
+    from modeldeploy.plans import Target, VersionPlan
+    from modeldeploy.render import serving
+    from modeldeploy.rollout import DeploymentState
+    from modeldeploy.validation import validate_manifest
+
+    doc = yaml.safe_load((pathlib.Path(__file__).resolve().parents[2] / "examples/resnet50.yaml").read_text())
+    result = validate_manifest(doc)
+    assert result.ok, result.problems
+    target = Target(name=doc["metadata"]["name"], namespace=doc["metadata"]["namespace"], spec=result.spec, uid=None)
+    ns = _namespace(apiserver)
+    canary = serving.deployment(target, VersionPlan(3, "canary", 1))
+    canary["metadata"] = {"name": canary["metadata"]["name"], "labels": canary["metadata"].get("labels", {})}
+    status_path = f"/v1/models/{doc['spec']['model']['name']}/versions/3"
+    old = _deployment("status-probed", {"app": "status-probed"}, replicas=1, probe_path=status_path)
+    states = {"state": "AVAILABLE"}
+    controller = DeploymentController(api_url=apiserver.url, namespace=ns, ready_delay=0.1, poll_interval=0.05,
+                                      model_state_policy=lambda ns, name, version: states["state"])
+    apiserver.put_object(*DEPLOY, ns, canary)
+    apiserver.put_object(*DEPLOY, ns, old)
+    state = lambda name: DeploymentState.from_object(3, apiserver.get_object(*DEPLOY, ns, name))
+    await controller.start()
+    try:
+        await _until(lambda: state(canary["metadata"]["name"]).is_ready and state("status-probed").is_ready)
+        states["state"] = "END"
+        await _until(lambda: not state(canary["metadata"]["name"]).is_ready, timeout=5)
+        gone = state(canary["metadata"]["name"])
+        assert gone.ready == 0 and gone.available == 0 and not gone.primary_ready
+        await asyncio.sleep(0.5)
+        assert state("status-probed").ready == 1  # the status path answers 200 in END: still Ready
+        states["state"] = "AVAILABLE"  # reloaded: Ready again
+        await _until(lambda: state(canary["metadata"]["name"]).is_ready, timeout=5)
+    finally:
+        await controller.stop()
+
+
+@pytest.mark.parametrize("path, state, passes", [
+    ("/v1/models/m/versions/3", "AVAILABLE", True),
+    ("/v1/models/m/versions/3", "LOADING", True),  # GetModelStatus: 200 for every known state
+    ("/v1/models/m/versions/3", "END", True),
+    ("/v1/models/m/versions/3/metadata", "AVAILABLE", True),
+    ("/v1/models/m/versions/3/metadata", "UNLOADING", False),  # GetModelMetadata: no servable handle -> 404
+    ("/v1/models/m/versions/3/metadata", "END", False),
+    ("/v1/models/m", "END", True),  # not about the version
+])  # fmt: skip
+def test_readiness_follows_what_tf_serving_answers_on_the_probe_path(path, state, passes):
+    template = {"spec": {"containers": [{"name": "tfs", "readinessProbe": {"httpGet": {"path": path}}}]}}
+    assert readiness_probe_succeeds(template, state) is passes
+
+
 def test_max_unavailable_resolves_like_deploymentutil():
     from mdsandbox.controllers import max_unavailable
 
@@ -173,6 +238,7 @@ def test_selector_string(selector, expected):
     [
         ({"readinessProbe": {"httpGet": {"path": "/v1/models/resnet/versions/3"}}}, ("resnet", 3)),
         ({"startupProbe": {"httpGet": {"path": "/v1/models/resnet/versions/12"}}}, ("resnet", 12)),
+        ({"readinessProbe": {"httpGet": {"path": "/v1/models/resnet/versions/4/metadata"}}}, ("resnet", 4)),
         ({"readinessProbe": {"httpGet": {"path": "/v1/models/resnet"}}}, (None, None)),  # not a version
         ({"readinessProbe": {"tcpSocket": {"port": 8500}}}, (None, None)),
         ({}, (None, None)),

@@ -377,6 +377,23 @@ async def test_rest_columnar_inputs_metadata_and_status(fleet):
     assert f':tensorflow:serving:request_count{{model_name="{MODEL_NAME}",status="OK"}} 1' in metrics
 
 
+async def test_status_answers_every_state_metadata_only_an_available_version(fleet):
+    """As TF Serving: GetModelStatus is 200 for any state of a known version (here END, after a change
+    unloaded it), GetModelMetadata needs the loaded servable: 404 with TF Serving's NOT_FOUND text."""
+    now = [1000.0]
+    f = await fleet({"3": {"changes": [{"after": 30, "modelState": "END"}]}}, {"rps": 100}, scraped=False,
+                    clock=lambda: now[0], tick=3600)  # fmt: skip
+    async with httpx.AsyncClient(base_url=f.url) as client:
+        assert f.advance(10) == 1000  # first traffic: the change is due 30 s later
+        assert (await client.get(f"/v1/models/{MODEL_NAME}/versions/3/metadata")).status_code == 200
+        now[0] += 30
+        r = await client.get(f"/v1/models/{MODEL_NAME}/versions/3")
+        assert r.status_code == 200 and r.json()["model_version_status"][0]["state"] == "END"
+        r = await client.get(f"/v1/models/{MODEL_NAME}/versions/3/metadata")
+        assert r.status_code == 404
+        assert r.json() == {"error": f"Servable not found for request: Specific({MODEL_NAME}, 3)"}
+
+
 async def test_changes_follow_the_injected_clock(fleet):
     now = [1000.0]
     f = await fleet({"1": {"errorRate": 0.0, "changes": [{"after": 30, "errorRate": 1.0}, {"after": 60, "ready": False}]}},

@@ -160,7 +160,10 @@ def test_deployment_gpu_placement_probes_and_security():
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert "nodeSelector" not in pod  # no GPU-model label required (set gpu.product where feature discovery runs)
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
-    assert c["readinessProbe"]["httpGet"] == {"path": "/v1/models/resnet50_chest_xray/versions/3", "port": 8501}
+    # Ready only while version 3 is AVAILABLE: GetModelMetadata (the status path is 200 in any state, even END)
+    assert c["readinessProbe"]["httpGet"] == {"path": "/v1/models/resnet50_chest_xray/versions/3/metadata", "port": 8501}
+    assert c["startupProbe"]["httpGet"]["path"] == "/v1/models/resnet50_chest_xray/versions/3"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/v1/models/resnet50_chest_xray"
     assert "tcpSocket" not in c["readinessProbe"]
     assert c["args"][:4] == [
         "--port=8500", "--rest_api_port=8501",

@@ -361,14 +361,19 @@ def _probes(target: Target, plan: VersionPlan, cpu_fallback: bool) -> dict:
     slow = cpu_fallback  # CPU pods load and answer slower: longer timeouts
     version_path = f"/v1/models/{model}/versions/{plan.version}"
     return {
-        # Ready only once THIS model version is loaded and AVAILABLE (not a TCP probe).
+        # Ready only while THIS model version is AVAILABLE (not a TCP probe). Not the status path: TF
+        # Serving's GetModelStatus answers 200 for every state of a known version (LOADING, UNLOADING,
+        # END...). GetModelMetadata needs a handle on the loaded servable, which only an AVAILABLE version
+        # has; otherwise 404 "Servable not found for request: Specific(<model>, <version>)".
         "readinessProbe": {
-            "httpGet": {"path": version_path, "port": HTTP_PORT},
+            "httpGet": {"path": f"{version_path}/metadata", "port": HTTP_PORT},
             "periodSeconds": 5,
             "timeoutSeconds": 10 if slow else 3,
             "failureThreshold": 3,
         },
         # Loading a large SavedModel from object storage takes minutes: hold liveness off until loaded.
+        # (The status path: TF Serving opens its ports after the initial load; a version unloaded later
+        # must make the pod NotReady, never restart it.)
         "startupProbe": {
             "httpGet": {"path": version_path, "port": HTTP_PORT},
             "periodSeconds": 10,

@@ -2,7 +2,8 @@
 
 `VersionBehaviour` holds latency (a lognormal fitted to p50/p95), errorRate (share of 500
 answers), accuracy (mean AUROC on the golden set), findingAccuracy (per-finding AUROCs pinned, the
-mean held), outputShift, ready and operatingThresholds (the model card's thresholds its
+mean held), outputShift, ready, modelState (TF Serving's state of the loaded version: AVAILABLE, or
+e.g. END once a change unloads it) and operatingThresholds (the model card's thresholds its
 ``model_card`` signature serves; none: an export without that signature), plus ``changes: [{after:
 s, ...}]`` applied ``after`` seconds after the version FIRST receives live or mirrored traffic
 (`effective`). Errors name the bad field (``versions["2"].changes[0].errorRate: ...``). Pure: no
@@ -26,6 +27,7 @@ _SCENARIO_KEYS = {
     "findingAccuracy",
     "outputShift",
     "ready",
+    "modelState",
     "changes",
     "replicas",
     "operatingThresholds",
@@ -36,7 +38,10 @@ _SNAKE_TO_SCENARIO = {
     "output_shift": "outputShift",
     "finding_accuracy": "findingAccuracy",
     "operating_thresholds": "operatingThresholds",
+    "model_state": "modelState",
 }
+# TF Serving's ManagerState of a version it knows (GetModelStatus answers each; only AVAILABLE serves)
+MODEL_STATES = ("START", "LOADING", "AVAILABLE", "UNLOADING", "END")
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class VersionBehaviour:
     finding_accuracy: tuple[tuple[str, float], ...] = ()  # sorted (finding, AUROC) pairs
     output_shift: float = 0.0
     ready: bool = True
+    model_state: str = "AVAILABLE"  # extra: TF Serving's state of the loaded version (END: unloaded/failed)
     operating_thresholds: tuple[tuple[str, float], ...] = ()  # sorted (finding, threshold) of its model card
     changes: tuple[BehaviourChange, ...] = ()
 
@@ -166,6 +172,10 @@ class VersionBehaviour:
                 if not isinstance(overrides["ready"], bool):
                     raise ValueError("ready must be true or false")
                 kw["ready"] = overrides["ready"]
+            if "modelState" in overrides:
+                if overrides["modelState"] not in MODEL_STATES:
+                    raise ValueError(f"modelState must be one of {list(MODEL_STATES)}")
+                kw["model_state"] = overrides["modelState"]
             return replace(self, **kw)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}: {exc}") from None

@@ -2,9 +2,10 @@
 
 Routes (`TFServingRestApi.routes`), as TF Serving documents them:
 
-* ``GET  /v1/models/<m>/versions/<v>``: model status (AVAILABLE); 404 unknown model or version,
-  503 no ready pod;
-* ``GET  /v1/models/<m>/versions/<v>/metadata``: signature defs (``serving_default``: DT_STRING
+* ``GET  /v1/models/<m>/versions/<v>``: model status (200 with the version's state, AVAILABLE or the
+  scenario's ``modelState``, e.g. END); 404 unknown model or version, 503 no ready pod;
+* ``GET  /v1/models/<m>/versions/<v>/metadata``: 404 ``Servable not found for request: Specific(m, v)``
+  unless the version is AVAILABLE, as TF Serving's GetModelMetadata; else signature defs (``serving_default``: DT_STRING
   ``image_bytes``; ``predict_float``: DT_FLOAT [-1, 224, 224, 3]), 14 probabilities out;
 * ``POST /v1/models/<m>/versions/<v>:predict``: ``{"instances": [{"b64": ...}]}`` (row format)
   or ``{"inputs": ...}`` (columnar); ``"signature_name": "model_card"`` answers the version's served
@@ -137,21 +138,28 @@ class TFServingRestApi:
         return None, web.Response(status=code, text="")
 
     # ------------------------------------------------------------------ status and metadata
+    # GetModelStatus answers every state of a version it knows; GetModelMetadata needs a servable handle,
+    # which only an AVAILABLE version has (else NOT_FOUND "Servable not found for request: Specific(m, v)").
     async def _h_version_status(self, request: web.Request) -> web.Response:
         version, err = self._check_version(request)
-        return err or web.json_response(status_body(version))  # type: ignore[arg-type]
+        return err or web.json_response(status_body(version, self.fleet.behaviour(version).model_state))  # type: ignore[arg-type]
 
     async def _h_mesh_status(self, request: web.Request) -> web.Response:
         version, err = self._mesh_route(request)
-        return err or web.json_response(status_body(version))  # type: ignore[arg-type]
+        return err or web.json_response(status_body(version, self.fleet.behaviour(version).model_state))  # type: ignore[arg-type]
 
     async def _h_version_metadata(self, request: web.Request) -> web.Response:
         version, err = self._check_version(request)
-        return err or web.json_response(metadata_body(self.fleet.model_name, version, self._has_card(version)))  # type: ignore[arg-type]
+        return err or self._metadata(version)  # type: ignore[arg-type]
 
     async def _h_mesh_metadata(self, request: web.Request) -> web.Response:
         version, err = self._mesh_route(request)
-        return err or web.json_response(metadata_body(self.fleet.model_name, version, self._has_card(version)))  # type: ignore[arg-type]
+        return err or self._metadata(version)  # type: ignore[arg-type]
+
+    def _metadata(self, version: str) -> web.Response:
+        if self.fleet.behaviour(version).model_state != "AVAILABLE":
+            return tf_error(404, f"Servable not found for request: Specific({self.fleet.model_name}, {version})")
+        return web.json_response(metadata_body(self.fleet.model_name, version, self._has_card(version)))
 
     def _has_card(self, version: str | None) -> bool:
         return version is not None and bool(self.fleet.behaviour(version).operating_thresholds)
@@ -289,9 +297,9 @@ def scenario_card(model_name: str, version: str, beh: VersionBehaviour) -> dict[
     }
 
 
-def status_body(version: str) -> dict[str, Any]:
-    """GET /v1/models/<m>/versions/<v> of an AVAILABLE version."""
-    return {"model_version_status": [{"version": version, "state": "AVAILABLE",
+def status_body(version: str, state: str = "AVAILABLE") -> dict[str, Any]:
+    """GET /v1/models/<m>/versions/<v> of a version TF Serving knows, in any state (200 for each)."""
+    return {"model_version_status": [{"version": version, "state": state,
                                       "status": {"error_code": "OK", "error_message": ""}}]}  # fmt: skip
 
 
