@@ -19,6 +19,7 @@ from xraymodel.findings import FINDINGS
 from xraymodel.staging import OutputExistsError
 
 EXIT_OK = 0
+EXIT_GATE_FAILED = 1  # evaluate: the report was written, and a quality gate (--min-subgroup-auroc) failed
 EXIT_BAD_INPUT = 2
 
 
@@ -119,8 +120,16 @@ def _evaluate(args: argparse.Namespace) -> int:
             "mean_specificity": headline["mean_specificity"],
             "mean_ece": headline["mean_ece"],
             "threshold_source": headline["threshold_source"],
+            "worst_subgroup": headline.get("worst_subgroup"),
         }
     )
+    if args.min_subgroup_auroc is not None:
+        from xraymodel.subgroups import check_worst_subgroup
+
+        failure = check_worst_subgroup(report, args.min_subgroup_auroc)
+        if failure:
+            print(f"modeldeploy model evaluate: gate failed: {failure}", file=sys.stderr)
+            return EXIT_GATE_FAILED
     return EXIT_OK
 
 
@@ -272,6 +281,10 @@ def register(subparsers) -> None:
     evaluate.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
     evaluate.add_argument("--out", help="output folder (default: RUN/evaluation-<split>)")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--min-subgroup-auroc", type=float,
+        help="gate: exit 1 when the worst subgroup's (sex, age band, view, site) mean AUROC is below this",
+    )
     evaluate.set_defaults(func=_report_errors("evaluate", _evaluate))
 
     export = commands.add_parser("export", help="SavedModel for TF Serving at BASE/<version>/ with a model card")

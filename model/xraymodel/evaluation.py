@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xraymodel import datasets, evaluation_report
+from xraymodel import datasets, evaluation_report, subgroups
 from xraymodel.staging import staged_directory
 
 PREDICT_BATCH = 32
@@ -109,6 +109,13 @@ def evaluate(
         data.labels, probabilities, labels, threshold_policy=policy, bootstrap_resamples=bootstrap_resamples, seed=seed,
         groups=data.patient_ids, calibrators=evaluation_report.calibrators_from_dict(calibration),
     )
+    attributes = subgroups.image_attributes(data.root, data.paths)
+    if attributes:  # sex, age band, view, site: each subgroup's mean AUROC with a patient-bootstrap CI
+        report["subgroups"] = subgroups.subgroup_report(
+            data.labels, probabilities, labels, attributes, data.patient_ids,
+            resamples=min(bootstrap_resamples, 500), seed=seed,
+        )
+        report["headline"]["worst_subgroup"] = report["subgroups"]["worst"]
     if isinstance(policy, dict):
         report["headline"]["threshold_source"] = "validation split (Youden's J at training time)"
     report["model"] = {"path": str(model_path.resolve()), "kind": kind}

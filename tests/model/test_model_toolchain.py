@@ -11,6 +11,7 @@ import base64
 import csv
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -64,6 +65,21 @@ def test_ci_sized_training_reaches_mean_auroc_08_to_09_on_held_out_patients(test
         assert entry["operating_point"]["threshold"] == pytest.approx(record["validation"]["youden_thresholds"][name])
     assert headline["mean_sensitivity"] > 0.6 and headline["mean_specificity"] > 0.6
     assert 0.0 <= headline["mean_ece"] < 0.3
+    # subgroup AUROC (issue 16 item 5): every attribute of the label CSV, each subgroup with a patient-bootstrap CI
+    subgroups = report["subgroups"]
+    assert set(subgroups["attributes"]) == {"sex", "age_band", "view", "site"}
+    for attribute in ("sex", "view"):
+        entry = subgroups["attributes"][attribute]
+        assert len(entry["subgroups"]) == 2 and entry["gap"] >= 0
+        for group in entry["subgroups"].values():
+            low, high = group["mean_auroc_ci"]
+            assert low <= group["mean_auroc"] <= high and group["images"] >= 20
+    worst = headline["worst_subgroup"]
+    assert worst == subgroups["worst"] and worst["mean_auroc"] == min(
+        g["mean_auroc"] for e in subgroups["attributes"].values() for g in e.get("subgroups", {}).values()
+    )
+    print(f"CI fine-tune: worst subgroup {worst['attribute']}={worst['value']} mean AUROC {worst['mean_auroc']} "
+          f"{worst['mean_auroc_ci']} ({worst['images']} images; same findings overall {worst['overall_mean_auroc_same_findings']})")
     for png in ("roc_curves.png", "reliability.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG") and (out / png).stat().st_size > 10_000
 
@@ -95,6 +111,9 @@ def test_export_layout_model_card_and_immutability(exported_version, trained_run
     assert card["version"] == 1 and card["labels"] == record["labels"] and card["input_size"] == CI_INPUT_SIZE
     assert card["training"]["data_fingerprint"] == record["data"]["fingerprint"]
     assert card["metrics"]["mean_auroc"] == report["headline"]["mean_auroc"]
+    assert card["subgroups"]["status"] == "computed"  # the card carries the subgroups and the worst one
+    assert card["subgroups"]["worst"] == report["subgroups"]["worst"]
+    assert set(card["subgroups"]["attributes"]) == {"sex", "age_band", "view", "site"}
     assert card["verification"]["reload_max_abs_diff"] <= 1e-4
     assert card["artifact_bytes"] >= 4 * card["parameters"]
     assert set(card["signatures"]) == {"serving_default", "predict_float"}
@@ -302,14 +321,20 @@ def fresh_synthetic(tmp_path_factory, nih_label_rows):
     )
 
 
-def test_evaluating_the_export_through_the_bytes_signature(exported_version, fresh_synthetic, tmp_path):
+def test_evaluating_the_export_through_the_bytes_signature(exported_version, fresh_synthetic, tmp_path, capsys):
     # an exported version is immutable: evaluate never writes into it by default
     assert run_model_cli(["model", "evaluate", "--model", str(exported_version), "--data", str(fresh_synthetic)]) == 2
     out = tmp_path / "eval-export"
+    # the subgroup gate: an unreachable floor fails (exit 1) after the report is written, naming the subgroup
     assert run_model_cli(
-        ["model", "evaluate", "--model", str(exported_version), "--data", str(fresh_synthetic), "--out", str(out), "--bootstrap", "200"]
-    ) == 0
+        ["model", "evaluate", "--model", str(exported_version), "--data", str(fresh_synthetic), "--out", str(out), "--bootstrap", "200",
+         "--min-subgroup-auroc", "0.99"]
+    ) == 1
+    assert re.search(r"gate failed: worst subgroup \w+=\S+: mean AUROC 0\.\d+ .* < 0\.99", capsys.readouterr().err)
     report = json.loads((out / "metrics.json").read_text())
+    from xraymodel.subgroups import check_worst_subgroup
+
+    assert check_worst_subgroup(report, 0.5) is None  # ... and a floor it clears passes
     assert report["model"]["kind"] == "export" and report["cases"] == 160
     assert report["headline"]["mean_auroc"] >= 0.75  # generalises to new patients (160 images: a wide CI)
     assert report["headline"]["threshold_source"].startswith("validation split")  # from the model card
