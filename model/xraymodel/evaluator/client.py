@@ -139,49 +139,10 @@ class TFServingClient:
         if self.on_request_error is not None:
             self.on_request_error(version, reason)
 
-    async def predict_batch(self, version: int, b64_images: list[str] | tuple[str, ...],
-                            endpoint: str | None = None) -> np.ndarray:  # fmt: skip
-        """[len(b64_images), width] probabilities from one version (at its own `endpoint`, else the
-        shared one with the preview header), with retries (module docstring)."""
-        body = self.body(b64_images)
-        url, headers = self.request_target(version, endpoint)
-        attempt = 0
-        while True:
-            try:
-                async with self._semaphore:
-                    resp = await self._http.post(url, content=body, headers=headers)
-                failure = None
-                if resp.status_code == 429 or resp.status_code >= 500:
-                    failure = PredictFailure("http_5xx", f"HTTP {resp.status_code}: {resp.text[:200]}")
-                elif resp.status_code != 200:
-                    self._record(version, "http_4xx")
-                    raise PredictFailure("http_4xx", f"HTTP {resp.status_code}: {resp.text[:200]}")
-                else:
-                    try:
-                        return _rows(resp.json(), len(b64_images), self.width)
-                    except (GarbagePredictions, ValueError) as exc:  # ValueError: not JSON
-                        self._record(version, "garbage")
-                        raise PredictFailure("garbage", str(exc)[:300]) from None
-            except httpx.TimeoutException as exc:
-                failure = PredictFailure("timeout", f"no answer within {self.timeout_seconds:g}s ({type(exc).__name__})")
-            except httpx.TransportError as exc:
-                failure = PredictFailure("connect", f"{type(exc).__name__}: {exc}"[:300])
-            self._record(version, failure.reason)
-            if attempt >= self.retries:
-                raise failure
-            attempt += 1
-            delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (attempt - 1)) * (0.75 + 0.5 * random.random())
-            await asyncio.sleep(delay)
-
-    async def model_card(self, version: int, endpoint: str | None = None) -> object:
-        """The JSON answer of the version's ``model_card`` signature (xraymodel.served_card), one request.
-
-        Same route, timeout and retries as a predict call; failures raise PredictFailure (a version
-        exported without the signature: http_4xx with status 400, TF Serving's "not found in signature
-        def") and are NOT counted in request_errors (they are reported as the card's status)."""
-        from xraymodel.served_card import rest_request_body
-
-        body = json.dumps(rest_request_body()).encode()
+    async def _post(self, version: int, body: bytes, endpoint: str | None, decode, count: bool):
+        """POST `body` to the version with the module's retries; `decode(resp)` turns a 200 into the result
+        (raising PredictFailure "garbage" on a bad answer). A 4xx or garbage fails at once, 429/5xx, timeouts and
+        transport errors are retried. `count`: every failure goes to on_request_error."""
         url, headers = self.request_target(version, endpoint)
         attempt = 0
         while True:
@@ -191,20 +152,56 @@ class TFServingClient:
                 if resp.status_code == 429 or resp.status_code >= 500:
                     failure = PredictFailure("http_5xx", f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code)
                 elif resp.status_code != 200:
-                    raise PredictFailure("http_4xx", f"HTTP {resp.status_code}: {resp.text[:300]}", resp.status_code)
+                    failure = PredictFailure("http_4xx", f"HTTP {resp.status_code}: {resp.text[:300]}", resp.status_code)
+                    if count:
+                        self._record(version, failure.reason)
+                    raise failure
                 else:
                     try:
-                        return resp.json()
-                    except ValueError:
-                        raise PredictFailure("garbage", f"not JSON: {resp.text[:200]!r}") from None
+                        return decode(resp)
+                    except PredictFailure as exc:
+                        if count:
+                            self._record(version, exc.reason)
+                        raise
             except httpx.TimeoutException as exc:
                 failure = PredictFailure("timeout", f"no answer within {self.timeout_seconds:g}s ({type(exc).__name__})")
             except httpx.TransportError as exc:
                 failure = PredictFailure("connect", f"{type(exc).__name__}: {exc}"[:300])
+            if count:
+                self._record(version, failure.reason)
             if attempt >= self.retries:
                 raise failure
             attempt += 1
             await asyncio.sleep(min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (attempt - 1)) * (0.75 + 0.5 * random.random()))
+
+    async def predict_batch(self, version: int, b64_images: list[str] | tuple[str, ...],
+                            endpoint: str | None = None) -> np.ndarray:  # fmt: skip
+        """[len(b64_images), width] probabilities from one version (at its own `endpoint`, else the
+        shared one with the preview header), with retries (module docstring)."""
+
+        def decode(resp: httpx.Response) -> np.ndarray:
+            try:
+                return _rows(resp.json(), len(b64_images), self.width)
+            except (GarbagePredictions, ValueError) as exc:  # ValueError: not JSON
+                raise PredictFailure("garbage", str(exc)[:300]) from None
+
+        return await self._post(version, self.body(b64_images), endpoint, decode, count=True)
+
+    async def model_card(self, version: int, endpoint: str | None = None) -> object:
+        """The JSON answer of the version's ``model_card`` signature (xraymodel.served_card), one request.
+
+        Same route, timeout and retries as a predict call; failures raise PredictFailure (a version
+        exported without the signature: http_4xx with status 400, TF Serving's "not found in signature
+        def") and are NOT counted in request_errors (they are reported as the card's status)."""
+        from xraymodel.served_card import rest_request_body
+
+        def decode(resp: httpx.Response) -> object:
+            try:
+                return resp.json()
+            except ValueError:
+                raise PredictFailure("garbage", f"not JSON: {resp.text[:200]!r}") from None
+
+        return await self._post(version, json.dumps(rest_request_body()).encode(), endpoint, decode, count=False)
 
     async def predict_golden(self, version: int, golden: GoldenData, batch_size: int = 16,
                              endpoint: str | None = None) -> np.ndarray:  # fmt: skip
