@@ -23,12 +23,13 @@ from evaluator_testkit import write_config
 from xraymodel.evaluator.client import PredictFailure, TFServingClient
 from xraymodel.evaluator.exporter import EvaluatorMetrics
 from xraymodel.evaluator.service import Evaluator
-from xraymodel.serving_rest import rest_outputs_body
 
 pytestmark = pytest.mark.tf
 os.environ.setdefault("KERAS_HOME", tempfile.mkdtemp(prefix="keras-home-"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 tf = pytest.importorskip("tensorflow", reason="needs the 'ml' extra (TensorFlow)")
+
+from savedmodel_rest import SavedModelREST, serve  # noqa: E402  (imports TensorFlow)
 
 GOLDEN = "sandbox://golden?size=40&seed=2&min_positives=2"
 
@@ -47,35 +48,8 @@ def export_dir(tmp_path_factory):
                               head="multilabel", model_name="resnet50_chest_xray")  # fmt: skip
 
 
-class TFServingREST:
-    """POST /v1/models/<m>/versions/<v>:predict served by the SavedModel's signatures, TF Serving's JSON rules."""
-
-    def __init__(self, export_dir) -> None:
-        self.loaded = tf.saved_model.load(str(export_dir))
-        self.version = export_dir.name
-
-    def _predict(self, payload: dict) -> tuple[int, dict]:
-        signature = payload.get("signature_name") or "serving_default"
-        if signature not in self.loaded.signatures:
-            return 400, {"error": f'Serving signature name: "{signature}" not found in signature def'}
-        fn = self.loaded.signatures[signature]
-        (input_name,) = fn.structured_input_signature[1]
-        instances = payload.get("instances")
-        if not isinstance(instances, list) or not instances:
-            return 400, {"error": "Missing 'instances' key"}
-        values = [base64.b64decode(i["b64"]) if isinstance(i, dict) and "b64" in i else i for i in instances]
-        try:
-            outputs = fn(**{input_name: tf.constant(values)})
-        except (tf.errors.InvalidArgumentError, ValueError) as exc:
-            return 400, {"error": str(getattr(exc, "message", exc)).splitlines()[0]}
-        # single-output signature: rows are plain lists; a DT_STRING output is a plain JSON string
-        return 200, rest_outputs_body({name: t.numpy().tolist() for name, t in outputs.items()})
-
-    async def handle(self, request: web.Request) -> web.Response:
-        if request.match_info["version"] != self.version:
-            return web.json_response({"error": "Servable not found"}, status=404)
-        status, body = await asyncio.to_thread(self._predict, json.loads(await request.read()))
-        return web.json_response(body, status=status)
+class TFServingREST(SavedModelREST):
+    """The export over TF Serving's REST API (tests/savedmodel_rest.py), plus the signature called in-process."""
 
     def direct(self, images: list[bytes]) -> np.ndarray:
         return self.loaded.signatures["serving_default"](image_bytes=tf.constant(images))["probabilities"].numpy()
@@ -99,45 +73,34 @@ def export_dir_without_card(tmp_path_factory):
         export.add_model_card_signature = real
 
 
-async def _serve(export_dir):
-    server = TFServingREST(export_dir)
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_post(r"/v1/models/{model}/versions/{version:[0-9]+}:predict", server.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    return server, runner
-
-
 @pytest.fixture
 async def tf_server(export_dir):
-    server, runner = await _serve(export_dir)
-    try:
+    async with serve(TFServingREST(export_dir)) as server:
         yield server
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize("which", ["current export (no training record)", "older export (no signature)"])
-async def test_a_version_without_served_thresholds_falls_back_and_says_why(tmp_path, which, export_dir, export_dir_without_card):
+async def test_a_version_without_served_thresholds_falls_back_and_says_why(
+    tmp_path, which, export_dir, export_dir_without_card
+):
     served = export_dir if which.startswith("current") else export_dir_without_card
-    server, runner = await _serve(served)
-    cfg = write_config(tmp_path / "evaluator.yaml", [(1, "stable")], golden=GOLDEN, batchSize=20)
-    ev = Evaluator(cfg, EvaluatorMetrics(), endpoint_override=server.url, first_publish_wait=0)
-    try:
-        outcome = (await ev.evaluate_all())["v1"]
-        health = ev.health()[1]["versions"]["v1"]
-    finally:
-        await ev.close()
-        await runner.cleanup()
+    async with serve(TFServingREST(served)) as server:
+        outcome, health = await _evaluate_once(tmp_path, server)
     assert outcome.ok, outcome.error
     assert outcome.evaluation.threshold_source == "youden"
     if which.startswith("current"):  # the card is served, but the run had no operating points
         assert health["modelCard"] == "no_thresholds"
     else:  # TF Serving's 400 for the signature the SavedModel lacks
         assert health["modelCard"] == "no_signature" and "not found in signature def" in health["modelCardReason"]
+
+
+async def _evaluate_once(tmp_path, server):
+    cfg = write_config(tmp_path / "evaluator.yaml", [(1, "stable")], golden=GOLDEN, batchSize=20)
+    ev = Evaluator(cfg, EvaluatorMetrics(), endpoint_override=server.url, first_publish_wait=0)
+    try:
+        return (await ev.evaluate_all())["v1"], ev.health()[1]["versions"]["v1"]
+    finally:
+        await ev.close()
 
 
 async def test_evaluator_round_trip_through_the_exported_savedmodel(tmp_path, tf_server):

@@ -24,54 +24,12 @@ tf = pytest.importorskip("tensorflow", reason="needs the 'ml' extra (TensorFlow)
 GOLDEN = "sandbox://golden?size=48&seed=4&min_positives=2"
 
 
-class SavedModelREST:
-    """POST /v1/models/<m>/versions/<v>:predict answered by the SavedModel's signatures, TF Serving's JSON rules."""
-
-    def __init__(self, version_dir) -> None:
-        self.loaded = tf.saved_model.load(str(version_dir))
-        self.version = version_dir.name
-        self.calls: dict[str, int] = {}
-
-    def _predict(self, payload: dict) -> tuple[int, dict]:
-        from xraymodel.serving_rest import RestBodyError, rest_outputs_body
-
-        signature = payload.get("signature_name") or "serving_default"
-        self.calls[signature] = self.calls.get(signature, 0) + 1
-        if signature not in self.loaded.signatures:
-            return 400, {"error": f'Serving signature name: "{signature}" not found in signature def'}
-        fn = self.loaded.signatures[signature]
-        (input_name,) = fn.structured_input_signature[1]
-        instances = payload.get("instances")
-        if not isinstance(instances, list) or not instances:
-            return 400, {"error": "Missing 'inputs' or 'instances' key"}
-        values = [base64.b64decode(i["b64"]) if isinstance(i, dict) and "b64" in i else i for i in instances]
-        try:
-            outputs = fn(**{input_name: tf.constant(values)})
-            return 200, rest_outputs_body({name: t.numpy().tolist() for name, t in outputs.items()})
-        except (tf.errors.InvalidArgumentError, ValueError, RestBodyError) as exc:
-            return 400, {"error": str(getattr(exc, "message", exc)).splitlines()[0]}
-
-    async def handle(self, request: web.Request) -> web.Response:
-        if request.match_info["version"] != self.version:
-            return web.json_response({"error": "Servable not found"}, status=404)
-        status, body = await asyncio.to_thread(self._predict, json.loads(await request.read()))
-        return web.json_response(body, status=status)
-
-
 @pytest.fixture
 async def rest_server(exported_version):
-    server = SavedModelREST(exported_version)
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_post(r"/v1/models/{model}/versions/{version:[0-9]+}:predict", server.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    from savedmodel_rest import SavedModelREST, serve
+
+    async with serve(SavedModelREST(exported_version)) as server:
         yield server
-    finally:
-        await runner.cleanup()
 
 
 def _card(version_dir) -> dict:
@@ -116,7 +74,9 @@ def test_the_export_has_a_model_card_signature_with_the_cards_values(exported_ve
     assert served.thresholds, "the CI model's card has operating points"
 
 
-async def test_the_evaluator_uses_the_served_cards_thresholds_not_the_golden_sets(exported_version, rest_server, tmp_path):
+async def test_the_evaluator_uses_the_served_cards_thresholds_not_the_golden_sets(
+    exported_version, rest_server, tmp_path
+):
     from mdsandbox.synthetic_golden import materialize
     from xraymodel.evaluator.exporter import EvaluatorMetrics
     from xraymodel.evaluator.service import Evaluator
@@ -140,8 +100,10 @@ async def test_the_evaluator_uses_the_served_cards_thresholds_not_the_golden_set
     evaluation = outcome.evaluation
     used = {f.finding: f.threshold for f in evaluation.findings}
     expected = _expected_thresholds(card)
-    print(f"threshold source {evaluation.threshold_source}; card thresholds used for {len(expected)} findings, "
-          f"e.g. {sorted(expected.items())[:2]}; model_card calls {rest_server.calls.get('model_card')}")
+    print(
+        f"threshold source {evaluation.threshold_source}; card thresholds used for {len(expected)} findings, "
+        f"e.g. {sorted(expected.items())[:2]}; model_card calls {rest_server.calls.get('model_card')}"
+    )
     assert evaluation.threshold_source == "model card (served)" and health["modelCard"] == "served"
     for finding, threshold in expected.items():
         assert used[finding] == pytest.approx(threshold, abs=1e-12), finding
@@ -167,7 +129,9 @@ async def test_the_int8_runtime_answers_the_same_signature_from_its_card(exporte
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        async with TFServingClient(f"http://127.0.0.1:{server.server_address[1]}", card["model_name"], retries=0) as client:
+        async with TFServingClient(
+            f"http://127.0.0.1:{server.server_address[1]}", card["model_name"], retries=0
+        ) as client:
             body = await client.model_card(2)
             with pytest.raises(PredictFailure) as unknown:
                 await client.model_card(1)
