@@ -30,6 +30,11 @@ Probability = sigmoid(logit(prevalence_k) + z) + ``output_shift``, clipped to [0
 float32 (TF Serving's output dtype). The shift moves the whole prediction distribution (PSI rises)
 while ranks, hence AUROC, stay put except where clipping creates ties.
 
+Demographics: every image also has a sex, an age, an AP/PA view and a site (exact shares per golden
+set, dealt by a seeded permutation independent of the labels: DEMOGRAPHICS), written to labels.csv as
+ChestX-ray14's "Patient Gender", "Patient Age", "View Position" and a "Site" column, so the online
+evaluator can score subgroups (its ``subgroup_auroc_mean``).
+
 Everything is deterministic per (seed, version, image id); ``version`` is any string ("3").
 ``GoldenSet.from_uri("sandbox://golden")`` is the default set (500 images, seed 0);
 ``sandbox://golden?size=200&seed=3`` picks another — fleet and evaluator must use the same uri.
@@ -80,6 +85,15 @@ _CHEXNET_AUROC = (
 _OFFSETS = np.array(_CHEXNET_AUROC) - np.mean(_CHEXNET_AUROC)
 AUC_CEILING = 0.995
 
+# Exact shares of each attribute's values (ChestX-ray14: 56 % male, ~40 % AP films; age bands as in
+# xraymodel.subgroups.AGE_BANDS, each value followed by the age range drawn from).
+DEMOGRAPHICS: dict[str, tuple[tuple[str, float], ...]] = {
+    "Patient Gender": (("M", 0.56), ("F", 0.44)),
+    "Patient Age": (("0-17", 0.10), ("18-39", 0.27), ("40-59", 0.36), ("60+", 0.27)),
+    "View Position": (("PA", 0.60), ("AP", 0.40)),
+    "Site": (("SITE-A", 0.50), ("SITE-B", 0.30), ("SITE-C", 0.20)),
+}
+_AGE_RANGES = {"0-17": (2, 17), "18-39": (18, 39), "40-59": (40, 59), "60+": (60, 89)}
 IMAGE_SIZE = 16
 _MAGIC = b"MDGS"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -259,6 +273,7 @@ class GoldenSet:
             n_pos = min(self.size - min_positives, max(min_positives, round(PREVALENCE[finding] * self.size)))
             labels[rng.permutation(self.size)[:n_pos], k] = 1
         self.labels = labels
+        self.demographics = self._deal_demographics()
         self._bias = np.array([_logit(PREVALENCE[f]) for f in FINDINGS])
         self._shared_noise = np.random.default_rng([self.seed, 0x5A]).standard_normal((self.size, len(FINDINGS)))
         self._noise_cache: dict[str, np.ndarray] = {}
@@ -281,6 +296,37 @@ class GoldenSet:
         if unknown:
             raise ValueError(f"{uri}: unknown parameter(s) {sorted(unknown)}")
         return cls(**{k: int(v) for k, v in query.items()})
+
+    def _deal_demographics(self) -> dict[str, tuple[str, ...]]:
+        """Column -> one cell per image (module docstring); a separate seeded stream, labels untouched."""
+        rng = np.random.default_rng([self.seed, 0xDE40])
+        out: dict[str, tuple[str, ...]] = {}
+        for column, shares in DEMOGRAPHICS.items():
+            counts = [round(share * self.size) for _, share in shares]
+            counts[0] += self.size - sum(counts)
+            cells = np.empty(self.size, dtype=object)
+            order, start = rng.permutation(self.size), 0
+            for (value, _), n in zip(shares, counts):
+                cells[order[start : start + n]] = value
+                start += n
+            if column == "Patient Age":
+                ages = [int(rng.integers(_AGE_RANGES[v][0], _AGE_RANGES[v][1] + 1)) for v in cells]
+                cells = np.array([str(a) for a in ages], dtype=object)
+            out[column] = tuple(str(c) for c in cells)
+        return out
+
+    def subgroup_mask(self, attribute: str, value: str) -> np.ndarray:
+        """Images of one subgroup, named as the evaluator names them (``view``/``AP``, ``age_band``/``60+``)."""
+        from xraymodel.subgroups import COLUMNS, age_band
+
+        if attribute not in COLUMNS:
+            raise ValueError(f"unknown subgroup attribute {attribute!r} (one of {', '.join(COLUMNS)})")
+        cells = self.demographics[COLUMNS[attribute]]
+        values = [age_band(c) if attribute == "age_band" else c.upper() for c in cells]
+        mask = np.array([v == str(value).upper() for v in values])
+        if not mask.any():
+            raise ValueError(f"no image in subgroup {attribute}={value} (values: {', '.join(sorted(set(values)))})")
+        return mask
 
     # ------------------------------------------------------------------ images
     def filename(self, image_id: int) -> str:
@@ -317,9 +363,10 @@ class GoldenSet:
     def labels_csv(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["image", *FINDINGS])
+        columns = list(self.demographics)
+        writer.writerow(["image", *FINDINGS, *columns])
         for i in range(self.size):
-            writer.writerow([self.filename(i), *map(int, self.labels[i])])
+            writer.writerow([self.filename(i), *map(int, self.labels[i]), *(self.demographics[c][i] for c in columns)])
         return out.getvalue()
 
     def write(self, directory: str | Path) -> Path:

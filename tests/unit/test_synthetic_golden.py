@@ -161,7 +161,9 @@ def test_write_layout(tmp_path):
     g = GoldenSet(size=40, seed=4, min_positives=2)
     root = g.write(tmp_path / "golden")
     rows = list(csv.DictReader(io.StringIO((root / "labels.csv").read_text())))
-    assert len(rows) == 40 and list(rows[0]) == ["image", *FINDINGS]
+    demographics = ["Patient Gender", "Patient Age", "View Position", "Site"]  # ChestX-ray14's names + Site
+    assert len(rows) == 40 and list(rows[0]) == ["image", *FINDINGS, *demographics]
+    assert [rows[3][c] for c in demographics] == [g.demographics[c][3] for c in demographics]
     data = (root / "images" / rows[3]["image"]).read_bytes()
     assert g.image_id(data) == 3
     assert [int(rows[3][f]) for f in FINDINGS] == list(g.labels[3])

@@ -12,6 +12,10 @@ set into what gets exported for it:
 * expected calibration error per finding (equal-width bins) and its mean;
 * each finding's predicted-probability distribution: mean and the 10/50/90 % quantiles.
 
+* per demographic subgroup of the golden set (``subgroups``: xraymodel.evaluator.golden.Subgroup,
+  e.g. view=AP, age_band=60+), the mean AUROC over the attribute's common findings within that
+  subgroup (the online side of xraymodel.subgroups; no CI: the gate's minPositives guards the counts).
+
 `drift(baseline, current)` compares two versions' probabilities finding by finding: the population
 stability index (bins at the baseline's deciles; < 0.1 none, 0.1-0.2 moderate, >= 0.2 significant)
 and the two-sample Kolmogorov-Smirnov statistic.
@@ -27,7 +31,7 @@ difference at each version's operating threshold with its paired (discordant-pai
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,6 +61,19 @@ class FindingEvaluation:
 
 
 @dataclass(frozen=True)
+class SubgroupEvaluation:
+    """One subgroup's figures for one version: mean AUROC over `findings` (None: not scored)."""
+
+    attribute: str
+    value: str
+    images: int
+    positives: int  # fewest positives of any finding in the mean
+    negatives: int
+    findings: int  # how many findings the mean averages
+    auroc_mean: float | None
+
+
+@dataclass(frozen=True)
 class VersionEvaluation:
     """Everything measured for one version on the golden set in one evaluation."""
 
@@ -66,6 +83,7 @@ class VersionEvaluation:
     auroc_mean_ci: tuple[float, float] | None  # bootstrap percentile interval, None when off
     ece_mean: float
     threshold_source: str  # "model card (served)" | "model card" (config) | "configured" | "youden"
+    subgroups: tuple[SubgroupEvaluation, ...] = ()
 
     def auroc_by_finding(self) -> dict[str, float]:
         return {f.finding: f.auroc for f in self.findings if f.auroc is not None}
@@ -133,6 +151,7 @@ def evaluate_version(
     bootstrap_resamples: int = 200,
     ece_bins: int = 10,
     seed: int = 0,
+    subgroups: Sequence = (),
 ) -> VersionEvaluation:
     """The figures of one version (module docstring). `labels` 0/1 and `probabilities` are [N, k].
 
@@ -187,7 +206,23 @@ def evaluate_version(
         threshold_source=operating_thresholds_source
         if operating_thresholds
         else ("configured" if operating_threshold is not None else "youden"),
+        subgroups=subgroup_aurocs(y, p, subgroups),
     )
+
+
+def subgroup_aurocs(labels: np.ndarray, probabilities: np.ndarray, subgroups: Sequence) -> tuple[SubgroupEvaluation, ...]:
+    """Each subgroup's mean AUROC over its findings (golden.Subgroup: attribute, value, mask, findings,
+    positives, negatives); a subgroup without findings is listed with auroc_mean None."""
+    y, p = np.asarray(labels), np.asarray(probabilities)
+    out = []
+    for group in subgroups:
+        mask = np.asarray(group.mask, dtype=bool)
+        mean = None
+        if group.findings:
+            mean = float(np.mean([metrics.auroc(y[mask, k], p[mask, k]) for k in group.findings]))
+        out.append(SubgroupEvaluation(group.attribute, group.value, int(mask.sum()), int(group.positives),
+                                      int(group.negatives), len(group.findings), mean))  # fmt: skip
+    return tuple(out)
 
 
 def drift(baseline: np.ndarray, current: np.ndarray, findings: tuple[str, ...] = FINDINGS, bins: int = 10) -> DriftResult:

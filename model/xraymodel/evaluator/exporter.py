@@ -15,6 +15,10 @@ per-version series add ``version`` ("v<N>"). Names (docs/evaluator.md has the fu
     modeldeploy_evaluator_ece{version, finding}, modeldeploy_evaluator_ece_mean{version}
     modeldeploy_evaluator_prediction_mean{version, finding}
     modeldeploy_evaluator_prediction_quantile{version, finding, quantile}
+    modeldeploy_evaluator_subgroup_auroc_mean{version, attribute, subgroup}  mean AUROC within one demographic
+                                                               subgroup (attribute sex|age_band|view|site, subgroup
+                                                               M, 60+, AP, ...) over the attribute's common findings;
+                                                               only scored subgroups (gate: worstSubgroup)
   gauges, present only while BOTH versions' last evaluations succeeded (version = new, baseline = stable):
     modeldeploy_evaluator_psi{version, baseline_version, finding}        (gate: predictionPSI = max over findings)
     modeldeploy_evaluator_ks{version, baseline_version, finding}
@@ -37,6 +41,10 @@ per-version series add ``version`` ("v<N>"). Names (docs/evaluator.md has the fu
   evaluator-wide:
     modeldeploy_evaluator_golden_set_images, modeldeploy_evaluator_golden_set_positives{finding},
     modeldeploy_evaluator_golden_set_info{source, fingerprint} (1), modeldeploy_evaluator_golden_set_errors_total,
+    modeldeploy_evaluator_golden_set_subgroup_images{attribute, subgroup}     images in the subgroup
+    modeldeploy_evaluator_golden_set_subgroup_positives{attribute, subgroup}  fewest positives of any finding in
+                                                               its mean (0 = not scored: too few images)
+    modeldeploy_evaluator_golden_set_subgroup_findings{attribute, subgroup}   findings its mean averages
     modeldeploy_evaluator_config_errors_total, modeldeploy_evaluator_versions (listed in the config)
 
 Withdrawing a version (failed evaluation) deletes its quality gauges at once, so Prometheus marks
@@ -252,6 +260,8 @@ class EvaluatorMetrics:
             card_info = gauge("model_card_info", "What the version's model_card signature gave in the last round (1).",
                               ("version", "status", "sha256"))  # fmt: skip
             source_info = gauge("threshold_source_info", "Where the operating thresholds came from (1).", ("version", "source"))
+            sub = ("attribute", "subgroup")
+            sub_auroc = gauge("subgroup_auroc_mean", "Mean AUROC within a demographic subgroup of the golden set.", ("version", *sub))
 
             for label, s in sorted(versions.items()):
                 vl = [*base, label]
@@ -291,6 +301,9 @@ class EvaluatorMetrics:
                         pmean.add_metric(fl, f.prediction_mean)
                         for q, value in zip(QUANTILES, f.prediction_quantiles):
                             pq.add_metric([*fl, f"{q:g}"], value)
+                    for g in ev.subgroups:
+                        if g.auroc_mean is not None:
+                            sub_auroc.add_metric([*vl, g.attribute, g.value], g.auroc_mean)
                 for baseline, d in sorted(s.drift.items()):
                     for finding, value in d.psi.items():
                         psi.add_metric([*vl, baseline, finding], value)
@@ -314,6 +327,15 @@ class EvaluatorMetrics:
                 for finding, n in golden.positives().items():
                     golden_pos.add_metric([*base, finding], n)
                 golden_info.add_metric([*base, golden.source, golden.fingerprint], 1)
+            sub_images = gauge("golden_set_subgroup_images", "Images in a demographic subgroup of the golden set.", sub)
+            sub_pos = gauge("golden_set_subgroup_positives",
+                            "Fewest positives of any finding in the subgroup's mean AUROC (0 = not scored).", sub)  # fmt: skip
+            sub_findings = gauge("golden_set_subgroup_findings", "Findings the subgroup's mean AUROC averages.", sub)
+            for g in golden.subgroups if golden is not None else ():
+                gl = [*base, g.attribute, g.value]
+                sub_images.add_metric(gl, g.images)
+                sub_pos.add_metric(gl, g.positives)
+                sub_findings.add_metric(gl, len(g.findings))
             golden_err = counter("golden_set_errors", "Failed golden-set loads.")
             golden_err.add_metric(base, golden_errors)
             config_err = counter("config_errors", "Unreadable or invalid evaluator.yaml reads.")
@@ -322,7 +344,8 @@ class EvaluatorMetrics:
             listed.add_metric(base, len(versions))
         return [auroc_mean, auroc_ci, auroc, sens, spec, thr, ece, ece_mean, pmean, pq, psi, ks, psi_max, auroc_delta,
                 auroc_delta_se, sens_delta, sens_delta_se, samples, outcomes,
-                errors, last_success, last_ok, duration, card_info, source_info, golden_images, golden_pos, golden_info, golden_err, config_err, listed]
+                errors, last_success, last_ok, duration, card_info, source_info, golden_images, golden_pos, golden_info,
+                sub_auroc, sub_images, sub_pos, sub_findings, golden_err, config_err, listed]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -233,7 +233,7 @@ class Evaluator:
                 operating_threshold=config.operating_threshold,
                 operating_thresholds=thresholds or None, operating_thresholds_source=source,
                 bootstrap_resamples=config.bootstrap_resamples,
-                ece_bins=config.ece_bins,
+                ece_bins=config.ece_bins, subgroups=golden.subgroups,
             )  # fmt: skip
         except (PredictFailure, TimeoutError, compute.GarbagePredictions) as exc:
             if isinstance(exc, PredictFailure):
