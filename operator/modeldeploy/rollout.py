@@ -592,10 +592,17 @@ def _refusal(ctx: _Ctx, gate: Any) -> str:
     )
 
 
+def _strategy(spec: ModelDeploymentSpec, ro: RolloutStatus) -> str:
+    """The strategy of the rollout in progress: the one it started with (status.strategy), not the spec's
+    when that changed mid-rollout -- the routes follow it (plan), so every step decision must too."""
+    return ro.strategy or spec.strategy.type
+
+
 def _final_move(ctx: _Ctx, manual: bool) -> bool:
     """Whether the next move gives the new version all live traffic (what confirmPromotion gates guard)."""
     ro, spec = ctx.ro, ctx.spec
-    if spec.strategy.type == "Canary":
+    kind = _strategy(spec, ro)
+    if kind == "Canary":
         steps = spec.strategy.canary.steps
         if (ro.canary_weight or 0) >= 100:
             return False  # already at 100%: the sign-off came before this step
@@ -604,7 +611,7 @@ def _final_move(ctx: _Ctx, manual: bool) -> bool:
         "ABTest": spec.strategy.ab_test.iterations,
         "BlueGreen": spec.strategy.blue_green.iterations,
         "Shadow": spec.strategy.shadow.iterations,
-    }[spec.strategy.type]
+    }[kind]
     return manual or ro.step + 1 >= iterations
 
 
@@ -678,8 +685,8 @@ def _on_rollback_gate(ctx: _Ctx, obs: Observation) -> bool:
 # ---- progressing a rollout --------------------------------------------------------------------
 
 
-def _initial_weight(spec: ModelDeploymentSpec) -> int:
-    if spec.strategy.type == "Canary":
+def _initial_weight(spec: ModelDeploymentSpec, ro: RolloutStatus) -> int:
+    if _strategy(spec, ro) == "Canary":
         return spec.strategy.canary.steps[0]
     return 0
 
@@ -709,7 +716,7 @@ def _await_ready(ctx: _Ctx, obs: Observation) -> None:
         return
     if dep is not None and dep.is_ready:
         # restarts before readiness do not count against the version
-        ro.mark_ready(ctx.stamp, restarts=dep.restarts, weight=_initial_weight(spec))
+        ro.mark_ready(ctx.stamp, restarts=dep.restarts, weight=_initial_weight(spec, ro))
         _preview_starved(ctx)  # BlueGreen: its preview deadline is known now (else the next quiet pass writes it)
         ctx.event("Normal", "CanaryReady", f"version {canary} is ready; {_route_text(spec, ro)}")
         return
@@ -746,6 +753,7 @@ def _on_fail_fast(ctx: _Ctx, obs: Observation) -> bool:
         ctx,
         reason=f"fail-fast threshold crossed: {_breach(obs.fail_fast)}",
         metrics=_metric_statuses(obs.fail_fast),
+        traffic_off=True,
     )
     return True
 
@@ -809,7 +817,7 @@ def _preview_starved(ctx: _Ctx) -> bool:
 
 def _advance(ctx: _Ctx, reason: str, manual: bool = False) -> None:
     ro, spec = ctx.ro, ctx.spec
-    kind = spec.strategy.type
+    kind = _strategy(spec, ro)
     if not _signed_off(ctx, manual):
         return  # waiting for a confirmPromotion gate, or refused by one (rolled back)
     ctx.moved = True
@@ -867,19 +875,27 @@ def _promote(ctx: _Ctx, reason: str, manual: bool = False) -> None:
     ctx.event("Normal", "Promoted", f"version {canary} promoted to stable (was {old}): {why}")
 
 
-def _fail(ctx: _Ctx, reason: str, metrics: list[dict]) -> None:
-    """A failed rollout: roll back, or (rollback.automatic false) Analysing -> FailedHold at the failing step."""
+def _fail(ctx: _Ctx, reason: str, metrics: list[dict], traffic_off: bool = False) -> None:
+    """A failed rollout: roll back, or (rollback.automatic false) Analysing -> FailedHold at the failing step;
+    a fail-fast breach (`traffic_off`) is never held at its weight: the new version's traffic goes to 0% at once."""
     if ctx.spec.rollback.automatic:
         _rollback(ctx, reason=reason, metrics=metrics)
         return
     ro = ctx.ro
     if ro.state is RolloutState.FAILED_HOLD:
         return
-    ro.hold_failed()
-    held = (
-        f"{reason}; automatic rollback is off: holding version {ro.canary_version} at {ro.canary_weight}% "
-        "for a human (kubectl modeldeploy abort|promote|retry)"
-    )
+    was = ro.canary_weight
+    ro.hold_failed(traffic_off=traffic_off)
+    if traffic_off:
+        held = (
+            f"{reason}; automatic rollback is off: traffic to version {ro.canary_version} set to 0% (was {was}%) "
+            "for a human, its pods kept (kubectl modeldeploy abort|promote|retry)"
+        )
+    else:
+        held = (
+            f"{reason}; automatic rollback is off: holding version {ro.canary_version} at {ro.canary_weight}% "
+            "for a human (kubectl modeldeploy abort|promote|retry)"
+        )
     ctx.history(
         version=ro.canary_version,
         action="failed",
@@ -983,7 +999,7 @@ def _mark_initialized(ctx: _Ctx, obs: Observation) -> None:
 
 
 def _route_text(spec: ModelDeploymentSpec, ro: RolloutStatus) -> str:
-    kind = spec.strategy.type
+    kind = _strategy(spec, ro)
     if kind == "Canary":
         return f"{ro.canary_weight}% of traffic"
     if kind == "ABTest":
@@ -1243,7 +1259,7 @@ def plans(spec: ModelDeploymentSpec, st: Mapping[str, Any]) -> tuple[tuple[Versi
     versions = tuple(out[v] for v in sorted(out))
 
     routed_canary = canary if ro.routed else None
-    kind = ro.strategy or spec.strategy.type
+    kind = _strategy(spec, ro)
     preview = tuple(sorted(v.version for v in versions if v.replicas > 0))
     if routed_canary is None:
         route = RoutePlan(stable=stable, preview=preview)

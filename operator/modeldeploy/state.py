@@ -74,6 +74,7 @@ _PER_ROLLOUT = (
     "ready_restarts",
     "preview_data_at",
     "preview_deadline_at",
+    "traffic_off",
 )
 
 # status.rollout wire names of the fields below (the contract of this module: never rename).
@@ -95,6 +96,7 @@ _ROLLOUT_KEYS = {
     "stalled": "stalled",
     "handled_action": "handledAction",
     "handled_action_id": "handledActionId",
+    "traffic_off": "trafficOff",
 }
 _KNOWN_ROLLOUT_KEYS = frozenset(_ROLLOUT_KEYS.values()) | {"state", "failedHold"}
 
@@ -140,6 +142,7 @@ class RolloutStatus:
     ready_restarts: int | None = None  # TF Serving restarts before readiness (do not count against it)
     preview_data_at: str | None = None  # BlueGreen: the first analysis with data
     preview_deadline_at: str | None = None  # BlueGreen: fails without data by then
+    traffic_off: bool | None = None  # FailedHold after a fail-fast breach: the new version gets no traffic at all
     rolled_back_version: int | None = None  # never retried automatically
     previous_stable: int | None = None  # the stable before the last promotion (kept at 0 replicas)
     scale_down_at: str | None = None  # the previous stable drains until then (phase Promoting)
@@ -175,6 +178,7 @@ class RolloutStatus:
             ready_restarts=_int(rollout.get("readyRestarts")),
             preview_data_at=rollout.get("previewDataAt"),
             preview_deadline_at=rollout.get("previewDeadlineAt"),
+            traffic_off=bool(rollout.get("trafficOff")) or None,
             rolled_back_version=_int(rollout.get("rolledBackVersion")),
             previous_stable=_int(rollout.get("previousStable")),
             scale_down_at=rollout.get("scaleDownAt"),
@@ -235,8 +239,9 @@ class RolloutStatus:
 
     @property
     def routed(self) -> bool:
-        """The new version gets its share of traffic (it is ready; also while held after a failure)."""
-        return self.canary_version is not None and bool(self.ready_at)
+        """The new version gets its share of traffic (it is ready; also while held after a failed analysis, but
+        not after a fail-fast breach)."""
+        return self.canary_version is not None and bool(self.ready_at) and not self.traffic_off
 
     @property
     def live(self) -> bool:
@@ -294,14 +299,20 @@ class RolloutStatus:
         if self.state is RolloutState.ROLLED_BACK:
             self.state = RolloutState.IDLE
 
-    def hold_failed(self) -> None:
-        """Failed with rollback.automatic false (-> FailedHold): the weight stays, analyses stop."""
+    def hold_failed(self, traffic_off: bool = False) -> None:
+        """Failed with rollback.automatic false (-> FailedHold): analyses stop; the weight stays, or, after a
+        fail-fast breach (`traffic_off`), the new version loses all its traffic (weight, header routes, mirror)
+        while its pods stay for a human to inspect. The step is kept: a promote goes on from it."""
         self.state = RolloutState.FAILED_HOLD
+        if traffic_off:
+            self.traffic_off = True
+            self.canary_weight = 0
 
     def release_hold(self) -> None:
         """A human promoted a held rollout (-> Analysing again, then the promotion decides)."""
         if self.state is RolloutState.FAILED_HOLD:
             self.state = RolloutState.ANALYSING
+            self.traffic_off = None
 
     def copy(self) -> RolloutStatus:
         return dataclasses.replace(

@@ -119,6 +119,8 @@ def analysing(strategy: str = "Canary", **changes) -> dict:
 
 HELD = status("FailedHold", canary=2, weight=10, failed=1, started_at=ts(0), ready_at=ts(5), step_started_at=ts(5),
               last_analysis_at=ts(15), analyses=1, ready_restarts=0)  # fmt: skip
+HELD_OFF = status("FailedHold", canary=2, weight=0, started_at=ts(0), ready_at=ts(5), step_started_at=ts(5),
+                  analyses=0, ready_restarts=0, traffic_off=True)  # held after a fail-fast breach: no traffic  # fmt: skip
 ROLLED_BACK = status("RolledBack", rolled_back_version=2)
 DRAINING = status(stable=2, previous_stable=1, scale_down_at=ts(45))
 FIRST = {"stableVersion": 3, "strategy": "Canary", "rollout": {"state": "Idle"}}  # first contact, pods not ready yet
@@ -233,6 +235,21 @@ TRANSITIONS = [
      {"phase": "Failed", "rollout.state": "FailedHold", "rollout.failedHold": True, "canaryWeight": 10, "failedChecks": 2,
       "history[-1].action": "failed", "history[-1].fromVersion": 1},
      ["AnalysisFailed"], {"route": (1, 2, 10), "reason": "holding version 2 at 10% for a human"}),
+    # a fail-fast breach is never held at its weight: the traffic is pulled at once, the version kept for a human
+    ("held-fail-fast-pulls-traffic", make_spec(2, rollback={"automatic": False}), analysing(weight=50, step=1),
+     obs(1, 2, fail_fast=breach(7)), 7,
+     {"phase": "Failed", "rollout.state": "FailedHold", "rollout.trafficOff": True, "canaryWeight": 0, "canaryVersion": 2,
+      "step": 1, "history[-1].action": "failed", "lastAnalysis.kind": "failFast"},
+     ["AnalysisFailed"], {"route": (1, None, 0), "replicas": {1: 2, 2: 2},
+                          "reason": "traffic to version 2 set to 0% (was 50%) for a human"}),
+    ("held-fail-fast-abtest-no-match-route", make_spec(2, strategy=ABTEST, rollback={"automatic": False}),
+     analysing("ABTest", weight=0), obs(1, 2, fail_fast=breach(7)), 7,
+     {"phase": "Failed", "rollout.trafficOff": True}, ["AnalysisFailed"], {"route": (1, None, 0)}),
+    ("held-fail-fast-shadow-no-mirror", make_spec(2, strategy=SHADOW, rollback={"automatic": False}),
+     analysing("Shadow", weight=0), obs(1, 2, fail_fast=breach(7)), 7,
+     {"phase": "Failed", "rollout.trafficOff": True}, ["AnalysisFailed"], {"route": (1, None, 0)}),
+    ("held-fail-fast-stays-off", make_spec(2, rollback={"automatic": False}), HELD_OFF, obs(1, 2), 35,
+     {"phase": "Failed", "canaryWeight": 0, "rollout.trafficOff": True}, [], {"route": (1, None, 0)}),
     ("held-stays-quiet", make_spec(2, rollback={"automatic": False}), HELD, obs(1, 2), 35,
      {"phase": "Failed", "rollout.state": "FailedHold", "history[-1].action": "deployed"}, [], {"route": (1, 2, 10)}),
     ("held-pod-failure", make_spec(2, rollback={"automatic": False}), ANALYSING,
@@ -265,6 +282,16 @@ TRANSITIONS = [
      {"stableVersion": 2, "phase": "Promoting", "history[-1].action": "promoted"}, ["Promoted"], {"reason": "manual promote-full by alice"}),
     ("promote-held", make_spec(2, rollback={"automatic": False}), HELD, obs(1, 2, action="promote"), 40,
      {"rollout.state": "Analysing", "rollout.failedHold": None, "canaryWeight": 50, "phase": "Progressing"}, ["StepAdvanced"], {}),
+    ("promote-held-after-fail-fast", make_spec(2, rollback={"automatic": False}), HELD_OFF, obs(1, 2, action="promote"), 40,
+     {"rollout.state": "Analysing", "rollout.trafficOff": None, "canaryWeight": 50, "step": 1}, ["StepAdvanced"],
+     {"route": (1, 2, 50)}),
+    ("retry-held-after-fail-fast", make_spec(2, rollback={"automatic": False}), HELD_OFF, obs(1, waiting=2, action="retry"), 40,
+     {"rollout.state": "WaitingForReady", "rollout.trafficOff": None, "canaryWeight": 0}, ["RolloutStarted"], {}),
+    # found by the property suite (long profile): the spec's strategy changed to Canary during an A/B test; a
+    # manual promote moved a Canary weight (26%) the A/B routes never use instead of ending the A/B test
+    ("promote-follows-the-rollouts-strategy", make_spec(2, strategy={"type": "Canary", "canary": {"steps": [1, 26, 54]}}),
+     analysing("ABTest", weight=0), obs(1, 2, action="promote"), 40,
+     {"stableVersion": 2, "canaryWeight": 0, "history[-1].action": "promoted"}, ["Promoted"], {}),
     ("promote-before-ready", make_spec(2), WAITING, obs(1, waiting=2, action="promote"), 3,
      {"rollout.state": "WaitingForReady"}, ["ActionIgnored"], {}),
     ("abort", make_spec(2), ANALYSING, obs(1, 2, action="abort", action_by="alice"), 7,

@@ -399,8 +399,9 @@ class WeightOnlyMovesUpByAStep(RolloutMachine):
 
 
 class FailFastBreachEndsAtZero(RolloutMachine):
-    """A fail-fast breach of a live canary ends the rollout at 0% new-version traffic at once (rolled back), or,
-    with rollback.automatic false, holds it (FailedHold: no weight increase, no analysis, no promotion)."""
+    """A fail-fast breach of a live canary ends the rollout at 0% new-version traffic at once: rolled back, or,
+    with rollback.automatic false, held for a human (FailedHold) with its traffic pulled: no weight, no header
+    route, no mirror, no analysis, no promotion; the version stays deployed for inspection."""
 
     @invariant()
     def breach_ends_at_zero(self):
@@ -416,7 +417,9 @@ class FailFastBreachEndsAtZero(RolloutMachine):
                 assert t.appended() and t.appended()[-1]["action"] == "rolledBack", t.appended()
             else:
                 assert (after.get("rollout") or {}).get("state") == "FailedHold", after
-                assert (after.get("canaryWeight") or 0) <= (t.before.get("canaryWeight") or 0), after
+                assert (after.get("canaryWeight") or 0) == 0, after
+                assert t.decision.route.canary is None, t.decision.route  # no weight, match route or mirror
+                assert after.get("canaryVersion") is not None, after  # kept deployed for a human
 
 
 class HistoryAppendOnly(RolloutMachine):
