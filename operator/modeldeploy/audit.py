@@ -82,6 +82,8 @@ def thresholds(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
             entry["failFast"] = m.fail_fast.model_dump(exclude_none=True)
         if m.non_inferiority is not None:
             entry["nonInferiority"] = m.non_inferiority.model_dump(by_alias=True, exclude_none=True)
+        if m.worst_subgroup is not None:
+            entry["worstSubgroup"] = m.worst_subgroup.model_dump(by_alias=True, exclude_none=True)
         out.append(entry)
     return out
 

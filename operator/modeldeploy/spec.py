@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mdcommon.durations import parse_duration
 
-EVALUATOR_BUILTINS = frozenset({"accuracy", "accuracyDrift", "predictionPSI", "nonInferiority"})
+EVALUATOR_BUILTINS = frozenset({"accuracy", "accuracyDrift", "predictionPSI", "nonInferiority", "worstSubgroup"})
 PAIRED_BUILTINS = frozenset({"accuracyDrift", "predictionPSI", "nonInferiority"})  # need the stable's evaluation too
 DEFAULT_LATENCY_QUANTILE = 0.99
 # rclone: one static binary for S3 (AWS, MinIO and other S3-compatible stores) and GCS, with the AWS SDK's
@@ -234,7 +234,11 @@ class Bounds(_Model):
         return (self.min is not None and value < self.min) or (self.max is not None and value > self.max)
 
 
-Builtin = Literal["latency", "errorRate", "accuracy", "accuracyDrift", "predictionPSI", "nonInferiority"]
+Builtin = Literal[
+    "latency", "errorRate", "accuracy", "accuracyDrift", "predictionPSI", "nonInferiority", "worstSubgroup"
+]
+# The evaluator's subgroup attributes (its `attribute` label; the offline report's names, xraymodel.subgroups)
+SubgroupAttribute = Literal["sex", "age_band", "view", "site"]
 
 
 class NonInferiority(_Model):
@@ -249,6 +253,15 @@ class NonInferiority(_Model):
     min_positives: Annotated[int, Field(ge=2)] = 10
 
 
+class WorstSubgroup(_Model):
+    """builtin worstSubgroup: the canary's LOWEST mean AUROC over the golden set's demographic subgroups
+    must be at least the metric's `min`; a subgroup with fewer than `min_positives` positives (of the
+    scarcest finding in its mean) is NO DATA, never a pass (analysis/subgroups.py)."""
+
+    attributes: tuple[SubgroupAttribute, ...] = ()  # empty: every attribute the golden set has
+    min_positives: Annotated[int, Field(ge=1)] = 10
+
+
 class MetricSpec(_Model):
     name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$", max_length=63)]
     builtin: Builtin | None = None
@@ -259,6 +272,7 @@ class MetricSpec(_Model):
     fail_fast: Bounds | None = None
     window: Duration | None = None
     non_inferiority: NonInferiority | None = None
+    worst_subgroup: WorstSubgroup | None = None
 
     @property
     def bounds(self) -> Bounds:

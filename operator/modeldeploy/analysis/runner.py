@@ -2,10 +2,11 @@
 
 - Traffic metrics (latency, errorRate, custom queries) need at least `minRequests` requests to the
   new version in the window; fewer is NO DATA.
-- Evaluator metrics (accuracy, accuracyDrift, predictionPSI, nonInferiority) need a golden-set
-  evaluation of the new (and, for the paired ones, the stable) version within the window; otherwise
-  NO DATA. nonInferiority reads the evaluator's per-finding paired figures and is judged by
-  `analysis.noninferiority` (per-finding DeLong tests, power check).
+- Evaluator metrics (accuracy, accuracyDrift, predictionPSI, nonInferiority, worstSubgroup) need a
+  golden-set evaluation of the new (and, for the paired ones, the stable) version within the window;
+  otherwise NO DATA. nonInferiority reads the evaluator's per-finding paired figures and is judged by
+  `analysis.noninferiority` (per-finding DeLong tests, power check); worstSubgroup reads the canary's
+  per-subgroup mean AUROC and the golden set's subgroup counts, judged by `analysis.subgroups`.
 - Prometheus unreachable or a bad query: NO DATA with the reason (never a pass).
 - Fail-fast checks use only metrics with `failFast` bounds, a short window and a data floor scaled
   to that window (at least 10 requests), so one slow request cannot roll a version back.
@@ -22,6 +23,7 @@ from mdcommon.durations import format_duration
 from modeldeploy.analysis import builtins
 from modeldeploy.analysis.noninferiority import FindingFigures, PairedFigure, judge_non_inferiority
 from modeldeploy.analysis.prometheus import PrometheusClient, QueryResult
+from modeldeploy.analysis.subgroups import SubgroupFigure, judge_worst_subgroup
 from modeldeploy.analysis.templates import TemplateProblem, render_query
 from modeldeploy.analysis.verdict import AnalysisResult, MetricResult, judge, no_data
 from modeldeploy.spec import EVALUATOR_BUILTINS, PAIRED_BUILTINS, MetricSpec, ModelDeploymentSpec
@@ -115,6 +117,12 @@ async def analyse(
             else:
                 results.append(judge_non_inferiority(metric, answer.figures))
             continue
+        if isinstance(answer, _SubgroupFigures):
+            if shortfall:
+                results.append(no_data(metric.name, shortfall, min=lo, max=hi))
+            else:
+                results.append(judge_worst_subgroup(metric, answer.figures))
+            continue
         results.append(judge(metric.name, answer.value, min=lo, max=hi, data_shortfall=shortfall))
 
     canary_requests = None
@@ -128,13 +136,18 @@ async def analyse(
 
 
 NON_INFERIORITY = object()  # metric_query's marker: read the paired per-finding figures
+WORST_SUBGROUP = object()  # metric_query's marker: read the canary's per-subgroup figures
 
 
-async def _ask(client: PrometheusClient, ctx: builtins.QueryContext, query: object) -> QueryResult | _PairedFigures:
+async def _ask(
+    client: PrometheusClient, ctx: builtins.QueryContext, query: object
+) -> QueryResult | _PairedFigures | _SubgroupFigures:
     if isinstance(query, str):
         return await client.query(query)
     if query is NON_INFERIORITY:
         return await _paired_figures(client, ctx)
+    if query is WORST_SUBGROUP:
+        return await _subgroup_figures(client, ctx)
     assert isinstance(query, QueryResult)
     return query  # a problem found before asking (template error)
 
@@ -143,12 +156,15 @@ def metric_query(
     metric: MetricSpec, spec: ModelDeploymentSpec, ctx: builtins.QueryContext, window: float
 ) -> str | QueryResult | object:
     """The PromQL of one metric over `window` seconds (builtin or the user's template), the template's
-    problem (a QueryResult), or NON_INFERIORITY (per-finding paired figures, no single query).
+    problem (a QueryResult), NON_INFERIORITY (per-finding paired figures, no single query) or
+    WORST_SUBGROUP (per-subgroup figures).
 
     Public: the dashboard draws the same queries over time (Prometheus range queries)."""
     w = format_duration(window)
     if metric.builtin == "nonInferiority":
         return NON_INFERIORITY
+    if metric.builtin == "worstSubgroup":
+        return WORST_SUBGROUP
     if metric.builtin:
         return builtins.builtin_query(metric.builtin, ctx, w, metric.effective_quantile)
     try:
@@ -191,8 +207,8 @@ def _evaluation_shortfall(
             return count.error
         if not count.ok or count.value is None or count.value <= 0:
             return f"no golden-set evaluation of version {version} in the last {format_duration(window)}"
-        if metric.builtin == "accuracy":
-            break  # accuracy needs only the canary's evaluation
+        if metric.builtin in ("accuracy", "worstSubgroup"):
+            break  # they need only the canary's evaluation
     return None
 
 
@@ -263,3 +279,40 @@ async def _paired_figures(client: PrometheusClient, ctx: builtins.QueryContext) 
             else None,
         )
     return _PairedFigures(figures)
+
+
+class _SubgroupFigures:
+    """The canary's per-subgroup mean AUROC with the golden set's subgroup counts (or why not read)."""
+
+    def __init__(self, figures: list[SubgroupFigure] | None = None, error: str | None = None) -> None:
+        self.figures = figures or []
+        self.error = error
+
+
+async def _subgroup_figures(client: PrometheusClient, ctx: builtins.QueryContext) -> _SubgroupFigures:
+    canary = builtins.evaluator_selector(ctx, ctx.canary_version)
+    golden = "{" + f'namespace="{ctx.namespace}",modeldeployment="{ctx.name}"' + "}"
+    prefix = builtins.EVALUATOR_METRIC_PREFIX
+    answers = await asyncio.gather(
+        client.query_series(f"{prefix}subgroup_auroc_mean{canary}"),
+        client.query_series(f"{prefix}golden_set_subgroup_images{golden}"),
+        client.query_series(f"{prefix}golden_set_subgroup_positives{golden}"),
+    )
+    for answer in answers:
+        if answer.error:
+            return _SubgroupFigures(error=answer.error)
+    auroc, images, positives = (
+        {(labels.get("attribute", ""), labels.get("subgroup", "")): value for labels, value in a.series}
+        for a in answers
+    )
+    figures = [
+        SubgroupFigure(
+            attribute=attribute,
+            subgroup=subgroup,
+            auroc_mean=auroc.get((attribute, subgroup)),
+            images=None if (attribute, subgroup) not in images else int(images[attribute, subgroup]),
+            positives=None if (attribute, subgroup) not in positives else int(positives[attribute, subgroup]),
+        )  # fmt: skip
+        for attribute, subgroup in sorted(set(auroc) | set(images))
+    ]
+    return _SubgroupFigures(figures)

@@ -233,8 +233,17 @@ def format_status(body: dict[str, Any], brief: bool = False) -> str:
 
 
 def format_findings(detail: dict[str, Any], indent: str) -> list[str]:
-    """The per-finding rows of a nonInferiority result (status and history)."""
+    """The per-finding rows of a nonInferiority result, the per-subgroup rows of a worstSubgroup one
+    (status and history)."""
     out = []
+    for row in detail.get("subgroups") or []:
+        auc = row.get("aurocMean")
+        shown = "n/a" if auc is None else f"{auc:.4f}"
+        out.append(
+            f"{indent}{row.get('attribute', '')}={row.get('subgroup', ''):<14} mean AUROC {shown} "
+            f"({row.get('images')} images, {row.get('positives')} positives): {row.get('verdict', '')}"
+            + (f" - {row['reason']}" if row.get("reason") else "")
+        )
     for row in detail.get("findings") or []:
         auc = row.get("auroc") or {}
         if not auc:

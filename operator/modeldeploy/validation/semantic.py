@@ -57,8 +57,20 @@ def semantic_problems(spec: ModelDeploymentSpec) -> list[Problem]:
                 metric.non_inferiority.findings
             ):
                 problems.append(Problem(f"{path}.nonInferiority.findings", "lists a finding twice"))
+        elif metric.builtin == "worstSubgroup":
+            if metric.min is None or metric.max is not None:
+                problems.append(
+                    Problem(path, "builtin worstSubgroup needs min (the lowest subgroup mean AUROC allowed) and no max")
+                )
+            if metric.fail_fast is not None:
+                problems.append(Problem(f"{path}.failFast", "worstSubgroup has no fail-fast bound"))
+            ws = metric.worst_subgroup
+            if ws is not None and len(set(ws.attributes)) != len(ws.attributes):
+                problems.append(Problem(f"{path}.worstSubgroup.attributes", "lists an attribute twice"))
         elif metric.min is None and metric.max is None:
             problems.append(Problem(path, "a metric needs min or max (or both)"))
+        if metric.worst_subgroup is not None and metric.builtin != "worstSubgroup":
+            problems.append(Problem(f"{path}.worstSubgroup", "only for builtin worstSubgroup"))
         if metric.non_inferiority is not None and metric.builtin != "nonInferiority":
             problems.append(Problem(f"{path}.nonInferiority", "only for builtin nonInferiority"))
         if (metric.builtin is None) == (metric.query is None):
