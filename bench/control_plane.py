@@ -99,7 +99,7 @@ def children_names(i: int) -> list[tuple[str, str]]:
 
 
 def code_env(code: str | None) -> dict[str, str]:
-    """Run the operator from another checkout (e.g. a `git worktree` of the baseline commit): PYTHONPATH
+    """Run the operator (and, in run(), the emulator) from another checkout (e.g. a `git worktree` of the baseline commit): PYTHONPATH
     comes before the editable install's finder, so that checkout's modeldeploy is the one imported."""
     if not code:
         return {}
@@ -116,7 +116,9 @@ def run(
         ROOT / "tests/data/thirdparty-crds/istio-virtualservice.yaml",
         ROOT / "tests/data/thirdparty-crds/istio-destinationrule.yaml",
     ]
-    with ApiServerProcess(crd_files=crds, workdir=workdir) as api:
+    # the baseline checkout's emulator too: a change on either side of the API shows in the comparison
+    emulator = pathlib.Path(code).resolve() / "sandbox" if code else None
+    with ApiServerProcess(crd_files=crds, workdir=workdir, package_root=emulator) as api:
         api.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
         loop = asyncio.new_event_loop()
         threading.Thread(target=loop.run_forever, daemon=True).start()
@@ -279,7 +281,7 @@ def main() -> int:
     parser.add_argument(
         "--baseline",
         default=None,
-        help="checkout of the baseline commit (git worktree): runs alternate baseline/this code",
+        help="checkout of the baseline commit (git worktree): runs alternate baseline/this code (operator and emulator)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="with --baseline: alternating rounds per mode")
     args = parser.parse_args()

@@ -20,6 +20,8 @@ Errors are :class:`kubeemu.fielderrors.FieldError` s with the real messages (``s
 of type integer: "string"``); the caller answers them as one 422 Invalid.
 """
 
+import collections
+import contextlib
 import copy
 import datetime
 import functools
@@ -295,8 +297,54 @@ def _validate_object(
         if root and key in _ROOT_FIELDS:
             continue
         sub = props.get(key) or extra
-        if sub is not None:
+        if sub is None:
+            continue
+        if root:  # spec, status: most writes change one of them and leave the other as it was
+            errors += _validated_part(sub, item, _child(path, key), old_map.get(key, _MISSING), cel_phase)
+        else:
             _validate(sub, item, _child(path, key), old_map.get(key, _MISSING), errors, cel_phase=cel_phase)
+
+
+_PART_CACHE: collections.OrderedDict[tuple, tuple[fe.FieldError, ...]] = collections.OrderedDict()
+_PART_CACHE_SIZE = 2048
+
+
+def _validated_part(schema: Obj, value: Any, path: str, old: Any, cel_phase: bool) -> list[fe.FieldError]:
+    """The errors of one top-level part of a custom resource (spec, status), remembered by content.
+
+    Validation is a pure function of (schema, value, path, old value, phase): the same inputs give the
+    same errors, so a status write re-checks an unchanged spec from memory (and 50 objects with one spec
+    share the work) while every changed part is validated in full. Keys are the values' JSON texts: a
+    value JSON cannot write (never the case for a request body) is simply validated."""
+    try:
+        key = (
+            id(schema),
+            path,
+            cel_phase,
+            json.dumps(value),
+            "" if old is _MISSING else json.dumps(old),
+            old is _MISSING,
+        )
+    except (TypeError, ValueError):
+        found: list[fe.FieldError] = []
+        _validate(schema, value, path, old, found, cel_phase=cel_phase)
+        return found
+    cached = _PART_CACHE.get(key)
+    if cached is not None and _PART_SCHEMAS.get(id(schema)) is schema:
+        with contextlib.suppress(KeyError):  # evicted meanwhile by another thread (tests validate from several)
+            _PART_CACHE.move_to_end(key)
+        return list(cached)
+    found = []
+    _validate(schema, value, path, old, found, cel_phase=cel_phase)
+    _PART_SCHEMAS[id(schema)] = schema  # held here, so its id never names another schema
+    _PART_CACHE[key] = tuple(found)
+    if len(_PART_CACHE) > _PART_CACHE_SIZE:
+        with contextlib.suppress(KeyError):
+            _PART_CACHE.popitem(last=False)
+    return found
+
+
+_PART_SCHEMAS: dict[int, Obj] = {}
 
 
 def _check_array(schema: Obj, value: list, path: str, shown: str, errors: list[fe.FieldError]) -> None:
@@ -373,20 +421,53 @@ _RULE_REASONS = {
 }
 
 
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+
+
+@functools.lru_cache(maxsize=1024)
+def selected_fields(expression: str, variable: str) -> frozenset[str] | None:
+    """The fields of ``variable`` that ``expression`` reaches, when it only ever selects fields of it
+    (``self.spec.x``, ``has(self.status)``); None when it uses the value otherwise (``size(self)``,
+    ``self.all(...)``, ``self[k]``, ``self == ...``, ``self.?x``): then the rule needs all of it.
+
+    kube-apiserver converts ``self`` lazily (only what a rule touches is read); the CEL package here
+    converts the whole value it is given. A rule at the root of a custom resource would then convert the
+    whole object, status included, on every write. Handing it only the fields it selects is the same
+    evaluation: a field selection reads that field (or, absent, fails or answers has() the same way)."""
+    uses = len(re.findall(rf"\b{variable}\b", expression))
+    fields = set()
+    for match in re.finditer(rf"\b{variable}\s*\.\s*({_IDENT})(\s*\()?", expression):
+        if match.group(2):  # a macro or method on the value itself (self.all(...)): all of it
+            return None
+        fields.add(match.group(1))
+    return frozenset(fields) if len(re.findall(rf"\b{variable}\s*\.\s*{_IDENT}", expression)) == uses else None
+
+
+def _rule_input(schema: Obj, value: Any, fields: frozenset[str] | None, cache: dict) -> Any:
+    """``value`` typed for CEL, restricted to ``fields`` (None: all of it); one conversion per field set."""
+    if fields is not None and isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k in fields}
+    if fields not in cache:
+        cache[fields] = cel_value(schema, value)
+    return cache[fields]
+
+
 def _check_rules(schema: Obj, value: Any, path: str, old: Any, errors: list[fe.FieldError]) -> None:
     rules = schema.get("x-kubernetes-validations") or []
     if not rules:
         return
-    typed = cel_value(schema, value)
-    typed_old = cel_value(schema, old) if old is not _MISSING else _MISSING
+    typed: dict = {}
+    typed_old: dict = {}
     for rule in rules:
         expression = rule.get("rule", "")
         transition = re.search(r"\boldSelf\b", expression) is not None
-        if transition and typed_old is _MISSING and not rule.get("optionalOldSelf"):
+        if transition and old is _MISSING and not rule.get("optionalOldSelf"):
             continue  # transition rules only run on updates of a value that existed before
-        variables = {"self": typed}
+        variables = {"self": _rule_input(schema, value, selected_fields(expression, "self"), typed)}
         if transition:
-            variables["oldSelf"] = None if typed_old is _MISSING else typed_old
+            variables["oldSelf"] = (
+                None if old is _MISSING else _rule_input(schema, old, selected_fields(expression, "oldSelf"), typed_old)
+            )
         where = path + (rule.get("fieldPath") or "") if rule.get("fieldPath") else path
         try:
             ok = _program(expression).execute(variables) is True

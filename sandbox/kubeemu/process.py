@@ -99,8 +99,11 @@ class ApiServerProcess(ChildProcess):
         authorization_mode: str = "AlwaysAllow",
         admission_plugins: Iterable[str] = (),
         hidden_versions: Iterable[str] = (),
+        package_root: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
+        # the folder to import kubeemu from (a benchmark's baseline checkout); default: this one's
+        self.package_root = pathlib.Path(package_root) if package_root is not None else _PACKAGE_ROOT
         self.lenient = lenient
         self.authorization_mode = authorization_mode
         self.admission_plugins = tuple(admission_plugins)
@@ -155,7 +158,7 @@ class ApiServerProcess(ChildProcess):
         for hidden in self.hidden_versions:
             command += ["--hide-version", hidden]
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.package_root), env.get("PYTHONPATH")]))
         # The ready line (JSON: url, kubeconfig) comes on stdout; the log gets stderr.
         process = self._spawn(command, env=env, stdout=subprocess.PIPE, text=True, new_session=False)
         lines: list[str] = []
