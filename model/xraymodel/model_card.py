@@ -17,6 +17,7 @@ never disagree). This module adds the sections a reader or a regulator asks for:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -35,6 +36,24 @@ SYNTHETIC_LABELS = (
     "Synthetic images and labels from xraymodel.synthetic (planted per-finding patterns, ChestX-ray14 layout): "
     "no patient data; metrics on it measure the tool chain, not clinical performance."
 )
+SYNTHETIC_IMAGES_REAL_LABELS = (
+    "Synthetic images (xraymodel.synthetic: planted per-finding patterns) drawn for REAL ChestX-ray14 label rows: "
+    "whole real patients sampled from the NIH label file with their text-mined per-image findings, follow-ups, "
+    "age, sex and view (prevalences and co-occurrences are the real ones; rare findings may be enriched and the "
+    "Site column is synthetic, see {provenance}). No patient images: metrics on it measure the tool chain, "
+    "not clinical performance."
+)
+
+
+def synthetic_facts(root: str | Path | None) -> dict | None:
+    """What the generator recorded in the data set's marker file (None: not synthetic, or no root)."""
+    if root is None or not (Path(root) / SYNTHETIC_MARKER).is_file():
+        return None
+    try:
+        facts = json.loads((Path(root) / SYNTHETIC_MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return facts if isinstance(facts, dict) else {}
 
 
 def is_synthetic_root(root: str | Path | None) -> bool | None:
@@ -49,10 +68,19 @@ def data_provenance(training_record: dict | None) -> dict | None:
         return None
     data = training_record["data"]
     synthetic = is_synthetic_root(data.get("root"))
+    facts = synthetic_facts(data.get("root")) or {}
+    real_labels = str(facts.get("labels", "")).startswith("real ChestX-ray14")
+    if not synthetic:
+        labels, source = CHESTXRAY14_LABELS, "text-mined from radiology reports (NLP)"
+    elif real_labels:
+        labels = SYNTHETIC_IMAGES_REAL_LABELS.format(provenance=facts.get("provenance", "synthetic_provenance.json"))
+        source = "real ChestX-ray14 label rows (text-mined), synthetic images"
+    else:
+        labels, source = SYNTHETIC_LABELS, "synthetic generator"
     return {
         "synthetic": synthetic,
-        "labels": SYNTHETIC_LABELS if synthetic else CHESTXRAY14_LABELS,
-        "label_source": "synthetic generator" if synthetic else "text-mined from radiology reports (NLP)",
+        "labels": labels,
+        "label_source": source,
         "split": data.get("split"),
         "split_unit": "patient (no patient in two splits)",
         "fingerprint": data.get("fingerprint"),

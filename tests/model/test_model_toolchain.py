@@ -136,6 +136,7 @@ def test_model_card_of_the_ci_model(exported_version, trained_run, trained_model
     _, report = test_evaluation
     provenance = card["data_provenance"]
     assert provenance["synthetic"] is True and provenance["split_unit"].startswith("patient")
+    assert provenance["label_source"] == "real ChestX-ray14 label rows (text-mined), synthetic images"  # CI data
     assert card["synthetic_evaluation"] is True and "Synthetic evaluation" in markdown
     assert card["preprocessing"]["resize"] == {"size": [CI_INPUT_SIZE, CI_INPUT_SIZE], "method": "bilinear",
                                               "antialias": True, "aspect_ratio": "not preserved (stretched to square)"}
@@ -166,6 +167,15 @@ def test_model_card_provenance_and_rendering_without_metrics(tmp_path):
     assert provenance["synthetic"] is False and "text-mined" in provenance["labels"]
     (tmp_path / model_card.SYNTHETIC_MARKER).write_text("{}")
     assert model_card.data_provenance(record)["synthetic"] is True
+    assert model_card.data_provenance(record)["labels"] == model_card.SYNTHETIC_LABELS
+    # synthetic images drawn for real NIH label rows (what the CI data is): the card says the labels are real
+    (tmp_path / model_card.SYNTHETIC_MARKER).write_text(json.dumps(
+        {"labels": "real ChestX-ray14 patients (Data_Entry_2017_v2020.csv): per-image labels, follow-ups, age, sex, view",
+         "provenance": "synthetic_provenance.json"}))
+    real = model_card.data_provenance(record)
+    assert real["synthetic"] is True and real["label_source"].startswith("real ChestX-ray14 label rows")
+    assert "REAL ChestX-ray14 label rows" in real["labels"] and "synthetic_provenance.json" in real["labels"]
+    assert "No patient images" in real["labels"]
     markdown = model_card.render_markdown({"model_name": "m", "labels": ["A"], "head": "multilabel", "input_size": 64,
                                            "data_provenance": provenance, "subgroups": model_card.subgroups_section(None)})
     assert "No evaluation was attached" in markdown and "text-mined" in markdown
