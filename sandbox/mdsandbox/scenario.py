@@ -37,6 +37,14 @@ class LatencyMs(_Strict):
 
 
 FindingAccuracy = dict[str, Annotated[float, Field(gt=0.5, lt=1)]]  # extra: {finding: AUROC}
+# extra: {attribute: {subgroup: mean AUROC}}, ONE subgroup ({view: {AP: 0.72}}); the mean stays `accuracy`
+SubgroupAccuracy = dict[Literal["sex", "age_band", "view", "site"], dict[str, Annotated[float, Field(gt=0.5, lt=1)]]]
+
+
+def _check_subgroup(pins: dict | None) -> None:
+    from mdsandbox.synthetic_golden import subgroup_pin
+
+    subgroup_pin(pins)
 
 
 def _check_findings(pins: dict[str, float] | None) -> None:
@@ -53,6 +61,7 @@ class Change(_Strict):
     errorRate: Annotated[float, Field(ge=0, le=1)] | None = None
     accuracy: Annotated[float, Field(ge=0.5, le=1)] | None = None
     findingAccuracy: FindingAccuracy | None = None
+    subgroupAccuracy: SubgroupAccuracy | None = None
     outputShift: Annotated[float, Field(ge=-1, le=1)] | None = None
     ready: bool | None = None
     # extra: TF Serving's state of the version from then on (END: it was unloaded or failed after loading)
@@ -61,6 +70,7 @@ class Change(_Strict):
     @model_validator(mode="after")
     def _findings(self) -> Change:
         _check_findings(self.findingAccuracy)
+        _check_subgroup(self.subgroupAccuracy)
         return self
 
 
@@ -77,6 +87,7 @@ class VersionBehaviour(_Strict):
     errorRate: Annotated[float, Field(ge=0, le=1)] = 0.001
     accuracy: Annotated[float, Field(ge=0.5, le=1)] = 0.84
     findingAccuracy: FindingAccuracy | None = None  # extra: these findings' AUROCs; the mean stays `accuracy`
+    subgroupAccuracy: SubgroupAccuracy | None = None  # extra: one subgroup's mean AUROC; the mean stays `accuracy`
     outputShift: Annotated[float, Field(ge=-1, le=1)] = 0.0
     ready: bool = True
     # extra: the version's model card thresholds, served by its model_card signature; absent = an export without it
@@ -86,6 +97,7 @@ class VersionBehaviour(_Strict):
     @model_validator(mode="after")
     def _findings(self) -> VersionBehaviour:
         _check_findings(self.findingAccuracy)
+        _check_subgroup(self.subgroupAccuracy)
         for finding in self.operatingThresholds or {}:
             _check_findings({finding: 0.0})
         return self

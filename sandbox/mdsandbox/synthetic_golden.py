@@ -26,6 +26,12 @@ golden set equals a_k up to grid resolution. So the measured mean AUROC matches 
 about 1e-3 rather than the ±0.015 that random noise would give with 10 positives.
 ``finding_accuracy`` pins chosen findings' a_k instead (the others move so the mean stays ``accuracy``):
 a version whose mean AUROC holds while one finding collapses.
+``subgroup_accuracy`` ({"view": {"AP": 0.72}}, one subgroup) makes ONE demographic subgroup worse
+(or better) while every finding's AUROC over all images, hence the mean, stays at its target: within
+the subgroup, finding k's separation is calibrated (bisection on the empirical AUROC of the
+subgroup's own images) to ``a_k + (subgroup target - accuracy)``; the other images' separation is then
+calibrated so the finding's AUROC over ALL images is still a_k. A version whose mean AUROC holds
+while it reads AP films badly.
 Probability = sigmoid(logit(prevalence_k) + z) + ``output_shift``, clipped to [0, 1] and rounded to
 float32 (TF Serving's output dtype). The shift moves the whole prediction distribution (PSI rises)
 while ranks, hence AUROC, stay put except where clipping creates ties.
@@ -160,6 +166,61 @@ def finding_auc_targets(
 
 def _logit(p: float) -> float:
     return math.log(p / (1 - p))
+
+
+def _bisect(auc_of, target: float, lo: float = -12.0, hi: float = 12.0) -> float:
+    """The separation at which the (non-decreasing) `auc_of` reaches `target` (clamped to [lo, hi])."""
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        if auc_of(mid) < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def _subgroup_separation(z: np.ndarray, pos: np.ndarray, mask: np.ndarray, inside: float, overall: float,
+                         fallback: float) -> np.ndarray:  # fmt: skip
+    """One finding's separation per image: AUROC `inside` among the subgroup's (`mask`) own images,
+    `overall` over all images (the rest calibrated given the subgroup's); `fallback` inside the
+    subgroup when it lacks a class."""
+    if (mask & pos).any() and (mask & ~pos).any():
+        mu_in = _bisect(lambda m: empirical_auc(z[mask & pos] + m, z[mask & ~pos]), inside)
+    else:
+        mu_in = fallback
+
+    def all_images(m: float) -> float:
+        score = z + pos * np.where(mask, mu_in, m)
+        return empirical_auc(score[pos], score[~pos])
+
+    return pos * np.where(mask, mu_in, _bisect(all_images, overall))
+
+
+SUBGROUP_ATTRIBUTES = ("sex", "age_band", "view", "site")  # the evaluator's names (xraymodel.subgroups)
+
+
+def subgroup_pin(subgroup_accuracy: Mapping[str, Mapping[str, float]] | None) -> tuple[str, str, float] | None:
+    """``{"view": {"AP": 0.72}}`` -> ("view", "AP", 0.72); None for none; ValueError unless ONE subgroup
+    of a known attribute with an AUROC inside (0.5, 1)."""
+    if not subgroup_accuracy:
+        return None
+    if not isinstance(subgroup_accuracy, Mapping):
+        raise ValueError("subgroupAccuracy must map an attribute to {subgroup: AUROC}, e.g. {view: {AP: 0.72}}")
+    pins = []
+    for attribute, groups in subgroup_accuracy.items():
+        if attribute not in SUBGROUP_ATTRIBUTES:
+            raise ValueError(
+                f"subgroupAccuracy: unknown attribute {attribute!r} (one of {', '.join(SUBGROUP_ATTRIBUTES)})"
+            )
+        if not isinstance(groups, Mapping):
+            raise ValueError(f"subgroupAccuracy.{attribute} must map subgroups to AUROCs, e.g. {{AP: 0.72}}")
+        for value, auc in groups.items():
+            if not 0.5 < float(auc) < 1.0:
+                raise ValueError(f"subgroupAccuracy.{attribute}.{value} must be inside (0.5, 1), got {auc}")
+            pins.append((str(attribute), str(value).upper(), round(float(auc), 9)))
+    if len(pins) != 1:
+        raise ValueError(f"subgroupAccuracy: exactly one subgroup per version, got {len(pins)}")
+    return pins[0]
 
 
 # --------------------------------------------------------------------------- PNG encode / decode
@@ -427,20 +488,37 @@ class GoldenSet:
         output_shift: float = 0.0,
         spread: float = 1.0,
         finding_accuracy: Mapping[str, float] | None = None,
+        subgroup_accuracy: Mapping[str, Mapping[str, float]] | None = None,
     ) -> np.ndarray:
         """(N, 14) float32 probabilities of `version` on the golden set (`finding_accuracy`: see
-        `finding_auc_targets`)."""
+        `finding_auc_targets`; `subgroup_accuracy`: module docstring)."""
         version = str(version)
         pins = tuple(sorted((f, round(float(a), 9)) for f, a in (finding_accuracy or {}).items()))
-        key = (version, round(float(accuracy), 9), round(float(spread), 9), pins)
+        subgroup = subgroup_pin(subgroup_accuracy)
+        key = (version, round(float(accuracy), 9), round(float(spread), 9), pins, subgroup)
         base = self._pred_cache.get(key)
         if base is None:
             targets = finding_auc_targets(accuracy, spread, dict(pins))
-            mu = np.array([self._mu(k, targets[k]) for k in range(len(FINDINGS))])
-            latent = self._bias + mu * self.labels + self._noise(version)
+            if subgroup is None:
+                mu = np.array([self._mu(k, targets[k]) for k in range(len(FINDINGS))]) * self.labels
+            else:
+                mu = self._subgroup_mu(version, targets, accuracy, *subgroup)
+            latent = self._bias + mu + self._noise(version)
             base = 1.0 / (1.0 + np.exp(-latent))
             self._pred_cache[key] = base
         return np.clip(base + output_shift, 0.0, 1.0).astype(np.float32)
+
+    def _subgroup_mu(self, version: str, targets: np.ndarray, accuracy: float, attribute: str, value: str,
+                     auc: float) -> np.ndarray:  # fmt: skip
+        """(N, 14) separation per image: the subgroup's calibrated to its target, the rest to hold a_k."""
+        mask = self.subgroup_mask(attribute, value)
+        noise = self._noise(version)
+        out = np.zeros((self.size, len(FINDINGS)))
+        for k in range(len(FINDINGS)):
+            inside = float(np.clip(targets[k] + auc - accuracy, 0.5 + 1e-3, AUC_CEILING))
+            pos = self.labels[:, k] == 1
+            out[:, k] = _subgroup_separation(noise[:, k], pos, mask, inside, float(targets[k]), self._mu(k, targets[k]))
+        return out
 
     def predict(
         self,
@@ -449,9 +527,11 @@ class GoldenSet:
         accuracy: float,
         output_shift: float = 0.0,
         finding_accuracy: Mapping[str, float] | None = None,
+        subgroup_accuracy: Mapping[str, Mapping[str, float]] | None = None,
     ) -> np.ndarray:
         """(14,) probabilities for golden image `image_id`."""
-        return self.predictions(version, accuracy, output_shift, finding_accuracy=finding_accuracy)[image_id]
+        return self.predictions(version, accuracy, output_shift, finding_accuracy=finding_accuracy,
+                                subgroup_accuracy=subgroup_accuracy)[image_id]  # fmt: skip
 
     def predict_virtual(
         self,
@@ -482,11 +562,13 @@ class GoldenSet:
         accuracy: float,
         output_shift: float = 0.0,
         finding_accuracy: Mapping[str, float] | None = None,
+        subgroup_accuracy: Mapping[str, Mapping[str, float]] | None = None,
     ) -> np.ndarray:
-        """(14,) probabilities for raw image bytes; raises InvalidImage for non-images."""
+        """(14,) probabilities for raw image bytes; raises InvalidImage for non-images. A non-golden
+        image has no demographics: `subgroup_accuracy` applies to the golden set only."""
         image_id = self.image_id(data)
         if image_id is not None:
-            return self.predict(version, image_id, accuracy, output_shift, finding_accuracy)
+            return self.predict(version, image_id, accuracy, output_shift, finding_accuracy, subgroup_accuracy)
         return self.predict_virtual(
             version, _stable_int("image", hashlib.sha256(data).hexdigest()), accuracy, output_shift, finding_accuracy
         )
@@ -505,6 +587,7 @@ __all__ = [
     "finding_auc_targets",
     "image_kind",
     "materialize",
+    "subgroup_pin",
 ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import re
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from mdsandbox.synthetic_golden import (
     GoldenSet,
     InvalidImage,
     decode_png_first_row,
+    empirical_auc,
     encode_png,
     finding_auc_targets,
 )
@@ -203,3 +205,40 @@ def test_finding_accuracy_pins_one_finding_and_holds_the_mean(golden):
     assert auroc(plain[:, k], golden.labels[:, k]) > 0.84  # the pin is part of the cache key
     with pytest.raises(ValueError, match="unknown finding 'Pneumonitis'"):
         finding_auc_targets(0.85, finding_accuracy={"Pneumonitis": 0.7})
+
+
+def _subgroup_means(g: GoldenSet, p: np.ndarray, attribute: str) -> dict[str, float]:
+    from xraymodel.evaluator.compute import subgroup_aurocs
+    from xraymodel.evaluator.golden import subgroup_layout
+    from xraymodel.subgroups import COLUMNS, age_band
+
+    cells = g.demographics[COLUMNS[attribute]]
+    values = tuple(age_band(c) if attribute == "age_band" else c.upper() for c in cells)
+    return {s.value: s.auroc_mean for s in subgroup_aurocs(g.labels, p, subgroup_layout(g.labels, {attribute: values}))}
+
+
+@pytest.mark.parametrize("attribute, value, auc", [("view", "AP", 0.72), ("age_band", "60+", 0.74), ("sex", "F", 0.92)])
+def test_one_subgroup_pinned_while_every_findings_auroc_holds(attribute, value, auc):
+    """subgroupAccuracy: the evaluator's mean AUROC within the subgroup is the target, and each
+    finding's AUROC over all images (so the mean the accuracy gates read) stays put."""
+    g = GoldenSet(size=600, seed=0, min_positives=100)
+    plain = g.predictions("2", 0.85)
+    pinned = g.predictions("2", 0.85, subgroup_accuracy={attribute: {value: auc}})
+    means = _subgroup_means(g, pinned, attribute)
+    assert means[value] == pytest.approx(auc, abs=0.01)
+    assert abs(_subgroup_means(g, plain, attribute)[value] - 0.85) < 0.03  # unpinned: every subgroup near the mean
+    overall = [empirical_auc(pinned[g.labels[:, k] == 1, k], pinned[g.labels[:, k] == 0, k]) for k in range(14)]
+    assert np.mean(overall) == pytest.approx(0.85, abs=0.006)
+    # only the subgroup's images move relative to each other: the golden set itself is the same
+    np.testing.assert_array_equal(g.labels, GoldenSet(size=600, seed=0, min_positives=100).labels)
+
+
+@pytest.mark.parametrize("pins, message", [
+    ({"view": {"AP": 0.7}, "sex": {"F": 0.7}}, "exactly one subgroup per version, got 2"),
+    ({"ethnicity": {"X": 0.7}}, "unknown attribute 'ethnicity'"),
+    ({"view": {"AP": 0.4}}, "must be inside (0.5, 1)"),
+    ({"view": {"LL": 0.7}}, "no image in subgroup view=LL"),
+])  # fmt: skip
+def test_bad_subgroup_pins_are_refused(golden, pins, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        golden.predictions("2", 0.85, subgroup_accuracy=pins)

@@ -2,7 +2,7 @@
 
 `VersionBehaviour` holds latency (a lognormal fitted to p50/p95), errorRate (share of 500
 answers), accuracy (mean AUROC on the golden set), findingAccuracy (per-finding AUROCs pinned, the
-mean held), outputShift, ready, modelState (TF Serving's state of the loaded version: AVAILABLE, or
+mean held), subgroupAccuracy (one demographic subgroup's mean AUROC pinned, the mean held), outputShift, ready, modelState (TF Serving's state of the loaded version: AVAILABLE, or
 e.g. END once a change unloads it) and operatingThresholds (the model card's thresholds its
 ``model_card`` signature serves; none: an export without that signature), plus ``changes: [{after:
 s, ...}]`` applied ``after`` seconds after the version FIRST receives live or mirrored traffic
@@ -25,6 +25,7 @@ _SCENARIO_KEYS = {
     "errorRate",
     "accuracy",
     "findingAccuracy",
+    "subgroupAccuracy",
     "outputShift",
     "ready",
     "modelState",
@@ -37,6 +38,7 @@ _SNAKE_TO_SCENARIO = {
     "error_rate": "errorRate",
     "output_shift": "outputShift",
     "finding_accuracy": "findingAccuracy",
+    "subgroup_accuracy": "subgroupAccuracy",
     "operating_thresholds": "operatingThresholds",
     "model_state": "modelState",
 }
@@ -63,6 +65,7 @@ class VersionBehaviour:
     error_rate: float = 0.0
     accuracy: float = 0.85
     finding_accuracy: tuple[tuple[str, float], ...] = ()  # sorted (finding, AUROC) pairs
+    subgroup_accuracy: tuple[str, str, float] | None = None  # (attribute, subgroup, mean AUROC) on the golden set
     output_shift: float = 0.0
     ready: bool = True
     model_state: str = "AVAILABLE"  # extra: TF Serving's state of the loaded version (END: unloaded/failed)
@@ -161,6 +164,10 @@ class VersionBehaviour:
                 if not isinstance(pins, Mapping):
                     raise ValueError("findingAccuracy must map findings to AUROCs")
                 kw["finding_accuracy"] = tuple(sorted((str(f), float(a)) for f, a in pins.items()))
+            if "subgroupAccuracy" in overrides:
+                from mdsandbox.synthetic_golden import subgroup_pin
+
+                kw["subgroup_accuracy"] = subgroup_pin(overrides["subgroupAccuracy"])
             if "outputShift" in overrides:
                 kw["output_shift"] = float(overrides["outputShift"] or 0.0)
             if "operatingThresholds" in overrides:
@@ -187,6 +194,14 @@ class VersionBehaviour:
             fresh = VersionBehaviour.from_scenario({"changes": norm.pop("changes")}, "changes")
             return replace(self._apply(norm, "behaviour"), changes=fresh.changes)
         return self._apply(norm, "behaviour")
+
+    @property
+    def subgroup_accuracy_map(self) -> dict[str, dict[str, float]] | None:
+        """`subgroup_accuracy` in the golden set's argument form ({"view": {"AP": 0.72}})."""
+        if self.subgroup_accuracy is None:
+            return None
+        attribute, value, auc = self.subgroup_accuracy
+        return {attribute: {value: auc}}
 
     def effective(self, elapsed: float | None) -> tuple[VersionBehaviour, list[BehaviourChange]]:
         """Behaviour `elapsed` seconds after first traffic (None: no traffic yet) and the changes applied."""

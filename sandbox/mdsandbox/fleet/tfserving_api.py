@@ -242,7 +242,12 @@ class TFServingRestApi:
                 data = decode_b64_item(item)
                 try:
                     probs = golden.predict_image(
-                        version, data, beh.accuracy, beh.output_shift, dict(beh.finding_accuracy)
+                        version,
+                        data,
+                        beh.accuracy,
+                        beh.output_shift,
+                        dict(beh.finding_accuracy),
+                        beh.subgroup_accuracy_map,
                     )
                 except InvalidImage as exc:
                     raise BadRequest(f"Invalid argument: {exc}\n\t [[{{{{node DecodeImage}}}}]]") from None
