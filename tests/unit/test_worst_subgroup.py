@@ -141,3 +141,16 @@ def test_invalid_gates_name_the_field(entry, evaluation, field, message):
     assert not result.ok
     shown = [str(p) for p in result.problems]
     assert any(p.path.startswith(field) and message in p.message for p in result.problems), shown
+
+
+def test_kubectl_modeldeploy_history_prints_the_subgroup_rows():
+    from modeldeploy.cli.plugin import format_history
+
+    figures = [g("view", "AP", 0.72, positives=32), g("view", "PA", 0.93, images=360, positives=55),
+               g("age_band", "0-17", 0.9, images=60, positives=7)]  # fmt: skip
+    result = judge_worst_subgroup(metric(), figures).to_status()
+    text = format_history([{"at": "2026-12-04T04:00:00Z", "action": "rolledBack", "version": 2, "fromVersion": 1,
+                            "reason": "analysis failed", "metrics": [result]}])  # fmt: skip
+    assert "worst-subgroup=0.72" in text
+    assert "view=AP" in text and "mean AUROC 0.7200 (240 images, 32 positives): below" in text
+    assert "age_band=0-17" in text and "7 positives < minPositives 10" in text

@@ -239,10 +239,10 @@ def format_findings(detail: dict[str, Any], indent: str) -> list[str]:
     for row in detail.get("subgroups") or []:
         auc = row.get("aurocMean")
         shown = "n/a" if auc is None else f"{auc:.4f}"
+        name = f"{row.get('attribute', '')}={row.get('subgroup', '')}"
         out.append(
-            f"{indent}{row.get('attribute', '')}={row.get('subgroup', ''):<14} mean AUROC {shown} "
-            f"({row.get('images')} images, {row.get('positives')} positives): {row.get('verdict', '')}"
-            + (f" - {row['reason']}" if row.get("reason") else "")
+            f"{indent}{name:<20} mean AUROC {shown} ({row.get('images')} images, {row.get('positives')} positives): "
+            f"{row.get('verdict', '')}" + (f" - {row['reason']}" if row.get("reason") else "")
         )
     for row in detail.get("findings") or []:
         auc = row.get("auroc") or {}
