@@ -1,8 +1,10 @@
 """The ONLY module that talks to the Kubernetes API (besides kopf's own watching).
 
-Everything goes through the official `kubernetes` client: typed APIs for built-in kinds (read raw,
-as plain dicts, without model deserialisation), CustomObjectsApi for Istio's networking.istio.io/v1
-objects and for ModelDeployments. The client is synchronous, so each call runs in a worker thread.
+Requests go out on aiohttp from the event loop, as plain JSON (dicts in, dicts out): built-in kinds,
+Istio's networking.istio.io objects and ModelDeployments alike, each by its resource path. The official
+`kubernetes` client only reads the configuration (in-cluster or kubeconfig: server, TLS, credentials).
+It used to make the calls too, in worker threads: its request layer and the thread hand-offs were ~30% of
+the operator's CPU in a burst of new ModelDeployments (docs/benchmarks.md).
 
 - `apply()` is idempotent and makes ZERO writes when the live object already matches: it keeps
   the last applied form in an annotation (3-way, like `kubectl apply`) and also repairs drift.
@@ -19,17 +21,16 @@ import builtins
 import collections
 import copy
 import datetime
-import functools
 import json
 import os
+import ssl
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import kopf
 import kubernetes
-import urllib3
 from kubernetes.client.rest import ApiException
 
 from modeldeploy import GROUP, PLURAL, VERSION
@@ -40,12 +41,11 @@ LAST_APPLIED = "modeldeploy.io/last-applied"
 
 @dataclass(frozen=True)
 class Kind:
-    """How to reach one kind through the kubernetes client."""
+    """How to reach one kind: its API group/version and resource name (plural)."""
 
     api_version: str
     kind: str
     plural: str
-    typed: tuple[str, str] | None = None  # (API class, method suffix) for built-ins
 
     @property
     def group(self) -> str:
@@ -57,12 +57,12 @@ class Kind:
 
 
 KINDS: dict[tuple[str, str], Kind] = {
-    ("v1", "ConfigMap"): Kind("v1", "ConfigMap", "configmaps", ("CoreV1Api", "config_map")),
-    ("v1", "Service"): Kind("v1", "Service", "services", ("CoreV1Api", "service")),
-    ("v1", "Secret"): Kind("v1", "Secret", "secrets", ("CoreV1Api", "secret")),
-    ("v1", "ServiceAccount"): Kind("v1", "ServiceAccount", "serviceaccounts", ("CoreV1Api", "service_account")),
-    ("v1", "Pod"): Kind("v1", "Pod", "pods", ("CoreV1Api", "pod")),
-    ("apps/v1", "Deployment"): Kind("apps/v1", "Deployment", "deployments", ("AppsV1Api", "deployment")),
+    ("v1", "ConfigMap"): Kind("v1", "ConfigMap", "configmaps"),
+    ("v1", "Service"): Kind("v1", "Service", "services"),
+    ("v1", "Secret"): Kind("v1", "Secret", "secrets"),
+    ("v1", "ServiceAccount"): Kind("v1", "ServiceAccount", "serviceaccounts"),
+    ("v1", "Pod"): Kind("v1", "Pod", "pods"),
+    ("apps/v1", "Deployment"): Kind("apps/v1", "Deployment", "deployments"),
     ("networking.istio.io/v1", "VirtualService"): Kind("networking.istio.io/v1", "VirtualService", "virtualservices"),
     ("networking.istio.io/v1", "DestinationRule"): Kind(
         "networking.istio.io/v1", "DestinationRule", "destinationrules"
@@ -76,6 +76,42 @@ KINDS: dict[tuple[str, str], Kind] = {
     ),
     (f"{GROUP}/{VERSION}", "ModelDeployment"): Kind(f"{GROUP}/{VERSION}", "ModelDeployment", PLURAL),
 }
+MODELDEPLOYMENT = KINDS[(f"{GROUP}/{VERSION}", "ModelDeployment")]
+EVENT = Kind("v1", "Event", "events")
+SELF_SUBJECT_REVIEW = Kind("authentication.k8s.io/v1", "SelfSubjectReview", "selfsubjectreviews")  # cluster-scoped
+
+HTTP_METHODS = {"get": "GET", "list": "GET", "create": "POST", "patch": "PATCH", "delete": "DELETE"}
+# The kubernetes client had no timeout at all; a request that hangs this long is a TemporaryError.
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
+USER_AGENT = "modeldeploy-operator"
+
+
+def resource_path(k: Kind, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+    """/api/v1/namespaces/n/configmaps/x, /apis/<group>/<version>/... (k8s.io/apiserver's request paths)."""
+    path = f"/apis/{k.api_version}" if k.group else f"/api/{k.version}"
+    if namespace is not None:
+        path += f"/namespaces/{namespace}"
+    path += f"/{k.plural}"
+    if name is not None:
+        path += f"/{name}"
+    if subresource is not None:
+        path += f"/{subresource}"
+    return path
+
+
+def ssl_context(config: kubernetes.client.Configuration) -> ssl.SSLContext | bool:
+    """TLS as the configuration says: the cluster's CA, the client certificate, verification on or off."""
+    if not config.host.startswith("https"):
+        return False
+    context = ssl.create_default_context(cafile=config.ssl_ca_cert or None)
+    if not config.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif config.assert_hostname is False:
+        context.check_hostname = False
+    if config.cert_file:
+        context.load_cert_chain(config.cert_file, config.key_file or None)
+    return context
 
 
 ISTIO_GROUP = "networking.istio.io"
@@ -167,131 +203,160 @@ def needs_write(desired: dict, live: dict) -> bool:
 
 
 class Kube:
-    """Async facade over the synchronous kubernetes client; one instance per operator (in kopf memo)."""
+    """Async client of the Kubernetes API; one instance per operator (in kopf memo).
+
+    Requests go out on aiohttp (as kopf's own do) from the event loop: no worker threads, no hand-offs.
+    The kubernetes client is kept for what it does well: reading the configuration (in-cluster service
+    account or kubeconfig: server, CA, client certificate, token and its refresh)."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient | None = None, *, workers: int = 32):
         if api_client is None:
             api_client = new_api_client(pool_size=workers)
         self.api_client = api_client
-        self.core = kubernetes.client.CoreV1Api(api_client)
-        self.apps = kubernetes.client.AppsV1Api(api_client)
-        self.custom = kubernetes.client.CustomObjectsApi(api_client)
-        self.auth = kubernetes.client.AuthenticationV1Api(api_client)
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+        self.configuration: kubernetes.client.Configuration = api_client.configuration
+        self._connections = workers  # concurrent connections to the API server
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
         self.calls: collections.Counter[tuple[str, str]] = collections.Counter()
         self.on_call: Callable[[str, str], None] | None = None  # metrics hook: (verb, kind)
         # The networking.istio.io version the server serves (detect_istio); rendered objects use v1.
         self.istio_api_version: str | None = f"{ISTIO_GROUP}/v1"
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Close the connections from synchronous code (`aclose()` from a coroutine of the same loop)."""
+        session, self._session = self._session, None
+        _discard(session, self._session_loop)
+        self.api_client.close()
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None and self._session_loop is asyncio.get_running_loop():
+            await session.close()
+        else:
+            _discard(session, self._session_loop)
         self.api_client.close()
 
     @property
     def writes(self) -> int:
         return sum(n for (verb, _), n in self.calls.items() if verb in ("create", "patch", "delete"))
 
-    async def _call(self, verb: str, kind_name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _http(self) -> aiohttp.ClientSession:
+        """The session of the running loop (a CLI may run several loops one after another)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session_loop is not loop:
+            _discard(self._session, self._session_loop)
+            connector = aiohttp.TCPConnector(limit=self._connections, ssl=ssl_context(self.configuration))
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=REQUEST_TIMEOUT, skip_auto_headers=("User-Agent",)
+            )
+            self._session_loop = loop
+        return self._session
+
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if content_type:
+            headers["Content-Type"] = content_type
+        # The credentials as the kubernetes client sends them (its update_params_for_auth): auth_settings()
+        # runs the token refresh hook (in-cluster service account tokens rotate, exec plugins expire).
+        auths: Any = self.configuration.auth_settings()  # a TypedDict of {"in", "key", "value", ...} dicts
+        for auth in auths.values():
+            if auth.get("in") == "header" and auth.get("value"):
+                headers[auth["key"]] = auth["value"]
+        return headers
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> Any:
+        """One request; the decoded JSON answer. An error answer raises ApiException (as the client did)."""
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        if data is not None and content_type is None:
+            content_type = "application/json"
+        config = self.configuration
+        async with self._http().request(
+            method,
+            config.host.rstrip("/") + path,
+            data=data,
+            params=params,
+            headers=self._headers(content_type),
+            proxy=config.proxy or None,
+            server_hostname=config.tls_server_name or None,
+        ) as resp:
+            text = await resp.read()
+            if resp.status >= 400:
+                exc = ApiException(status=resp.status, reason=resp.reason, body=text.decode("utf-8", "replace"))
+                exc.headers = resp.headers
+                raise exc
+            return json.loads(text) if text else {}
+
+    async def _call(
+        self,
+        verb: str,
+        kind_name: str,
+        k: Kind,
+        namespace: str | None = None,
+        name: str | None = None,
+        *,
+        subresource: str | None = None,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> Any:
+        """`verb` (get, list, create, patch, delete) on kind `k` — its resource path from the Kind, so the
+        RBAC scanner (tests/chart/rbac_scan.py) reads the permission off this call site."""
         self.calls[(verb, kind_name)] += 1
         if self.on_call is not None:
             self.on_call(verb, kind_name)
-        loop = asyncio.get_running_loop()
-        call = unvalidated(fn)
         try:
-            return await loop.run_in_executor(self._executor, lambda: call(*args, **kwargs))
+            return await self._request(
+                HTTP_METHODS[verb],
+                resource_path(k, namespace, name, subresource),
+                body=body,
+                params=params,
+                content_type=content_type,
+            )
         except ApiException as exc:
             raise _translate(exc, verb, kind_name) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise kopf.TemporaryError(f"{verb} {kind_name}: API unreachable: {exc}", delay=2) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise kopf.TemporaryError(f"{verb} {kind_name}: API unreachable: {exc!r}", delay=2) from None
 
     # ---- raw verbs -------------------------------------------------------------------------
-
-    def _typed(self, k: Kind, action: str) -> Callable[..., Any]:
-        api_name, suffix = k.typed  # type: ignore[misc]
-        api = self.core if api_name == "CoreV1Api" else self.apps
-        return getattr(api, f"{action}_namespaced_{suffix}")
 
     async def get(self, k: Kind, namespace: str, name: str) -> dict | None:
         """The live object, or None when it does not exist."""
         k = self.served_kind(k)
         try:
-            if k.typed:
-                resp = await self._call("get", k.kind, self._typed(k, "read"), name, namespace, _preload_content=False)
-                return json.loads(resp.data)
-            return await self._call(
-                "get", k.kind, self.custom.get_namespaced_custom_object, k.group, k.version, namespace, k.plural, name
-            )
+            return await self._call("get", k.kind, k, namespace, name)
         except NotFound:
             return None
 
-    async def list(self, k: Kind, namespace: str, label_selector: str | None = None) -> list[dict]:
+    async def list(self, k: Kind, namespace: str, label_selector: str | None = None) -> builtins.list[dict]:
         k = self.served_kind(k)
-        kwargs = {"label_selector": label_selector} if label_selector else {}
-        if k.typed:
-            resp = await self._call("list", k.kind, self._typed(k, "list"), namespace, _preload_content=False, **kwargs)
-            return json.loads(resp.data).get("items", [])
-        result = await self._call(
-            "list", k.kind, self.custom.list_namespaced_custom_object, k.group, k.version, namespace, k.plural, **kwargs
-        )
-        return result.get("items", [])
+        params = {"labelSelector": label_selector} if label_selector else None
+        result = await self._call("list", k.kind, k, namespace, params=params)
+        return result.get("items") or []
 
     async def create(self, obj: dict) -> dict:
         k = self.served_kind(kind_of(obj))
         if obj.get("apiVersion") != k.api_version:
             obj = {**obj, "apiVersion": k.api_version}
-        ns = obj["metadata"]["namespace"]
-        if k.typed:
-            resp = await self._call("create", k.kind, self._typed(k, "create"), ns, obj, _preload_content=False)
-            return json.loads(resp.data)
-        return await self._call(
-            "create", k.kind, self.custom.create_namespaced_custom_object, k.group, k.version, ns, k.plural, obj
-        )
+        return await self._call("create", k.kind, k, obj["metadata"]["namespace"], body=obj)
 
     async def patch(self, k: Kind, namespace: str, name: str, patch: dict) -> dict:
         """JSON merge patch (lists are replaced whole, keys set to null are removed)."""
         k = self.served_kind(k)
-        if k.typed:
-            resp = await self._call(
-                "patch",
-                k.kind,
-                self._typed(k, "patch"),
-                name,
-                namespace,
-                patch,
-                _content_type=MERGE_PATCH,
-                _preload_content=False,
-            )
-            return json.loads(resp.data)
-        return await self._call(
-            "patch",
-            k.kind,
-            self.custom.patch_namespaced_custom_object,
-            k.group,
-            k.version,
-            namespace,
-            k.plural,
-            name,
-            patch,
-            _content_type=MERGE_PATCH,
-        )
+        return await self._call("patch", k.kind, k, namespace, name, body=patch, content_type=MERGE_PATCH)
 
     async def delete(self, k: Kind, namespace: str, name: str) -> bool:
         """Delete; False when it was already gone."""
         k = self.served_kind(k)
         try:
-            if k.typed:
-                await self._call("delete", k.kind, self._typed(k, "delete"), name, namespace, _preload_content=False)
-            else:
-                await self._call(
-                    "delete",
-                    k.kind,
-                    self.custom.delete_namespaced_custom_object,
-                    k.group,
-                    k.version,
-                    namespace,
-                    k.plural,
-                    name,
-                )
+            await self._call("delete", k.kind, k, namespace, name)
             return True
         except NotFound:
             return False
@@ -344,37 +409,31 @@ class Kube:
         return await self._call(
             "patch",
             "ModelDeployment/status",
-            self.custom.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
+            MODELDEPLOYMENT,
             namespace,
-            PLURAL,
             name,
-            {"status": status_patch},
-            _content_type=MERGE_PATCH,
+            subresource="status",
+            body={"status": status_patch},
+            content_type=MERGE_PATCH,
         )
 
     async def patch_modeldeployment(self, namespace: str, name: str, patch: dict) -> dict:
         """Merge-patch the ModelDeployment itself (annotations: removing a handled manual action)."""
-        return await self.patch(KINDS[(f"{GROUP}/{VERSION}", "ModelDeployment")], namespace, name, patch)
+        return await self.patch(MODELDEPLOYMENT, namespace, name, patch)
 
     async def get_modeldeployment(self, namespace: str, name: str) -> dict | None:
-        return await self.get(KINDS[(f"{GROUP}/{VERSION}", "ModelDeployment")], namespace, name)
+        return await self.get(MODELDEPLOYMENT, namespace, name)
 
     async def served_versions(self, group: str) -> builtins.list[str]:
         """The versions of an API group the server serves, from discovery (GET /apis: no RBAC needed)."""
-        apis = kubernetes.client.ApisApi(self.api_client)
-        loop = asyncio.get_running_loop()
         self.calls[("discover", "APIGroupList")] += 1
         try:
-            resp: Any = await loop.run_in_executor(
-                self._executor, lambda: apis.get_api_versions(_preload_content=False)
-            )
+            groups = await self._request("GET", "/apis")
         except ApiException as exc:
             raise _translate(exc, "discover", "APIGroupList") from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise kopf.TemporaryError(f"discover API groups: API unreachable: {exc}", delay=2) from None
-        for entry in json.loads(resp.data).get("groups") or []:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise kopf.TemporaryError(f"discover API groups: API unreachable: {exc!r}", delay=2) from None
+        for entry in groups.get("groups") or []:
             if entry.get("name") == group:
                 return [v.get("version") for v in entry.get("versions") or [] if v.get("version")]
         return []
@@ -396,15 +455,10 @@ class Kube:
         `kubectl auth whoami` asks); None when the API server does not serve it (before 1.28, emulators)."""
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
         try:
-            resp = await self._call(
-                "create", "SelfSubjectReview", self.auth.create_self_subject_review, body, _preload_content=False
-            )
+            review = await self._call("create", "SelfSubjectReview", SELF_SUBJECT_REVIEW, body=body)
         except (NotFound, kopf.PermanentError):
             return None
-        try:
-            return (json.loads(resp.data).get("status") or {}).get("userInfo", {}).get("username") or None
-        except ValueError:
-            return None
+        return ((review.get("status") or {}).get("userInfo") or {}).get("username") or None
 
     async def emit_event(self, body: dict, *, type: str, reason: str, message: str) -> None:
         """A core/v1 Event on the ModelDeployment, with its own reason (never one generic 'Synced')."""
@@ -433,30 +487,20 @@ class Kube:
             "count": 1,
         }
         try:
-            await self._call(
-                "create",
-                "Event",
-                self.core.create_namespaced_event,
-                meta.get("namespace"),
-                event,
-                _preload_content=False,
-            )
+            await self._call("create", "Event", EVENT, meta.get("namespace"), body=event)
         except kopf.TemporaryError:
             pass  # an Event is best effort: never fail a reconcile over it
 
 
-def unvalidated(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The generated client method without pydantic's @validate_call wrapper around it.
-
-    Every generated API method re-validates its arguments (names, namespaces, the body as `object`) with
-    pydantic on every call: ~7% of the operator's CPU in a burst of new ModelDeployments (py-spy). Our
-    arguments are built by this module, always of the declared types; the request, the auth and the
-    response handling are the generated method's own."""
-    raw = getattr(fn, "raw_function", None)
-    owner = getattr(fn, "__self__", None)
-    if raw is None or owner is None:
-        return fn
-    return functools.partial(raw, owner)
+def _discard(session: aiohttp.ClientSession | None, loop: asyncio.AbstractEventLoop | None) -> None:
+    """Close a session without awaiting it: in its loop (a task there, or run there if it is stopped); a
+    closed loop has taken its connections with it."""
+    if session is None or session.closed or loop is None or loop.is_closed():
+        return
+    if loop.is_running():
+        loop.call_soon_threadsafe(lambda: loop.create_task(session.close()))
+    else:
+        loop.run_until_complete(session.close())
 
 
 class NotFound(kopf.TemporaryError):

@@ -151,7 +151,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     if getattr(memo, "prometheus", None) is not None:
         await memo.prometheus.aclose()
     if getattr(memo, "kube", None) is not None:
-        memo.kube.close()
+        await memo.kube.aclose()
 
 
 @kopf.on.probe(id="reconciler")

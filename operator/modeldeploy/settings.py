@@ -24,7 +24,7 @@ class Settings:
     metrics_host: str = "127.0.0.1"  # MODELDEPLOY_METRICS_HOST (the Helm chart sets 0.0.0.0 for scraping)
     metrics_port: int = 8080  # MODELDEPLOY_METRICS_PORT; 0 = no metrics endpoint
     resync_seconds: float = 60.0  # MODELDEPLOY_RESYNC_SECONDS: idle re-check period (no writes if unchanged)
-    kube_workers: int = 32  # MODELDEPLOY_KUBE_WORKERS: threads for the synchronous kubernetes client
+    kube_workers: int = 32  # MODELDEPLOY_KUBE_WORKERS: concurrent connections to the API server
     peering: str | None = None  # MODELDEPLOY_PEERING: kopf peering name for HA (None = standalone)
     peering_priority: int = 0  # MODELDEPLOY_PEERING_PRIORITY; 0 = derived from POD_ID/hostname (distinct per replica)
     peering_lifetime: int = 20  # MODELDEPLOY_PEERING_LIFETIME seconds: how long a dead leader blocks the others

@@ -2,11 +2,10 @@
 
 Sources, all read from the source files (so a change in the code shows up here by itself):
 
-1. kube.py, class ``Kube``: every ``self._call(verb, kind, fn, ...)`` site. A literal kind (``"Event"``,
-   ``"ModelDeployment/status"``) is resolved from the client function it calls
-   (``self.core.create_namespaced_event`` -> core ``events``; ``self.custom.patch_namespaced_custom_object_status``
-   with GROUP/PLURAL -> ``modeldeployments/status``). A ``k.kind`` site is a parameter: the kind comes
-   from the caller. Methods calling methods (``apply`` -> ``get``/``create``/``patch``) are followed.
+1. kube.py, class ``Kube``: every ``self._call(verb, kind, k, namespace, name, subresource=...)`` site. A
+   literal kind (``"Event"``, ``"ModelDeployment/status"``) is resolved from the Kind constant it passes
+   (``EVENT`` -> core ``events``; ``MODELDEPLOYMENT`` with ``subresource="status"`` ->
+   ``modeldeployments/status``). A ``k.kind`` site is a parameter: the kind comes from the caller. Methods calling methods (``apply`` -> ``get``/``create``/``patch``) are followed.
 2. The operator's runtime modules (everything ``modeldeploy.main`` and ``modeldeploy.cli.operator``
    import, transitively): every ``<...>kube.<method>(...)`` call. A parameter kind is resolved from
    the first argument (a module constant such as ``DEPLOYMENT = KINDS[("apps/v1", "Deployment")]``),
@@ -31,7 +30,6 @@ import ast
 import functools
 import importlib
 import pathlib
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +40,6 @@ ENTRY_MODULES = ("modeldeploy.main", "modeldeploy.cli.operator")
 PARAM = "<param>"
 ACTIONS = {"read": "get", "list": "list", "create": "create", "patch": "patch", "delete": "delete",
            "replace": "update", "delete_collection": "deletecollection"}
-TYPED_APIS = {"core": "", "apps": "apps", "auth": "authentication.k8s.io"}
 CLUSTER_SCOPED = {"namespaces", "nodes", "customresourcedefinitions", "clusterkopfpeerings",
                   "clusterroles", "clusterrolebindings", "persistentvolumes", "storageclasses"}
 
@@ -111,25 +108,15 @@ class Effect:
     target: Any  # PARAM, or (api_group, resource)
 
 
-def _resource_of_client_call(call: ast.Call, module: str, where: str) -> tuple[str, str, str]:
-    """(action verb, group, resource) of `_call(verb, kind, self.<api>.<action>_namespaced_<what>, ...)`."""
-    fn = call.args[2]
-    if not (isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Attribute)):
-        raise ScanError(f"{where}: unexpected client function {ast.unparse(fn)}")
-    api, method = fn.value.attr, fn.attr
-    m = re.fullmatch(r"(read|list|create|patch|delete|replace|delete_collection)_(?:namespaced_)?(\w+?)(_status|_scale)?", method)
-    if not m:
-        raise ScanError(f"{where}: unknown client method {method}")
-    action, what, sub = m.group(1), m.group(2), m.group(3)
-    if api == "custom" and what == "custom_object":
-        group = _eval(call.args[3], module, where)
-        plural = _eval(call.args[6], module, where)
-    elif api in TYPED_APIS:
-        group, plural = TYPED_APIS[api], what.replace("_", "") + "s"
-    else:
-        raise ScanError(f"{where}: unknown client API {api}")
-    resource = plural + ("/" + sub[1:] if sub else "")
-    return ACTIONS[action], group, resource
+def _resource_of_call(call: ast.Call, module: str, where: str) -> tuple[str, str]:
+    """(group, resource) of `_call(verb, kind, <Kind constant>, ..., subresource=...)`."""
+    target = _eval(call.args[2], module, where)
+    if not (hasattr(target, "plural") and hasattr(target, "group")):
+        raise ScanError(f"{where}: _call's third argument is not a Kind: {ast.unparse(call.args[2])}")
+    sub = next((kw.value for kw in call.keywords if kw.arg == "subresource"), None)
+    if sub is not None and not (isinstance(sub, ast.Constant) and isinstance(sub.value, str)):
+        raise ScanError(f"{where}: _call subresource must be a string literal")
+    return target.group, target.plural + (f"/{sub.value}" if sub is not None else "")
 
 
 def kube_effects(sources: Sources) -> tuple[dict[str, set[Effect]], set[str]]:
@@ -158,10 +145,10 @@ def kube_effects(sources: Sources) -> tuple[dict[str, set[Effect]], set[str]]:
                 if not (isinstance(verb_node, ast.Constant) and isinstance(verb_node.value, str)):
                     raise ScanError(f"{where}: _call verb must be a string literal")
                 verb = verb_node.value
+                if verb not in ACTIONS.values():
+                    raise ScanError(f"{where}: unknown _call verb {verb!r}")
                 if isinstance(kind_node, ast.Constant):
-                    action, group, resource = _resource_of_client_call(node, module, where)
-                    if action != verb:
-                        raise ScanError(f"{where}: _call says {verb!r} but calls a {action!r} method")
+                    group, resource = _resource_of_call(node, module, where)
                     base = kind_node.value.split("/")[0].lower() + "s"
                     if resource.split("/")[0] != base:
                         raise ScanError(f"{where}: _call kind {kind_node.value!r} but the client call is on {resource}")

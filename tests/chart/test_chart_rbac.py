@@ -113,13 +113,19 @@ def test_scanner_sees_a_new_literal_call_in_kube():
         "modeldeploy.kube",
         "    async def get_modeldeployment(",
         "    async def read_secret(self, namespace: str, name: str) -> dict:\n"
-        "        return await self._call(\"get\", \"Secret\", self.core.read_namespaced_secret, name, namespace)\n\n"
+        "        return await self._call(\"get\", \"Secret\", KINDS[(\"v1\", \"Secret\")], namespace, name)\n\n"
+        "    async def scale(self, namespace: str, name: str) -> dict:\n"
+        "        return await self._call(\"patch\", \"Deployment/scale\", KINDS[(\"apps/v1\", \"Deployment\")],"
+        " namespace, name, subresource=\"scale\", body={})\n\n"
         "    async def get_modeldeployment(",
     )
     sources.overrides["modeldeploy.reconciler"] = rbac_scan.Sources().text("modeldeploy.reconciler").replace(
-        "fresh = await self.kube.get_modeldeployment(", "await self.kube.read_secret('ns', 'x')\n        fresh = await self.kube.get_modeldeployment(", 1)
+        "fresh = await self.kube.get_modeldeployment(", "await self.kube.read_secret('ns', 'x')\n        "
+        "await self.kube.scale('ns', 'x')\n        fresh = await self.kube.get_modeldeployment(", 1)
     derived = rbac_scan.derived_triples(clusterwide=True, peering=False, sources=sources)
     assert ("", "secrets", "get") in derived
+    assert ("apps", "deployments/scale", "patch") in derived
+    assert ("apps", "deployments/scale", "patch") not in rbac.all_triples(clusterwide=True, peering=False)
 
 
 def test_scanner_sees_owner_references_that_block_owner_deletion():

@@ -58,24 +58,3 @@ def test_write_when_desired_changed():
     live = _live(desired)
     desired["spec"]["x"] = 3
     assert needs_write(desired, live) is True
-
-
-@pytest.mark.filterwarnings("ignore:URLs without a scheme:FutureWarning")
-def test_client_calls_skip_pydantic_argument_validation_only():
-    """kube._call runs the generated method's own body (request, auth, response), minus @validate_call."""
-    import kubernetes
-    import pydantic
-    import urllib3
-
-    from modeldeploy.kube import unvalidated
-
-    api = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient())
-    validated = api.create_namespaced_config_map
-    with pytest.raises(pydantic.ValidationError):  # the wrapper checks types before any request...
-        validated(123, {})
-    raw = unvalidated(validated)
-    assert raw.func is validated.raw_function and raw.args == (api,)
-    with pytest.raises(urllib3.exceptions.LocationValueError):  # ...unwrapped, the same call goes to the HTTP layer
-        raw(123, {})  # (this client has no host configured)
-    plain = unvalidated(len)  # anything without the wrapper is called as it is
-    assert plain is len

@@ -159,7 +159,7 @@ async def _run(args: argparse.Namespace) -> int:
         print(f"Error: API server unavailable: {exc}", file=sys.stderr)
         return 1
     finally:
-        kube.close()
+        await kube.aclose()
 
 
 async def _audit(kube: Any, namespace: str, args: argparse.Namespace, body: dict | None) -> int:
