@@ -130,8 +130,13 @@ def test_a_subgroup_regression_shows_in_its_subgroup_not_in_the_mean(golden_and_
     assert stable.auroc_mean - canary.auroc_mean < 0.5 * (base["view", "AP"].auroc_mean - by["view", "AP"].auroc_mean)
     assert all(0.80 < g.auroc_mean < 0.90 for g in stable.subgroups if g.auroc_mean is not None)
     assert by["view", "AP"].images == 240 and by["view", "AP"].findings == 14 and by["view", "AP"].positives >= 30
+    # `evaluator run --once` names the worst subgroup in its JSON
+    worst = canary.summary()["worstSubgroup"]
+    assert worst == {"attribute": "view", "subgroup": "AP", "aurocMean": round(by["view", "AP"].auroc_mean, 4),
+                     "images": 240, "positives": by["view", "AP"].positives}  # fmt: skip
     # without demographics: no subgroup figures at all
-    assert compute.evaluate_version(data.labels, canary_p, bootstrap_resamples=0).subgroups == ()
+    bare = compute.evaluate_version(data.labels, canary_p, bootstrap_resamples=0)
+    assert bare.subgroups == () and "worstSubgroup" not in bare.summary()
 
 
 def test_the_exporter_publishes_subgroup_auroc_and_the_golden_sets_subgroup_counts(golden_and_data):

@@ -94,7 +94,18 @@ class VersionEvaluation:
             "aurocMean": None if self.auroc_mean is None else round(self.auroc_mean, 4),
             "aurocMeanCI": None if self.auroc_mean_ci is None else [round(x, 4) for x in self.auroc_mean_ci],
             "eceMean": round(self.ece_mean, 4),
+            **({"worstSubgroup": self.worst_subgroup()} if self.subgroups else {}),
         }
+
+    def worst_subgroup(self) -> dict | None:
+        """The scored subgroup with the lowest mean AUROC (attribute, subgroup, aurocMean, images,
+        positives), None when none is scored."""
+        scored = [g for g in self.subgroups if g.auroc_mean is not None]
+        if not scored:
+            return None
+        g = min(scored, key=lambda x: x.auroc_mean or 0.0)
+        return {"attribute": g.attribute, "subgroup": g.value, "aurocMean": round(g.auroc_mean or 0.0, 4),
+                "images": g.images, "positives": g.positives}  # fmt: skip
 
 
 @dataclass(frozen=True)
