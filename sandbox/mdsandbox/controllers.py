@@ -234,6 +234,49 @@ class _PodSim:
     ready_ts: str | None = None  # the Ready condition's lastTransitionTime
 
 
+def _pod_status(sim: _PodSim, ready: bool, nodes: int, crash: tuple[str, float] | None = None) -> dict:
+    """The status a kubelet (or, unscheduled, the scheduler) reports for one simulated pod."""
+    if sim.scheduled_at is None:
+        others = nodes - 1
+        status = {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "lastTransitionTime": sim.unschedulable_ts,
+                    "message": f"0/{nodes} nodes are available: 1 Insufficient nvidia.com/gpu, "
+                    f"{others} node(s) didn't match Pod's node affinity/selector.",
+                }
+            ],
+        }
+    else:
+        status = {
+            "phase": "Running",
+            "conditions": [
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "Ready", "status": "True" if ready else "False", **_since(sim.ready_ts)},
+                {"type": "ContainersReady", "status": "True" if ready else "False", **_since(sim.ready_ts)},
+            ],
+        }
+        if crash is not None:
+            reason, crashing_for = crash
+            oom = reason == "OOMKilled"
+            status["containerStatuses"] = [
+                {
+                    "name": "tfserving",
+                    "ready": False,
+                    "restartCount": 1 + int(crashing_for / RESTART_EVERY_SECONDS),
+                    "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                          "message": "back-off 10s restarting failed container=tfserving"}},
+                    "lastState": {"terminated": {"exitCode": 137 if oom else 1, "reason": "OOMKilled" if oom else "Error",
+                                                 "message": "" if oom else "tensorflow_model_server exited"}},
+                }
+            ]  # fmt: skip
+    return status
+
+
 @dataclass
 class DeploymentController:
     """Polls the emulator for the namespace's Deployments; keeps their Pods and status like a cluster would."""
@@ -248,6 +291,7 @@ class DeploymentController:
     on_change: Callable[[WorkloadPods], None] | None = None  # a workload's ready pods changed
     gpu_capacity: int | None = None  # nvidia.com/gpu in the whole (simulated) cluster; None = unlimited
     nodes: int = 3
+    concurrency: int = 8  # Deployments synced at once (kube-controller-manager: --concurrent-deployment-syncs=5)
     client: httpx.AsyncClient | None = None  # shared with the caller (base_url = api_url); else our own
     _pods: dict[str, _PodSim] = field(default_factory=dict)
     _ready: dict[str, WorkloadPods] = field(default_factory=dict)
@@ -288,6 +332,11 @@ class DeploymentController:
 
     # ---- one sync ---------------------------------------------------------------------------------
     async def sync_once(self) -> None:
+        """One pass over the namespace, in three steps: the pods of every Deployment (creates/deletes),
+        concurrently; scheduling and readiness in Deployment age order (the GPU pool goes to the oldest
+        first; no I/O); then each Deployment's pod and Deployment status writes, Deployments concurrently.
+        Like a cluster, whose Deployment/ReplicaSet controllers run several workers and whose kubelets
+        run in parallel: one pass at 1,000 Deployments must not take one write's latency times 3,000."""
         assert self.client is not None
         ns = self.namespace
         deps_resp = await self.client.get(f"/apis/apps/v1/namespaces/{ns}/deployments")
@@ -304,19 +353,29 @@ class DeploymentController:
                 if ref.get("controller") and ref.get("kind") == "Deployment":
                     pods_by_owner.setdefault(ref.get("uid") or "", []).append(pod)
 
-        gpus_left = self.gpu_capacity
-        reported: dict[str, WorkloadPods] = {}
-        live_pods: set[str] = set()
+        selected: list[tuple[dict, int, list[dict]]] = []  # (Deployment, desired replicas, its pods)
         for dep in deployments:
             meta = dep["metadata"]
             spec = dep.get("spec") or {}
-            template = spec.get("template") or {}
             try:
                 selects = label_matcher(selector_string(spec.get("selector"))) or (lambda labels: False)
             except SelectorError as exc:
                 log.debug("deployment %s: bad selector: %s", meta["name"], exc)
                 continue
-            desired = int(spec.get("replicas", 1) or 0)
+            owned = [
+                p for p in pods_by_owner.get(meta.get("uid") or "", []) if selects(p["metadata"].get("labels") or {})
+            ]
+            selected.append((dep, int(spec.get("replicas", 1) or 0), owned))
+        pods_of = await self._concurrently([self._ensure_pods(dep, desired, owned) for dep, desired, owned in selected])
+
+        gpus_left = self.gpu_capacity
+        reported: dict[str, WorkloadPods] = {}
+        live_pods: set[str] = set()
+        writes = []
+        for (dep, desired, _), pods in zip(selected, pods_of):
+            meta = dep["metadata"]
+            spec = dep.get("spec") or {}
+            template = spec.get("template") or {}
             model, version = served_model_version(template)
             gpu_per_pod = _gpus(template)
             becomes_ready = self.ready_policy(self.namespace, meta["name"], version)
@@ -324,12 +383,9 @@ class DeploymentController:
             probe_passes = readiness_probe_succeeds(
                 template, self.model_state_policy(self.namespace, meta["name"], version)
             )
-            owned = [
-                p for p in pods_by_owner.get(meta.get("uid") or "", []) if selects(p["metadata"].get("labels") or {})
-            ]
-            pods = await self._ensure_pods(dep, desired, owned)
             min_ready = max(0, int(spec.get("minReadySeconds") or 0))
             ready = available = 0
+            pod_statuses = []
             for pod in pods:
                 name = pod["metadata"]["name"]
                 live_pods.add(name)
@@ -362,11 +418,12 @@ class DeploymentController:
                 ready += int(is_ready)
                 # podutil.IsPodAvailable: Ready, and for at least minReadySeconds
                 available += int(is_ready and time.monotonic() - (sim.ready_since or 0.0) >= min_ready)
-                await self._pod_status(pod, sim, is_ready, gpu_per_pod, crash)
+                pod_statuses.append((pod, sim, _pod_status(sim, is_ready, self.nodes, crash)))
             labels = dict((template.get("metadata") or {}).get("labels") or {})
             # the fleet serves every Ready pod (an Endpoints address is ready as soon as the pod is Ready)
             reported[meta["name"]] = WorkloadPods(meta["name"], model, version, labels, ready)
-            await self._deployment_status(dep, desired, len(pods), ready, available)
+            writes.append(self._write_statuses(dep, pod_statuses, desired, len(pods), ready, available))
+        await self._concurrently(writes)
         for name in list(self._pods):
             if name not in live_pods:
                 self._pods.pop(name)
@@ -378,6 +435,28 @@ class DeploymentController:
         current = {d["metadata"]["name"] for d in deployments}
         for name in [n for n in self._ready if n not in current]:
             self._ready.pop(name)
+
+    async def _concurrently(self, coroutines: list) -> list:
+        """Run the coroutines at most `concurrency` at a time, results in order; the first failure cancels
+        the rest (the next sync starts over from a fresh list)."""
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def one(coroutine: Any) -> Any:
+            async with limit:
+                return await coroutine
+
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(c)) for c in coroutines]
+        return [t.result() for t in tasks]
+
+    async def _write_statuses(
+        self, dep: dict, pod_statuses: list[tuple[dict, _PodSim, dict]], desired: int, pods: int, ready: int,
+        available: int,
+    ) -> None:  # fmt: skip
+        """A Deployment's pod status writes (kubelets), then its own status (the Deployment controller)."""
+        for pod, sim, status in pod_statuses:
+            await self._write_pod_status(pod, sim, status)
+        await self._deployment_status(dep, desired, pods, ready, available)
 
     async def _ensure_pods(self, dep: dict, desired: int, pods: list[dict]) -> list[dict]:
         assert self.client is not None
@@ -422,47 +501,7 @@ class DeploymentController:
                 current.append(resp.json())
         return current
 
-    async def _pod_status(
-        self, pod: dict, sim: _PodSim, ready: bool, gpus: int, crash: tuple[str, float] | None = None
-    ) -> None:
-        if sim.scheduled_at is None:
-            others = self.nodes - 1
-            status = {
-                "phase": "Pending",
-                "conditions": [
-                    {
-                        "type": "PodScheduled",
-                        "status": "False",
-                        "reason": "Unschedulable",
-                        "lastTransitionTime": sim.unschedulable_ts,
-                        "message": f"0/{self.nodes} nodes are available: 1 Insufficient nvidia.com/gpu, "
-                        f"{others} node(s) didn't match Pod's node affinity/selector.",
-                    }
-                ],
-            }
-        else:
-            status = {
-                "phase": "Running",
-                "conditions": [
-                    {"type": "PodScheduled", "status": "True"},
-                    {"type": "Ready", "status": "True" if ready else "False", **_since(sim.ready_ts)},
-                    {"type": "ContainersReady", "status": "True" if ready else "False", **_since(sim.ready_ts)},
-                ],
-            }
-            if crash is not None:
-                reason, crashing_for = crash
-                oom = reason == "OOMKilled"
-                status["containerStatuses"] = [
-                    {
-                        "name": "tfserving",
-                        "ready": False,
-                        "restartCount": 1 + int(crashing_for / RESTART_EVERY_SECONDS),
-                        "state": {"waiting": {"reason": "CrashLoopBackOff",
-                                              "message": "back-off 10s restarting failed container=tfserving"}},
-                        "lastState": {"terminated": {"exitCode": 137 if oom else 1, "reason": "OOMKilled" if oom else "Error",
-                                                     "message": "" if oom else "tensorflow_model_server exited"}},
-                    }
-                ]  # fmt: skip
+    async def _write_pod_status(self, pod: dict, sim: _PodSim, status: dict) -> None:
         if sim.last_status == status:
             return
         assert self.client is not None
