@@ -58,6 +58,10 @@ class StatuslessDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         return super().build(body=body, extra_fields=extra_fields)
 
 
+# Every handler below is `async def`: kopf runs a plain `def` handler in a thread pool, one hand-off per
+# event (the wake-ups and the two indexes: ~7% of the operator's CPU in a burst, py-spy). They never block.
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     try:
@@ -161,7 +165,7 @@ def reconciler_alive(memo: kopf.Memo, **_: Any) -> bool:
 
 
 @kopf.index("apps", "v1", "deployments", labels=OWNED)
-def serving_deployments(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict:
+async def serving_deployments(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict:
     """(namespace, ModelDeployment name) -> [(version, Deployment summary)]."""
     owner = labels.get(names.LABEL_OWNER)
     version = labels.get(names.LABEL_MODEL_VERSION)
@@ -171,7 +175,9 @@ def serving_deployments(namespace: str | None, labels: kopf.Labels, body: kopf.B
 
 
 @kopf.index("", "v1", "pods", labels={**OWNED, names.LABEL_COMPONENT: "tfserving"})
-def serving_pods(namespace: str | None, labels: kopf.Labels, status: kopf.Status, meta: kopf.Meta, **_: Any) -> dict:
+async def serving_pods(
+    namespace: str | None, labels: kopf.Labels, status: kopf.Status, meta: kopf.Meta, **_: Any
+) -> dict:
     """(namespace, ModelDeployment name) -> [PodHealth]: why each pod does not serve, if it does not."""
     owner = labels.get(names.LABEL_OWNER)
     version = labels.get(names.LABEL_MODEL_VERSION)
@@ -182,7 +188,7 @@ def serving_pods(namespace: str | None, labels: kopf.Labels, status: kopf.Status
 
 
 @kopf.on.event("", "v1", "pods", labels={**OWNED, names.LABEL_COMPONENT: "tfserving"})
-def serving_pod_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+async def serving_pod_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
     """A TF Serving pod changed (crashed, restarted, got stuck): decide now, not at the next interval."""
     owner = labels.get(names.LABEL_OWNER)
     if owner and namespace is not None and getattr(memo, "reconciler", None) is not None:
@@ -190,14 +196,14 @@ def serving_pod_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.M
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)
-def deployment_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+async def deployment_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
     owner = labels.get(names.LABEL_OWNER)
     if owner and namespace is not None and getattr(memo, "reconciler", None) is not None:
         memo.reconciler.wake(namespace, owner)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def modeldeployment_changed(namespace: str | None, name: str, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+async def modeldeployment_changed(namespace: str | None, name: str, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     if namespace is not None and getattr(memo, "reconciler", None) is not None:
         memo.reconciler.wake(namespace, name, meta.get("resourceVersion"))
 
