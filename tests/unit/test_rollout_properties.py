@@ -390,7 +390,10 @@ class WeightOnlyMovesUpByAStep(RolloutMachine):
                 continue
             assert after.get("strategy") == "Canary", (before, after)
             steps = t.spec.strategy.canary.steps
-            same_rollout = before.get("canaryVersion") == after.get("canaryVersion") and (before.get("rollout") or {}).get("readyAt")
+            ro0, ro1 = before.get("rollout") or {}, after.get("rollout") or {}
+            # a retry starts a new rollout of the same version (new startedAt): its first step is not a step up
+            same_rollout = (before.get("canaryVersion") == after.get("canaryVersion") and ro0.get("readyAt")
+                            and ro0.get("startedAt") == ro1.get("startedAt"))
             if same_rollout:
                 assert after["step"] == before.get("step", 0) + 1, (before, after)
                 assert w1 == steps[after["step"]], (steps, before, after)
