@@ -24,6 +24,7 @@ A pass with nothing to change makes zero API writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -62,6 +63,7 @@ from modeldeploy.validation import ValidationResult, validate_spec
 
 ACTION_BY = names.ANNOTATION_ACTION_BY
 WAKE_DEBOUNCE_SECONDS = 0.03
+DRIFT_CHECKS_AT_ONCE = 8  # periodic drift checks (unchanged children re-read) in flight at once
 DEPLOYMENT = KINDS[("apps/v1", "Deployment")]
 ISTIO_CONDITION = "IstioAPI"  # False while networking.istio.io is not served
 CONFIGMAP = KINDS[("v1", "ConfigMap")]
@@ -104,6 +106,7 @@ class Reconciler:
         self.metrics = metrics
         self.notifier = notifier
         self._memory: dict[tuple[str, str], _Memory] = {}
+        self._drift_checks = asyncio.Semaphore(DRIFT_CHECKS_AT_ONCE)
 
     def _mem(self, namespace: str, name: str) -> _Memory:
         return self._memory.setdefault((namespace, name), _Memory())
@@ -577,8 +580,20 @@ class Reconciler:
         stale = [v for v, dep in obs.deployments.items() if dep.exists and v not in wanted_versions]
         stale_twins = [v for v, dep in obs.deployments.items() if dep.fallback_exists and v not in on_cpu]
         fresh_enough = time.monotonic() - mem.applied_at < self.settings.resync_seconds
-        if fingerprint == mem.applied_fingerprint and fresh_enough and not stale and not stale_twins:
+        drift_check = fingerprint == mem.applied_fingerprint and not stale and not stale_twins
+        if drift_check and fresh_enough:
             return
+        # Nothing changed, the resync's drift check is due (a read of every child): at most
+        # DRIFT_CHECKS_AT_ONCE of them run at a time, so a fleet's checks (1,000 ModelDeployments x 5 reads,
+        # all due within seconds of each other) never queue ahead of the passes that act on a change.
+        async with self._drift_checks if drift_check else contextlib.nullcontext():
+            await self._apply_objects(mem, target, decision, obs, stale, stale_twins)
+        mem.applied_fingerprint = fingerprint
+        mem.applied_at = time.monotonic()
+
+    async def _apply_objects(
+        self, mem: _Memory, target: Target, decision: Any, obs: Observation, stale: list[int], stale_twins: list[int]
+    ) -> None:
         objects = desired_objects(
             target, list(decision.versions), decision.route, evaluator_image=self.settings.evaluator_image
         )
@@ -609,8 +624,6 @@ class Reconciler:
             await self.kube.delete(
                 DEPLOYMENT, target.namespace, names.deployment_name(target.name, version, names.VARIANT_CPU_FALLBACK)
             )
-        mem.applied_fingerprint = fingerprint
-        mem.applied_at = time.monotonic()
 
 
 WARM_UP_SPEC = {
