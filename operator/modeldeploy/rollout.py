@@ -186,11 +186,6 @@ class Decision:
 # --------------------------------------------------------------------------------------------
 
 
-def canary_live(status: Mapping[str, Any]) -> bool:
-    """A rollout whose new version is ready and routed and not held (analysis applies)."""
-    return RolloutStatus.from_status(status).live
-
-
 def analysis_due(spec: ModelDeploymentSpec, status: Mapping[str, Any], now: datetime.datetime) -> bool:
     """Whether a full analysis should run now (one interval after the step began or the last analysis)."""
     ro = RolloutStatus.from_status(status)
@@ -221,7 +216,8 @@ def _analysis_slot(spec: ModelDeploymentSpec, ro: RolloutStatus, now: datetime.d
 
 
 def fail_fast_applies(spec: ModelDeploymentSpec, status: Mapping[str, Any]) -> bool:
-    return canary_live(status) and bool(spec.analysis.fail_fast_metrics)
+    """Fail-fast checks run while the new version takes live traffic: analysed, or held at its weight."""
+    return RolloutStatus.from_status(status).guarded and bool(spec.analysis.fail_fast_metrics)
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,6 +307,7 @@ class _Ctx:
         self.events: list[Event] = []
         self.wake: list[float] = [RESYNC_SECONDS]
         self.moved = False  # progression already moved this pass (a gate's sign-off): no second move
+        self.breach = False  # this pass saw a fail-fast breach: a hold for a human pulls all traffic
 
     @property
     def gates(self) -> dict[str, Any]:
@@ -397,8 +394,8 @@ def decide(
         ctx.wake_in(READINESS_POLL_SECONDS)
     if ro.live:
         ctx.wake_in(_seconds_until_analysis(spec, ro, now))
-        if spec.analysis.fail_fast_metrics:
-            ctx.wake_in(spec.analysis.fail_fast_interval_seconds)
+    if ro.guarded and spec.analysis.fail_fast_metrics:
+        ctx.wake_in(spec.analysis.fail_fast_interval_seconds)
     if st["phase"] == Phase.INITIALIZING:
         ctx.wake_in(READINESS_POLL_SECONDS)
     if ro.canary_version is not None and spec.gates:
@@ -698,12 +695,15 @@ def _progress(ctx: _Ctx, obs: Observation) -> None:
     if state is RolloutState.WAITING_FOR_READY:
         _await_ready(ctx, obs)
     elif state is RolloutState.ANALYSING:
+        ctx.breach = obs.fail_fast is not None and obs.fail_fast.verdict == "fail"
         _ = (
             _on_pod_failure(ctx, obs)
             or _on_rollback_gate(ctx, obs)
             or _on_fail_fast(ctx, obs)
             or _on_analysis(ctx, obs)
         )
+    elif state is RolloutState.FAILED_HOLD:
+        _on_fail_fast_while_held(ctx, obs)
 
 
 def _await_ready(ctx: _Ctx, obs: Observation) -> None:
@@ -756,6 +756,30 @@ def _on_fail_fast(ctx: _Ctx, obs: Observation) -> bool:
         traffic_off=True,
     )
     return True
+
+
+def _on_fail_fast_while_held(ctx: _Ctx, obs: Observation) -> None:
+    """Held at its weight for a human, the new version still serves patients: a fail-fast breach pulls its
+    traffic to 0% at once (the hold stays; a second `failed` record says why)."""
+    ro = ctx.ro
+    if obs.fail_fast is None or obs.fail_fast.verdict != "fail" or not ro.guarded:
+        return
+    ctx.st["lastAnalysis"] = _analysis_status(obs.fail_fast)
+    was = ro.canary_weight
+    ro.hold_failed(traffic_off=True)
+    held = (
+        f"fail-fast threshold crossed while held for a human: {_breach(obs.fail_fast)}; traffic to version "
+        f"{ro.canary_version} set to 0% (was {was}%), its pods kept (kubectl modeldeploy abort|promote|retry)"
+    )
+    ctx.history(
+        version=ro.canary_version,
+        action="failed",
+        from_version=ro.stable_version,
+        strategy=ro.strategy,
+        reason=held,
+        metrics=_metric_statuses(obs.fail_fast),
+    )
+    ctx.event("Warning", "AnalysisFailed", held)
 
 
 def _on_analysis(ctx: _Ctx, obs: Observation) -> bool:
@@ -885,6 +909,7 @@ def _fail(ctx: _Ctx, reason: str, metrics: list[dict], traffic_off: bool = False
     if ro.state is RolloutState.FAILED_HOLD:
         return
     was = ro.canary_weight
+    traffic_off = traffic_off or ctx.breach  # a pod failure or a gate seen in the same pass as a breach
     ro.hold_failed(traffic_off=traffic_off)
     if traffic_off:
         held = (

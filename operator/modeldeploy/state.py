@@ -244,6 +244,12 @@ class RolloutStatus:
         return self.canary_version is not None and bool(self.ready_at) and not self.traffic_off
 
     @property
+    def guarded(self) -> bool:
+        """The new version takes live traffic, so fail-fast thresholds guard it: while analysed, and while held
+        at its weight for a human after a failed analysis (not once its traffic was pulled)."""
+        return self.state in (RolloutState.ANALYSING, RolloutState.FAILED_HOLD) and self.routed
+
+    @property
     def live(self) -> bool:
         """A rollout whose new version is ready and routed and not held: analyses apply."""
         return self.state is RolloutState.ANALYSING and self.routed

@@ -23,7 +23,9 @@ import pytest
 import yaml
 
 from modeldeploy.analysis.verdict import AnalysisResult, judge, no_data
-from modeldeploy.rollout import DeploymentState, Observation, analysis_due, assess, decide, decide_invalid, plans
+from modeldeploy.rollout import (
+    DeploymentState, Observation, analysis_due, assess, decide, decide_invalid, fail_fast_applies, plans,
+)
 from modeldeploy.state import Phase, RolloutState, RolloutStatus, derive_state, phase_of
 from modeldeploy.status import to_timestamp
 from modeldeploy.validation import validate_spec
@@ -248,6 +250,16 @@ TRANSITIONS = [
     ("held-fail-fast-shadow-no-mirror", make_spec(2, strategy=SHADOW, rollback={"automatic": False}),
      analysing("Shadow", weight=0), obs(1, 2, fail_fast=breach(7)), 7,
      {"phase": "Failed", "rollout.trafficOff": True}, ["AnalysisFailed"], {"route": (1, None, 0)}),
+    # held at its weight after a failed analysis, the version still serves: fail-fast keeps guarding it
+    ("held-then-fail-fast-pulls-traffic", make_spec(2, rollback={"automatic": False}), HELD, obs(1, 2, fail_fast=breach(30)), 30,
+     {"phase": "Failed", "rollout.state": "FailedHold", "rollout.trafficOff": True, "canaryWeight": 0,
+      "history[-1].action": "failed", "lastAnalysis.kind": "failFast"},
+     ["AnalysisFailed"], {"route": (1, None, 0), "reason": "fail-fast threshold crossed while held for a human"}),
+    # a pod failure seen in the same pass as a breach: the hold pulls the traffic too (found by the long profile)
+    ("held-pod-failure-with-breach-pulls-traffic", make_spec(2, rollback={"automatic": False}), analysing(weight=50, step=1),
+     Observation(deployments=ready(1) | {2: crashed(2, "CrashLoopBackOff", 3)}, fail_fast=breach(7)), 7,
+     {"phase": "Failed", "rollout.trafficOff": True, "canaryWeight": 0}, ["AnalysisFailed"],
+     {"route": (1, None, 0), "reason": "PodFailure"}),
     ("held-fail-fast-stays-off", make_spec(2, rollback={"automatic": False}), HELD_OFF, obs(1, 2), 35,
      {"phase": "Failed", "canaryWeight": 0, "rollout.trafficOff": True}, [], {"route": (1, None, 0)}),
     ("held-stays-quiet", make_spec(2, rollback={"automatic": False}), HELD, obs(1, 2), 35,
@@ -873,3 +885,16 @@ def test_the_handled_key_outlives_the_rollout_it_ended():
 ])
 def test_pods_ready_but_not_yet_available_are_told_apart(ready_, available, text):
     assert DeploymentState(version=2, desired=2, ready=ready_, available=available, updated=2).pods_detail() == text
+
+
+@pytest.mark.parametrize("name, given, applies", [
+    ("analysing", ANALYSING, True),
+    ("waiting-for-ready", WAITING, False),
+    ("held-at-its-weight", HELD, True),  # still serving: guarded
+    ("held-with-traffic-pulled", HELD_OFF, False),  # nothing left to pull
+    ("stable", STABLE, False),
+])
+def test_fail_fast_guards_every_state_in_which_the_new_version_takes_live_traffic(name, given, applies):
+    assert fail_fast_applies(make_spec(2, rollback={"automatic": False}), given) is applies
+    no_threshold = make_spec(2, analysis={"metrics": [{"name": "errors", "builtin": "errorRate", "max": 1}]})
+    assert fail_fast_applies(no_threshold, given) is False
