@@ -260,7 +260,8 @@ def tracemalloc_report(out: str, top: int = 25) -> dict:
 
 
 def run(count: int, canaries: int, resync: float, *, code: str | None = None, stable_timeout: float = 300.0,
-        min_analyses: int = 6, canary_timeout: float = 180.0, trace: str | None = None, frames: int = 1) -> dict:  # fmt: skip
+        min_analyses: int = 6, canary_timeout: float = 180.0, trace: str | None = None, frames: int = 1,
+        operator_env: dict[str, str] | None = None) -> dict:  # fmt: skip
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="bench-scale-"))
     crds = [ROOT / "crds/modeldeployment.yaml", ROOT / "tests/data/thirdparty-crds/istio-virtualservice.yaml",
             ROOT / "tests/data/thirdparty-crds/istio-destinationrule.yaml"]  # fmt: skip
@@ -268,7 +269,8 @@ def run(count: int, canaries: int, resync: float, *, code: str | None = None, st
     prom.start_and_wait(20)
     result: dict = {"benchmark": "scale", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                     "code": code or str(ROOT), **cpu_info(), "modeldeployments": count, "canaries": canaries,
-                    "analysis_interval_s": INTERVAL, "resync_s": resync, "tracemalloc": bool(trace)}  # fmt: skip
+                    "analysis_interval_s": INTERVAL, "resync_s": resync, "tracemalloc": bool(trace),
+                    "operator_env": operator_env or {}}  # fmt: skip
     with ApiServerProcess(crd_files=crds, workdir=workdir / "api", history_limit=20000) as api:
         api.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
         api.add_user("bench-operator-token", OPERATOR_USER)
@@ -286,7 +288,7 @@ def run(count: int, canaries: int, resync: float, *, code: str | None = None, st
 
         controller.sync_once = timed_sync  # type: ignore[method-assign]
         asyncio.run_coroutine_threadsafe(controller.start(), loop).result(10)
-        env = {"MODELDEPLOY_RESYNC_SECONDS": str(resync), **code_env(code)}
+        env = {"MODELDEPLOY_RESYNC_SECONDS": str(resync), **code_env(code), **(operator_env or {})}
         if trace:
             env.update(BENCH_TRACEMALLOC_OUT=trace, BENCH_TRACEMALLOC_FRAMES=str(frames))
         op = (TracedOperator if trace else OperatorProcess)(
@@ -469,6 +471,13 @@ def main() -> int:
     parser.add_argument("--canary-timeout", type=float, default=180.0)
     parser.add_argument("--tracemalloc", default=None, metavar="FILE", help="memory profile of the operator")
     parser.add_argument("--frames", type=int, default=1, help="tracemalloc frames per allocation")
+    parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment of the operator process (e.g. MALLOC_ARENA_MAX=2)",
+    )
     parser.add_argument("--baseline", default=None, help="checkout of the baseline commit (git worktree)")
     parser.add_argument("--rounds", type=int, default=1, help="with --baseline: alternating rounds")
     args = parser.parse_args()
@@ -478,7 +487,7 @@ def main() -> int:
         for code in codes:
             r = run(args.count, args.canaries, args.resync, code=code, stable_timeout=args.stable_timeout,
                     min_analyses=args.min_analyses, canary_timeout=args.canary_timeout, trace=args.tracemalloc,
-                    frames=args.frames)  # fmt: skip
+                    frames=args.frames, operator_env=dict(kv.split("=", 1) for kv in args.operator_env))  # fmt: skip
             results.append(r)
             print(summary(r, " (baseline)" if code else ""), flush=True)
     print(json.dumps({"runs": results}, indent=2), flush=True)
