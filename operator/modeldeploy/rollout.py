@@ -765,6 +765,13 @@ def _on_fail_fast_while_held(ctx: _Ctx, obs: Observation) -> None:
     if obs.fail_fast is None or obs.fail_fast.verdict != "fail" or not ro.guarded:
         return
     ctx.st["lastAnalysis"] = _analysis_status(obs.fail_fast)
+    if ctx.spec.rollback.automatic:  # turned on while held: a breach rolls back like any other
+        _rollback(
+            ctx,
+            reason=f"fail-fast threshold crossed: {_breach(obs.fail_fast)}",
+            metrics=_metric_statuses(obs.fail_fast),
+        )
+        return
     was = ro.canary_weight
     ro.hold_failed(traffic_off=True)
     held = (

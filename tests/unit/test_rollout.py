@@ -255,6 +255,9 @@ TRANSITIONS = [
      {"phase": "Failed", "rollout.state": "FailedHold", "rollout.trafficOff": True, "canaryWeight": 0,
       "history[-1].action": "failed", "lastAnalysis.kind": "failFast"},
      ["AnalysisFailed"], {"route": (1, None, 0), "reason": "fail-fast threshold crossed while held for a human"}),
+    ("held-then-fail-fast-with-automatic-now-on-rolls-back", make_spec(2), HELD, obs(1, 2, fail_fast=breach(30)), 30,
+     {"phase": "RolledBack", "canaryVersion": None, "history[-1].action": "rolledBack"}, ["RolledBack"],
+     {"route": (1, None, 0), "reason": "fail-fast threshold crossed"}),
     # a pod failure seen in the same pass as a breach: the hold pulls the traffic too (found by the long profile)
     ("held-pod-failure-with-breach-pulls-traffic", make_spec(2, rollback={"automatic": False}), analysing(weight=50, step=1),
      Observation(deployments=ready(1) | {2: crashed(2, "CrashLoopBackOff", 3)}, fail_fast=breach(7)), 7,
