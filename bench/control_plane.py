@@ -26,6 +26,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / d) for d in ("operator", "common", "model", "sandbox")]
 
+from benchlib import code_env, cpu_info, cpu_seconds  # noqa: E402
 from kubeemu.process import ApiServerProcess  # noqa: E402
 from mdsandbox.controllers import DeploymentController  # noqa: E402
 from mdsandbox.operator_process import OperatorProcess  # noqa: E402
@@ -37,34 +38,6 @@ KINDS = {
     "services": ("", "v1", "services"),
     "virtualservices": ("networking.istio.io", "v1", "virtualservices"),
 }
-
-
-def cpu_info() -> dict:
-    """CPU model, flags and load average of the machine the figures come from."""
-    model, flags = "", ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name") and not model:
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return {
-        "cpu_model": model,
-        "cpu_flags": flags,
-        "cpu_count": os.cpu_count(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """utime + stime of a process so far (CPU time is far less noisy than latency on a shared machine)."""
-    try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -96,15 +69,6 @@ def children_names(i: int) -> list[tuple[str, str]]:
         ("services", f"{name}-v1"),
         ("virtualservices", name),
     ]
-
-
-def code_env(code: str | None) -> dict[str, str]:
-    """Run the operator (and, in run(), the emulator) from another checkout (e.g. a `git worktree` of the baseline commit): PYTHONPATH
-    comes before the editable install's finder, so that checkout's modeldeploy is the one imported."""
-    if not code:
-        return {}
-    dirs = [str(pathlib.Path(code).resolve() / d) for d in ("operator", "common")]
-    return {"PYTHONPATH": os.pathsep.join(dirs + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
 
 
 def run(

@@ -44,6 +44,7 @@ sys.path[:0] = [str(ROOT / d) for d in ("operator", "common", "model", "sandbox"
 
 import httpx  # noqa: E402
 
+from benchlib import code_env, cpu_info, cpu_seconds  # noqa: E402
 from kubeemu.process import ApiServerProcess  # noqa: E402
 from mdsandbox.controllers import DeploymentController  # noqa: E402
 from mdsandbox.operator_process import OperatorProcess  # noqa: E402
@@ -89,21 +90,6 @@ def manifest(i: int) -> dict:
     }  # fmt: skip
 
 
-def cpu_info() -> dict:
-    """CPU model, flags and load average of the machine the figures come from."""
-    model, flags = "", ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name") and not model:
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return {"cpu_model": model, "cpu_flags": flags, "cpu_count": os.cpu_count(),
-            "load_average": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
-
-
 KEY_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "fma", "sha_ni")
 
 
@@ -129,24 +115,6 @@ def proc_status(pid: int, field: str) -> float:
     except OSError:
         pass
     return 0.0
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """utime + stime of a process so far."""
-    try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
-def code_env(code: str | None) -> dict[str, str]:
-    """Run the operator from another checkout (a `git worktree` of the baseline commit): PYTHONPATH comes
-    before the editable install's finder, so that checkout's modeldeploy is the one imported."""
-    if not code:
-        return {}
-    dirs = [str(pathlib.Path(code).resolve() / d) for d in ("operator", "common")]
-    return {"PYTHONPATH": os.pathsep.join(dirs + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
 
 
 class TracedOperator(OperatorProcess):

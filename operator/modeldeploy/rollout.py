@@ -760,33 +760,17 @@ def _on_fail_fast(ctx: _Ctx, obs: Observation) -> bool:
 
 def _on_fail_fast_while_held(ctx: _Ctx, obs: Observation) -> None:
     """Held at its weight for a human, the new version still serves patients: a fail-fast breach pulls its
-    traffic to 0% at once (the hold stays; a second `failed` record says why)."""
-    ro = ctx.ro
-    if obs.fail_fast is None or obs.fail_fast.verdict != "fail" or not ro.guarded:
+    traffic to 0% at once (the hold stays; a second `failed` record says why), or rolls it back when
+    rollback.automatic was turned on meanwhile."""
+    if obs.fail_fast is None or obs.fail_fast.verdict != "fail" or not ctx.ro.guarded:
         return
     ctx.st["lastAnalysis"] = _analysis_status(obs.fail_fast)
-    if ctx.spec.rollback.automatic:  # turned on while held: a breach rolls back like any other
-        _rollback(
-            ctx,
-            reason=f"fail-fast threshold crossed: {_breach(obs.fail_fast)}",
-            metrics=_metric_statuses(obs.fail_fast),
-        )
-        return
-    was = ro.canary_weight
-    ro.hold_failed(traffic_off=True)
-    held = (
-        f"fail-fast threshold crossed while held for a human: {_breach(obs.fail_fast)}; traffic to version "
-        f"{ro.canary_version} set to 0% (was {was}%), its pods kept (kubectl modeldeploy abort|promote|retry)"
-    )
-    ctx.history(
-        version=ro.canary_version,
-        action="failed",
-        from_version=ro.stable_version,
-        strategy=ro.strategy,
-        reason=held,
+    _fail(
+        ctx,
+        reason=f"fail-fast threshold crossed while held for a human: {_breach(obs.fail_fast)}",
         metrics=_metric_statuses(obs.fail_fast),
+        traffic_off=True,
     )
-    ctx.event("Warning", "AnalysisFailed", held)
 
 
 def _on_analysis(ctx: _Ctx, obs: Observation) -> bool:
@@ -913,8 +897,8 @@ def _fail(ctx: _Ctx, reason: str, metrics: list[dict], traffic_off: bool = False
         _rollback(ctx, reason=reason, metrics=metrics)
         return
     ro = ctx.ro
-    if ro.state is RolloutState.FAILED_HOLD:
-        return
+    if ro.state is RolloutState.FAILED_HOLD and not (traffic_off and ro.routed):
+        return  # held already (a breach while held still pulls the traffic)
     was = ro.canary_weight
     traffic_off = traffic_off or ctx.breach  # a pod failure or a gate seen in the same pass as a breach
     ro.hold_failed(traffic_off=traffic_off)

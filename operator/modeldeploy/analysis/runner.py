@@ -111,15 +111,11 @@ async def analyse(
             shortfall = _evaluation_shortfall(metric, canary_samples, stable_samples, ctx, eval_window)
         else:
             shortfall = _request_shortfall(requests_by_window[windows[metric.name]], min_requests, windows[metric.name])
-        if isinstance(answer, _PairedFigures):
+        if isinstance(answer, (_PairedFigures, _SubgroupFigures)):  # judged on their figures, not one value
             if shortfall:
                 results.append(no_data(metric.name, shortfall, min=lo, max=hi))
-            else:
+            elif isinstance(answer, _PairedFigures):
                 results.append(judge_non_inferiority(metric, answer.figures))
-            continue
-        if isinstance(answer, _SubgroupFigures):
-            if shortfall:
-                results.append(no_data(metric.name, shortfall, min=lo, max=hi))
             else:
                 results.append(judge_worst_subgroup(metric, answer.figures))
             continue
