@@ -10,7 +10,7 @@ status, and summarises them on demand (optionally for one namespace).
 configured rate, an HTTP error status to answer instead of executing the request. The JSON keys
 are camelCase: ``{"errorRate": 0.2, "statuses": [409, 500, 429], "latencyMs": [0, 200],
 "verbs": ["patch"], "resources": ["deployments"], "namespaces": ["ns1"], "seed": 1,
-"retryAfterSeconds": 1, "userAgents": ["kopf", "OpenAPI-Generator"]}``; ``{}`` disables faults.
+"retryAfterSeconds": 1, "userAgents": ["kopf", "modeldeploy-operator"]}``; ``{}`` disables faults.
 ``userAgents`` (substrings of the User-Agent header) aims the faults at one client, e.g. only the
 operator (kopf and the kubernetes client) and not the sandbox that observes it.
 """

@@ -33,13 +33,16 @@ from mdsandbox.prometheus_process import PrometheusServer
 from mdsandbox.report import build_report
 from mdsandbox.sandbox_platform import Platform
 from mdsandbox.scenario import Event, Scenario
+from modeldeploy.kube import USER_AGENT as OPERATOR_USER_AGENT
 from modeldeploy.validation import validate_manifest
 
 log = logging.getLogger(__name__)
 
 TICK = 0.1
 OPERATOR_METRICS_EVERY = 1.0
-OPERATOR_USER_AGENTS = ["kopf", "OpenAPI-Generator"]  # API faults hit the operator's clients only
+# API faults hit the operator's clients only: kopf's watches and patches, and the operator's own API client
+# (modeldeploy.kube, on aiohttp since d5aa612; "OpenAPI-Generator" was the kubernetes client's agent).
+OPERATOR_USER_AGENTS = ["kopf", OPERATOR_USER_AGENT, "OpenAPI-Generator"]
 MERGE_PATCH = "application/merge-patch+json"
 ACTION_BY = "modeldeploy.io/action-by"  # the API contract, as `kubectl modeldeploy` writes it
 
